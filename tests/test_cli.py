@@ -1,0 +1,114 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kinema.cli import main
+
+PROMPT = "a big red circle moving right on a black background"
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("kinema 0.")
+
+
+def test_render_then_check(capsys, tmp_path):
+    out_path = tmp_path / "clip.mp4"
+    code, out, err = run(capsys, "world", "render", PROMPT, "-o", str(out_path), "--seed", "3")
+    assert code == 0 and err == ""
+    assert out.strip().startswith(f"wrote {out_path} (id ") and out.strip().endswith("seed 3)")
+    sidecar = json.loads((tmp_path / "clip.mp4.json").read_text())
+    assert sidecar["prompt"] == PROMPT and sidecar["seed"] == 3 and sidecar["fps"] == 8.0
+    code, out, _ = run(capsys, "world", "check", str(out_path), PROMPT)
+    report = json.loads(out)
+    assert code == 0 and report["pass"] is True
+    code, out, _ = run(capsys, "world", "check", str(out_path), PROMPT.replace("right", "left"))
+    assert code == 1 and json.loads(out)["pass"] is False
+
+
+def test_same_command_same_file_and_random_seed_printed(capsys, tmp_path):
+    run(capsys, "world", "render", PROMPT, "-o", str(tmp_path / "a.gif"), "--seed", "5")
+    run(capsys, "world", "render", PROMPT, "-o", str(tmp_path / "b.gif"), "--seed", "5")
+    assert (tmp_path / "a.gif").read_bytes() == (tmp_path / "b.gif").read_bytes()
+    code, out, _ = run(capsys, "world", "render", PROMPT, "-o", str(tmp_path / "frames"), "--json")
+    record = json.loads(out)
+    assert code == 0 and isinstance(record["seed"], int) and record["path"].endswith("frames")
+    assert (tmp_path / "frames" / "frame_0015.png").exists()
+    assert json.loads((tmp_path / "frames" / "settings.json").read_text())["seed"] == record["seed"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["a magenta circle moving right on a black background", "-o", "{d}/x.mp4"], "'magenta'"),
+        (["", "-o", "{d}/x.mp4"], "empty prompt"),
+        ([PROMPT, "-o", "{d}/x.mp4", "--frames", "0"], "--frames"),
+        ([PROMPT, "-o", "{d}/x.mp4", "--size", "7"], "--size"),
+        ([PROMPT, "-o", "{d}/missing/x.mp4"], "does not exist"),
+        ([PROMPT, "-o", "{d}/dir.mp4"], "is a directory"),
+        ([PROMPT, "-o", "{d}/x.avi"], "extension"),
+        ([PROMPT, "-o", "{d}/x.mp4", "--frames", "many"], "--frames"),
+        ([PROMPT], "--output"),
+    ],
+)
+def test_bad_render_input_exits_2_with_one_line_and_no_file(capsys, tmp_path, args, message):
+    (tmp_path / "dir.mp4").mkdir()
+    before = sorted(os.listdir(tmp_path))
+    code, out, err = run(capsys, "world", "render", *[a.format(d=tmp_path) for a in args])
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_bad_check_input_exits_2(capsys, tmp_path):
+    (tmp_path / "text.mp4").write_text("hello")
+    run(capsys, "world", "render", PROMPT, "-o", str(tmp_path / "ok.mp4"), "--seed", "1")
+    (tmp_path / "cut.mp4").write_bytes((tmp_path / "ok.mp4").read_bytes()[:300])
+    for clip, prompt in [
+        ("nope.mp4", PROMPT),
+        ("text.mp4", PROMPT),
+        ("cut.mp4", PROMPT),
+        ("ok.mp4", "a red circle dancing"),
+    ]:
+        code, out, err = run(capsys, "world", "check", str(tmp_path / clip), prompt)
+        assert code == 2 and out == "" and err.count("\n") == 1, (clip, err)
+
+
+def test_help_on_every_command(capsys):
+    for args in (
+        [],
+        ["--help"],
+        ["world", "--help"],
+        ["world", "render", "--help"],
+        ["world", "check", "--help"],
+    ):
+        code, out, _ = run(capsys, *args)
+        assert code == 0 and "Usage" in out
+
+
+def test_console_script_runs(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "kinema")
+    done = subprocess.run(
+        [exe, "world", "render", PROMPT, "-o", str(tmp_path / "c.webm"), "--seed", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("wrote ")
+    done = subprocess.run(
+        [exe, "world", "check", str(tmp_path / "c.webm"), PROMPT],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and json.loads(done.stdout)["pass"]

@@ -137,6 +137,32 @@ def world_check(
     raise typer.Exit(0 if report["pass"] else 1)
 
 
+@app.command("train")
+def train(
+    preset: Annotated[str, typer.Option(help="Training recipe: vae, dit, … (tiny ones for tests).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder (default runs/PRESET); resumes if it exists.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Stop after this many more steps.")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a stage of the built-in model from scratch, or resume it where it stopped."""
+    from kinema.train.presets import get_preset
+    from kinema.train.trainer import Trainer
+
+    recipe = get_preset(preset)
+    if steps is not None and steps < 1:
+        raise InputError(f"--steps must be at least 1, got {steps}")
+    if minutes is not None and minutes <= 0:
+        raise InputError(f"--minutes must be positive, got {minutes}")
+    folder = out or Path("runs") / recipe.name
+    if not folder.parent.is_dir():
+        raise InputError(f"output folder '{folder.parent}' does not exist")
+    result = Trainer(recipe, folder).run(max_steps=steps, max_minutes=minutes, progress=progress)
+    typer.echo(json.dumps(result))
+
+
 # ---------------------------------------------------------------- shared helpers
 
 

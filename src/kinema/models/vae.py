@@ -1,0 +1,247 @@
+"""A causal 3D convolutional video VAE: pixels (B, 3, 1+4k, H, W) ⇄ latents (B, C, 1+k, H/8, W/8).
+
+Causal in time (Wan, LTX-Video): every convolution pads only the past, so frame 0 is
+encoded on its own and a latent frame never sees the future; a clip of 1+4k frames
+becomes 1+k latent frames. The input is first folded into 4×4 pixel patches (LTX does
+the same): convolutions then run at a quarter of the resolution, which on a CPU is the
+difference between minutes and hours of training. Decoding runs latent frame by latent
+frame with a cache of each causal convolution's past inputs, so memory does not grow
+with the clip's length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class VAEConfig:
+    latent_channels: int = 8
+    patch: int = 4  # pixels folded into channels before the first convolution
+    channels: tuple[int, ...] = (64, 128)  # width after the patch, and after the ×2 spatial step
+    blocks: int = 1  # residual blocks per stage
+    kl_weight: float = 1e-6
+
+    @property
+    def spatial_factor(self) -> int:
+        return self.patch * 2 ** (len(self.channels) - 1)
+
+    temporal_factor: int = 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VAEConfig:
+        d = dict(d)
+        d["channels"] = tuple(d["channels"])
+        return cls(**d)
+
+
+class CausalConv3d(nn.Module):
+    """Conv3d that pads the past only in time (replicating frame 0) and both sides in space.
+
+    With `cache` on, the last (k_t − 1) input frames are kept between calls, so a clip can
+    be processed chunk by chunk with the same result as all at once.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel=(3, 3, 3), stride=(1, 1, 1)):
+        super().__init__()
+        self.kt, kh, kw = kernel
+        self.stride_t = stride[0]
+        self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=(0, kh // 2, kw // 2))
+        self.cache: torch.Tensor | None = None
+        self.caching = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        past = self.kt - 1
+        if past:
+            if self.caching and self.cache is not None:
+                x = torch.cat([self.cache, x], dim=2)
+            else:
+                x = torch.cat([x[:, :, :1].expand(-1, -1, past, -1, -1), x], dim=2)
+            if self.caching:
+                # keep what the next chunk's first output needs, stride included
+                keep = past - (x.shape[2] - past - 1) % self.stride_t if self.stride_t > 1 else past
+                self.cache = x[:, :, x.shape[2] - keep :].detach() if keep > 0 else x[:, :, :0].detach()
+        return self.conv(x)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(8, channels)
+        self.conv1 = CausalConv3d(channels, channels)
+        self.norm2 = nn.GroupNorm(8, channels)
+        self.conv2 = CausalConv3d(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(_group_norm(self.norm1, x)))
+        h = self.conv2(F.silu(_group_norm(self.norm2, h)))
+        return x + h
+
+
+def _group_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    # normalise each frame on its own: statistics over time would leak the future
+    # into the past and break chunked decoding
+    b, c, t, h, w = x.shape
+    y = norm(x.transpose(1, 2).reshape(b * t, c, h, w))
+    return y.reshape(b, t, c, h, w).transpose(1, 2)
+
+
+class TimeDown(nn.Module):
+    """Halve 1+2k frames to 1+k with a causal stride-2 convolution (frame 0 stays alone)."""
+
+    def __init__(self, cin: int, cout: int, spatial: bool):
+        super().__init__()
+        s = 2 if spatial else 1
+        self.conv = CausalConv3d(cin, cout, kernel=(3, 3, 3), stride=(2, s, s))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class TimeUp(nn.Module):
+    """Double 1+k frames to 1+2k (frame 0 is not repeated), optionally ×2 in space."""
+
+    def __init__(self, cin: int, cout: int, spatial: bool):
+        super().__init__()
+        self.spatial = spatial
+        self.conv = CausalConv3d(cin, cout)
+
+    def forward(self, x: torch.Tensor, first_chunk: bool = True) -> torch.Tensor:
+        x = x.repeat_interleave(2, dim=2)
+        if first_chunk:
+            x = x[:, :, 1:]
+        if self.spatial:
+            b, c, t, h, w = x.shape
+            x = F.interpolate(x.transpose(1, 2).reshape(b * t, c, h, w), scale_factor=2, mode="nearest")
+            x = x.reshape(b, t, c, 2 * h, 2 * w).transpose(1, 2)
+        return self.conv(x)
+
+
+class VideoVAE(nn.Module):
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = c = config
+        p2 = 3 * c.patch * c.patch
+        widths = c.channels
+        # Encoder: (patch) → stage 0 → time ÷2 → stage → (time ÷2, space ÷2 per extra width) …
+        self.enc_in = CausalConv3d(p2, widths[0])
+        self.enc_blocks = nn.ModuleList()
+        self.enc_down = nn.ModuleList()
+        downs = self._down_plan()
+        for cin, cout, spatial in downs:
+            self.enc_blocks.append(nn.Sequential(*[ResBlock(cin) for _ in range(c.blocks)]))
+            self.enc_down.append(TimeDown(cin, cout, spatial))
+        self.enc_mid = nn.Sequential(*[ResBlock(widths[-1]) for _ in range(c.blocks + 1)])
+        self.enc_norm = nn.GroupNorm(8, widths[-1])
+        self.enc_out = CausalConv3d(widths[-1], 2 * c.latent_channels)
+        # Decoder mirrors it
+        self.dec_in = CausalConv3d(c.latent_channels, widths[-1])
+        self.dec_mid = nn.Sequential(*[ResBlock(widths[-1]) for _ in range(c.blocks + 1)])
+        self.dec_up = nn.ModuleList()
+        self.dec_blocks = nn.ModuleList()
+        for cin, cout, spatial in reversed(downs):
+            self.dec_up.append(TimeUp(cout, cin, spatial))
+            self.dec_blocks.append(nn.Sequential(*[ResBlock(cin) for _ in range(c.blocks)]))
+        self.dec_norm = nn.GroupNorm(8, widths[0])
+        self.dec_out = CausalConv3d(widths[0], p2)
+        # latents are standardised with these (set from data after training)
+        self.register_buffer("latent_mean", torch.zeros(c.latent_channels))
+        self.register_buffer("latent_std", torch.ones(c.latent_channels))
+
+    def _down_plan(self) -> list[tuple[int, int, bool]]:
+        """Two time-halvings; each extra width also halves space. Returns (cin, cout, spatial)."""
+        widths = self.config.channels
+        steps = int(math.log2(self.config.temporal_factor))
+        plan = []
+        for i in range(steps):
+            cin = widths[min(i, len(widths) - 1)]
+            cout = widths[min(i + 1, len(widths) - 1)]
+            plan.append((cin, cout, i + 1 < len(widths)))
+        return plan
+
+    # ---------------------------------------------------------------- shapes
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        c = self.config
+        return (
+            c.latent_channels,
+            1 + (frames - 1) // c.temporal_factor,
+            height // c.spatial_factor,
+            width // c.spatial_factor,
+        )
+
+    def check_input(self, frames: int, height: int, width: int) -> None:
+        c = self.config
+        if (frames - 1) % c.temporal_factor:
+            raise ValueError(f"the VAE takes 1+{c.temporal_factor}k frames, got {frames}")
+        if height % c.spatial_factor or width % c.spatial_factor:
+            raise ValueError(f"the VAE takes sizes divisible by {c.spatial_factor}, got {width}x{height}")
+
+    # ---------------------------------------------------------------- encode
+
+    def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels in [-1, 1], (B, 3, 1+4k, H, W) → (mean, logvar), each (B, C, 1+k, H/8, W/8)."""
+        self.check_input(x.shape[2], x.shape[3], x.shape[4])
+        p = self.config.patch
+        b, _, t, h, w = x.shape
+        x = x.reshape(b, 3, t, h // p, p, w // p, p).permute(0, 1, 4, 6, 2, 3, 5)
+        x = x.reshape(b, 3 * p * p, t, h // p, w // p)
+        x = self.enc_in(x)
+        for blocks, down in zip(self.enc_blocks, self.enc_down, strict=True):
+            x = down(blocks(x))
+        x = self.enc_mid(x)
+        mean, logvar = self.enc_out(F.silu(_group_norm(self.enc_norm, x))).chunk(2, dim=1)
+        return mean, logvar.clamp(-20, 10)
+
+    def encode(self, x: torch.Tensor, sample: bool = False) -> torch.Tensor:
+        """Standardised latents of pixel clips (the DiT's data space)."""
+        mean, logvar = self.encode_dist(x)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if sample else mean
+        return (z - self.latent_mean.view(1, -1, 1, 1, 1)) / self.latent_std.view(1, -1, 1, 1, 1)
+
+    # ---------------------------------------------------------------- decode
+
+    def decode_raw(self, z: torch.Tensor, first_chunk: bool = True) -> torch.Tensor:
+        x = self.dec_mid(self.dec_in(z))
+        for up, blocks in zip(self.dec_up, self.dec_blocks, strict=True):
+            x = blocks(up(x, first_chunk=first_chunk))
+        x = self.dec_out(F.silu(_group_norm(self.dec_norm, x)))
+        p = self.config.patch
+        b, _, t, h, w = x.shape
+        x = x.reshape(b, 3, p, p, t, h, w).permute(0, 1, 4, 5, 2, 6, 3)
+        return x.reshape(b, 3, t, h * p, w * p)
+
+    def decode(self, latents: torch.Tensor, chunked: bool = True) -> torch.Tensor:
+        """Standardised latents (B, C, 1+k, h, w) → pixels (B, 3, 1+4k, 8h, 8w) in [-1, 1].
+
+        Chunked decoding feeds one latent frame at a time through caching convolutions:
+        the same output as decoding at once, with memory independent of the length.
+        """
+        z = latents * self.latent_std.view(1, -1, 1, 1, 1) + self.latent_mean.view(1, -1, 1, 1, 1)
+        if not chunked or z.shape[2] == 1:
+            return self.decode_raw(z).clamp(-1, 1)
+        convs = [m for m in self.modules() if isinstance(m, CausalConv3d)]
+        for m in convs:
+            m.caching, m.cache = True, None
+        try:
+            out = [self.decode_raw(z[:, :, i : i + 1], first_chunk=(i == 0)) for i in range(z.shape[2])]
+        finally:
+            for m in convs:
+                m.caching, m.cache = False, None
+        return torch.cat(out, dim=2).clamp(-1, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruction and KL term for training: returns (recon, kl)."""
+        mean, logvar = self.encode_dist(x)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        recon = self.decode_raw(z)
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        return recon, kl

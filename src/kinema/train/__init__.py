@@ -1,0 +1,1 @@
+"""Training the built-in model: presets, the loop, checkpoints (safetensors only)."""

@@ -1,0 +1,178 @@
+"""The training loop: AdamW, warmup + cosine schedule, EMA, gradient clipping, periodic
+validation, safetensors checkpoints, and an exact resume after a kill.
+
+Exactness comes from two facts: a step's batch is a pure function of the step number
+(the shapes world renders it on demand), and every random state is saved with the
+weights. A run killed between checkpoints redoes the same steps and lands on the same
+numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kinema.train.checkpoint import (
+    load_train_state,
+    load_weights,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+)
+from kinema.train.plot import plot_curves
+from kinema.train.presets import Preset
+from kinema.train.stages import STAGES
+
+
+def learning_rate(preset: Preset, step: int) -> float:
+    if step < preset.warmup:
+        return preset.lr * (step + 1) / preset.warmup
+    progress = min(1.0, (step - preset.warmup) / max(1, preset.steps - preset.warmup))
+    return preset.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Trainer:
+    def __init__(self, preset: Preset, out: str | Path):
+        self.preset, self.out = preset, Path(out)
+        torch.manual_seed(preset.seed)
+        self.stage = STAGES[preset.stage](preset)
+        self.model = self.stage.build()
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            (decay if p.dim() >= 2 else no_decay).append(p)
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": preset.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=preset.lr,
+            betas=(0.9, 0.99),
+        )
+        self.step = 0
+        self.history: dict[str, list] = {"loss": [], "val": []}
+        self.seconds = 0.0  # training time over all runs
+        self._resume()
+
+    # ---------------------------------------------------------------- state
+
+    def _resume(self) -> None:
+        state = load_train_state(self.out) if self.out.exists() else None
+        if state is None:
+            return
+        tensors, meta = state
+        self.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
+        self.ema.load_state_dict(load_weights(self.out))
+        optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.step, self.history, self.seconds = meta["step"], meta["history"], meta.get("seconds", 0.0)
+
+    def save(self) -> Path:
+        self.stage.finalise(self.ema)
+        opt_tensors, opt_scalars = optimizer_to_tensors(self.optimizer)
+        tensors = {f"raw.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update(opt_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        last_val = self.history["val"][-1][1] if self.history["val"] else {}
+        config = {
+            "kind": self.preset.stage,
+            "model": self.stage.config.to_dict(),
+            "step": self.step,
+            "train_seconds": round(self.seconds, 1),
+            "validation": last_val,
+            "preset": self.preset.to_dict(),
+            "command": f"kinema train --preset {self.preset.name}",
+        }
+        meta = {"step": self.step, "history": self.history, "seconds": self.seconds, "optimizer": opt_scalars}
+        save_checkpoint(self.out, self.ema.state_dict(), config, tensors, meta)
+        score_name = next(iter(last_val), "score")
+        plot_curves(
+            self.out / "curves.png",
+            [tuple(x) for x in self.history["loss"]],
+            [(s, v.get(score_name, 0.0)) for s, v in self.history["val"]],
+            score_name,
+            f"{self.preset.name}: step {self.step}",
+        )
+        return self.out
+
+    # ---------------------------------------------------------------- loop
+
+    def _train_step(self) -> dict:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.preset, self.step)
+        self.model.train()
+        loss, metrics = self.stage.loss(self.model, self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.preset.grad_clip)
+        self.optimizer.step()
+        with torch.no_grad():
+            decay = min(self.preset.ema_decay, (1 + self.step) / (10 + self.step))
+            for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
+        self.step += 1
+        return {"loss": loss.item(), "grad_norm": grad_norm.item(), **metrics}
+
+    def validate(self) -> dict:
+        self.stage.finalise(self.ema)
+        metrics = self.stage.validate(self.ema)
+        self.history["val"].append([self.step, metrics])
+        return metrics
+
+    def run(
+        self,
+        max_steps: int | None = None,
+        max_minutes: float | None = None,
+        progress: bool = True,
+        log_path: Path | None = None,
+    ) -> dict:
+        """Train until the preset's steps, `max_steps` more steps, or `max_minutes` pass."""
+        p = self.preset
+        end = p.steps if max_steps is None else min(p.steps, self.step + max_steps)
+        deadline = time.monotonic() + 60 * max_minutes if max_minutes else math.inf
+        last_save = time.monotonic()
+        log_path = log_path or self.out.with_suffix(".log.jsonl")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        columns = [
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+        ]
+        with Progress(*columns, disable=not progress) as bar, open(log_path, "a") as log:
+            task = bar.add_task(p.name, total=end, completed=self.step, info="")
+            window_start, window_steps = time.monotonic(), 0
+            while self.step < end and time.monotonic() < deadline:
+                t0 = time.monotonic()
+                metrics = self._train_step()
+                self.seconds += time.monotonic() - t0
+                window_steps += 1
+                if self.step % p.log_every == 0 or self.step == end:
+                    rate = window_steps * p.batch / max(time.monotonic() - window_start, 1e-9)
+                    window_start, window_steps = time.monotonic(), 0
+                    self.history["loss"].append([self.step, round(metrics["loss"], 6)])
+                    log.write(
+                        json.dumps({"step": self.step, "samples_per_s": round(rate, 2), **metrics}) + "\n"
+                    )
+                    log.flush()
+                    bar.update(
+                        task, completed=self.step, info=f"loss {metrics['loss']:.4f} · {rate:.1f} samples/s"
+                    )
+                if self.step % p.validate_every == 0:
+                    val = self.validate()
+                    log.write(json.dumps({"step": self.step, "validation": val}) + "\n")
+                    log.flush()
+                if time.monotonic() - last_save > 60 * p.checkpoint_minutes:
+                    self.save()
+                    last_save = time.monotonic()
+            if not self.history["val"] or self.history["val"][-1][0] != self.step:
+                self.validate()
+            self.save()
+        return {"step": self.step, "validation": self.history["val"][-1][1], "checkpoint": str(self.out)}

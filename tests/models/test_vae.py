@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from kinema.models.vae import VAEConfig, VideoVAE
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return VideoVAE(VAEConfig(channels=(16, 16), latent_channels=4))
+
+
+@pytest.mark.parametrize("frames", [1, 5, 9, 17])
+def test_shapes_for_any_1_plus_4k(frames):
+    vae = _tiny().eval()
+    x = torch.rand(2, 3, frames, 32, 48) * 2 - 1
+    z = vae.encode(x)
+    assert z.shape == (2, 4, 1 + (frames - 1) // 4, 4, 6) == (2, *vae.latent_shape(frames, 32, 48))
+    assert vae.decode(z).shape == x.shape
+
+
+def test_refuses_lengths_and_sizes_it_cannot_take():
+    vae = _tiny()
+    with pytest.raises(ValueError, match="1\\+4k"):
+        vae.encode(torch.zeros(1, 3, 16, 32, 32))
+    with pytest.raises(ValueError, match="divisible by 8"):
+        vae.encode(torch.zeros(1, 3, 5, 30, 32))
+
+
+def test_encoding_is_causal():
+    vae = _tiny().eval()
+    x = torch.rand(1, 3, 9, 16, 16) * 2 - 1
+    y = x.clone()
+    y[:, :, 5:] = 0  # change only the future of latent frame 1 (pixel frames 1-4)
+    with torch.no_grad():
+        zx, zy = vae.encode(x), vae.encode(y)
+    assert torch.allclose(zx[:, :, :2], zy[:, :, :2], atol=1e-6)
+    assert not torch.allclose(zx[:, :, 2], zy[:, :, 2])
+
+
+def test_chunked_decode_equals_whole_decode():
+    vae = _tiny().eval()
+    z = torch.randn(1, 4, 6, 4, 4)
+    with torch.no_grad():
+        whole, chunked = vae.decode(z, chunked=False), vae.decode(z, chunked=True)
+    assert whole.shape[2] == 21
+    assert torch.allclose(whole, chunked, atol=1e-5)
+
+
+def test_a_few_steps_reduce_the_reconstruction_loss():
+    vae = _tiny()
+    x = torch.zeros(2, 3, 5, 16, 16) - 1
+    x[:, 0, :, 4:10, 4:10] = 1
+    opt = torch.optim.Adam(vae.parameters(), 3e-3)
+    losses = []
+    for _ in range(25):
+        recon, kl = vae(x)
+        loss = (recon - x).abs().mean() + 1e-6 * kl
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]

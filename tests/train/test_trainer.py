@@ -1,0 +1,57 @@
+import json
+
+import pytest
+import torch
+
+from kinema.cli import main
+from kinema.train.checkpoint import CheckpointError, load_config, load_weights
+from kinema.train.presets import get_preset
+from kinema.train.trainer import Trainer
+
+
+def _same(a, b):
+    return all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def test_killed_and_resumed_run_continues_exactly(tmp_path):
+    preset = get_preset("vae-tiny")
+    first = Trainer(preset, tmp_path / "a")
+    first.run(max_steps=2, progress=False)  # the "kill": stop after a checkpoint at step 2
+    resumed = Trainer(preset, tmp_path / "a")
+    assert resumed.step == 2
+    resumed.run(progress=False)
+    straight = Trainer(preset, tmp_path / "b")
+    straight.run(progress=False)
+    assert resumed.step == straight.step == preset.steps
+    assert _same(resumed.model, straight.model) and _same(resumed.ema, straight.ema)
+
+
+def test_checkpoint_is_safetensors_with_config_and_plot(tmp_path):
+    Trainer(get_preset("vae-tiny"), tmp_path / "run").run(progress=False)
+    config = load_config(tmp_path / "run")
+    assert config["kind"] == "vae" and config["step"] == 4 and "psnr" in config["validation"]
+    assert config["command"] == "kinema train --preset vae-tiny"
+    assert "latent_std" in load_weights(tmp_path / "run")
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    lines = [json.loads(x) for x in (tmp_path / "run.log.jsonl").read_text().splitlines()]
+    assert any("samples_per_s" in x for x in lines)
+
+
+def test_not_safetensors_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load_weights(tmp_path)
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_config(tmp_path / "missing")
+
+
+def test_train_command(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--preset", "vae-tiny", "--out", str(tmp_path / "c"), "--steps", "1", "--no-progress"])
+    assert info.value.code == 0 and json.loads(capsys.readouterr().out)["step"] == 1
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--preset", "nope"])
+    assert info.value.code == 2 and "unknown preset" in capsys.readouterr().err

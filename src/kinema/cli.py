@@ -34,6 +34,12 @@ world_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(world_app, name="world")
+keys_app = typer.Typer(help="The local certificate chain that signs C2PA manifests.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+consent_app = typer.Typer(help="Consent records for likeness references.", no_args_is_help=True)
+app.add_typer(consent_app, name="consent")
+review_app = typer.Typer(help="The human review gate: nothing is published unreviewed.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
 
 MAX_FRAMES_ENV = "KINEMA_MAX_FRAMES"
 
@@ -91,7 +97,7 @@ def world_render(
 ) -> None:
     """Render a reference clip of a shapes-world prompt (not model output)."""
     from kinema.io import Video, check_output_path
-    from kinema.publish import write_sidecar
+    from kinema.publish import WORLD_RENDERER, publish
     from kinema.world import parse, render_frames
 
     scene = parse(prompt)
@@ -107,17 +113,8 @@ def world_render(
     check_output_path(output)
     seed = _seed(seed)
     video = Video(render_frames(scene, seed=seed, frames=frames, size=size), fps)
-    video.save(output)
-    settings = {
-        "prompt": prompt,
-        "seed": seed,
-        "frames": frames,
-        "size": [size, size],
-        "fps": fps,
-        "source": "kinema world renderer (WORLD.md v1), not model output",
-    }
-    record = write_sidecar(output, settings)
-    _report(output, record, as_json)
+    settings = {"prompt": prompt, "seed": seed, "frames": frames, "size": [size, size], "fps": fps}
+    _report(publish(video, output, settings, WORLD_RENDERER), as_json)
 
 
 @world_app.command("check")
@@ -163,6 +160,114 @@ def train(
     typer.echo(json.dumps(result))
 
 
+# ---------------------------------------------------------------- trust
+
+
+@keys_app.command("init")
+def keys_init(force: Annotated[bool, typer.Option(help="Replace an existing chain.")] = False) -> None:
+    """Create the local signing chain (root → intermediate → signing key) in KINEMA_HOME."""
+    from kinema.provenance.keys import init_keys
+    from kinema.state import kinema_home
+
+    paths = init_keys(kinema_home(), force=force)
+    typer.echo(f"created signing keys in {paths.folder} (trust anchor: {paths.root_cert})")
+
+
+@app.command("verify")
+def verify(file: Annotated[Path, typer.Argument(help="A video, image or frame folder.")]) -> None:
+    """Check a file's C2PA manifest and invisible watermark; JSON on stdout."""
+    from kinema.provenance.verify import verify_file
+
+    typer.echo(json.dumps(verify_file(file), indent=2, default=_json_default))
+
+
+@consent_app.command("add")
+def consent_add(
+    image: Annotated[Path, typer.Argument(help="The reference image showing the person.")],
+    owner: Annotated[str, typer.Option(help="Who consented (the person shown).")],
+    scope: Annotated[str, typer.Option(help="What the consent covers, e.g. 'storyboard-2026'.")],
+    expires: Annotated[str, typer.Option(help="Last day the consent holds, YYYY-MM-DD.")],
+) -> None:
+    """Register consent for an image, so it may be used as a likeness reference."""
+    from kinema.provenance.policy import add_consent
+
+    record = add_consent(image, owner=owner, scope=scope, expires=expires)
+    typer.echo(f"consent {record.id} for {image} ({owner}, scope {scope}, until {expires})")
+
+
+@consent_app.command("list")
+def consent_list() -> None:
+    """List consent records as JSON lines."""
+    from kinema.provenance.policy import list_consents
+
+    for record in list_consents():
+        typer.echo(json.dumps(record.to_dict(), default=_json_default))
+
+
+@consent_app.command("revoke")
+def consent_revoke(consent_id: Annotated[str, typer.Argument(help="The record's id.")]) -> None:
+    """Revoke a consent record; images relying on it are refused from now on."""
+    from kinema.provenance.policy import revoke_consent
+
+    record = revoke_consent(consent_id)
+    typer.echo(f"revoked consent {record.id}")
+
+
+@review_app.command("list")
+def review_list(
+    status: Annotated[str | None, typer.Option(help="pending, approved or rejected.")] = None,
+) -> None:
+    """List review items, newest first."""
+    from kinema.provenance import review
+
+    for item in review.list_items(status):
+        typer.echo(f"{item.id}  {item.status:<9} {item.kind:<6} {item.created}  {item.path}")
+
+
+@review_app.command("show")
+def review_show(item_id: Annotated[str, typer.Argument(help="The item's id.")]) -> None:
+    """Show one review item as JSON."""
+    from kinema.provenance import review
+
+    typer.echo(json.dumps(review.get(item_id).to_dict(), indent=2, default=_json_default))
+
+
+@review_app.command("approve")
+def review_approve(
+    item_id: Annotated[str, typer.Argument(help="The item's id.")],
+    note: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Approve an item for export."""
+    from kinema.provenance import review
+
+    item = review.approve(item_id, note=note)
+    typer.echo(f"approved {item.id}")
+
+
+@review_app.command("reject")
+def review_reject(
+    item_id: Annotated[str, typer.Argument(help="The item's id.")],
+    note: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Reject an item; it can no longer be exported."""
+    from kinema.provenance import review
+
+    item = review.reject(item_id, note=note)
+    typer.echo(f"rejected {item.id}")
+
+
+@app.command("export")
+def export(
+    item_id: Annotated[str, typer.Argument(help="An approved review item.")],
+    out: Annotated[Path, typer.Argument(help="Where to publish it (same format as the working file).")],
+) -> None:
+    """Publish an approved item: a copy whose manifest records the review decision."""
+    from kinema.provenance import review
+
+    path = review.export(item_id, out)
+    typer.echo(f"wrote {path} (id {item_id})")
+
+
 # ---------------------------------------------------------------- shared helpers
 
 
@@ -186,11 +291,14 @@ def _json_default(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def _report(output: Path, record: dict, as_json: bool) -> None:
+def _report(record: dict, as_json: bool) -> None:
+    """The last line of every command that writes (or one JSON object with --json)."""
+    if "keys_created" in record:
+        typer.echo(f"kinema: created a local signing certificate chain in {record['keys_created']}", err=True)
     if as_json:
-        typer.echo(json.dumps({"path": str(output), **record}, default=_json_default))
+        typer.echo(json.dumps(record, default=_json_default))
     else:
-        typer.echo(f"wrote {output} (id {record['id']}, seed {record['seed']})")
+        typer.echo(f"wrote {record['path']} (id {record['id']}, seed {record['seed']})")
 
 
 def main(argv: list[str] | None = None) -> None:

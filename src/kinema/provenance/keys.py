@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kinema.errors import InputError
+
 KEYS_DIR = "keys"
 ORGANIZATION = "kinema (local)"
 ROOT_DAYS = 3650
@@ -39,7 +41,7 @@ SIGNING_DAYS = 1825
 WATERMARK_LABEL = b"kinema watermark key v1"
 
 
-class ProvenanceError(ValueError):
+class ProvenanceError(InputError):
     """Signing, keys or manifest reading failed; the message is one line for the user."""
 
 
@@ -242,9 +244,7 @@ def _intermediate_cert(key, root: x509.Certificate, root_key, start) -> x509.Cer
 def _signing_cert(key, inter: x509.Certificate, inter_key, start) -> x509.Certificate:
     """The end-entity certificate that signs C2PA claims (EKU emailProtection)."""
     builder = _builder("kinema local signer", inter.subject, key.public_key(), start, SIGNING_DAYS)
-    builder = builder.add_extension(
-        x509.BasicConstraints(ca=False, path_length=None), critical=True
-    )
+    builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     builder = builder.add_extension(_signing_key_usage(), critical=True)
     builder = builder.add_extension(
         x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False

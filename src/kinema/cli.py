@@ -78,6 +78,87 @@ OutputOption = Annotated[
 ]
 
 
+@app.command("generate")
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the clip should show.")],
+    output: OutputOption,
+    seed: Annotated[
+        int | None, typer.Option(help="Noise seed (random when not given; always printed).")
+    ] = None,
+    frames: Annotated[int | None, typer.Option(help="Number of frames (model default: 16).")] = None,
+    size: Annotated[str | None, typer.Option(help="S or WxH in pixels (model default: 64).")] = None,
+    fps: Annotated[float | None, typer.Option(help="Frames per second written (model default: 8).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (1 = off).")] = None,
+    negative: Annotated[str, typer.Option(help="Negative prompt: what to steer away from.")] = "",
+    model: Annotated[
+        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    hide_prompt: Annotated[
+        bool,
+        typer.Option("--hide-prompt", help="Record only the prompt's hash, in the sidecar and manifest."),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
+    ] = False,
+) -> None:
+    """Generate a clip from a prompt with the built-in model (or --model)."""
+    from kinema.io import check_output_path
+    from kinema.pipelines.loading import load
+    from kinema.provenance.policy import screen_prompt
+    from kinema.publish import Origin, publish
+
+    if not prompt.strip():
+        raise InputError("empty prompt: say what the clip should show")
+    screen_prompt(prompt)
+    if negative:
+        screen_prompt(negative)
+    if frames is not None:
+        _check_frames(frames)
+    if steps is not None and not 1 <= steps <= 1000:
+        raise InputError(f"--steps must be between 1 and 1000, got {steps}")
+    if guidance is not None and not 0 <= guidance <= 50:
+        raise InputError(f"--guidance must be between 0 and 50, got {guidance}")
+    if fps is not None and not 0 < fps <= 240:
+        raise InputError(f"--fps must be in (0, 240], got {fps}")
+    dims = _parse_size(size) if size else None
+    check_output_path(output)
+    pipe = load(model, device=device)
+    if dims:
+        pipe.check_size(*dims)
+    seed = _seed(seed)
+    video = _with_progress(
+        lambda progress: pipe(
+            prompt,
+            seed=seed,
+            frames=frames,
+            size=dims,
+            steps=steps,
+            guidance=guidance,
+            negative=negative,
+            fps=fps,
+            progress=progress,
+        ),
+        "generating",
+        as_json,
+    )
+    d = pipe.defaults
+    settings = {
+        "prompt": prompt,
+        "negative_prompt": negative,
+        "seed": seed,
+        "frames": video.num_frames,
+        "size": [video.width, video.height],
+        "fps": video.fps,
+        "steps": d["steps"] if steps is None else steps,
+        "guidance": d["guidance"] if guidance is None else guidance,
+        "sampler": d["sampler"],
+    }
+    record = publish(video, output, settings, Origin(pipe.name, pipe.model_hash), hide_prompt=hide_prompt)
+    _report(record, as_json)
+
+
 @world_app.command("render")
 def world_render(
     prompt: Annotated[
@@ -143,12 +224,17 @@ def train(
     steps: Annotated[int | None, typer.Option(help="Stop after this many more steps.")] = None,
     minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    vae: Annotated[Path | None, typer.Option(help="The trained VAE checkpoint a DiT stage uses.")] = None,
 ) -> None:
     """Train a stage of the built-in model from scratch, or resume it where it stopped."""
+    import dataclasses
+
     from kinema.train.presets import get_preset
     from kinema.train.trainer import Trainer
 
     recipe = get_preset(preset)
+    if vae is not None:
+        recipe = dataclasses.replace(recipe, vae=str(vae))
     if steps is not None and steps < 1:
         raise InputError(f"--steps must be at least 1, got {steps}")
     if minutes is not None and minutes <= 0:
@@ -283,6 +369,38 @@ def _seed(seed: int | None) -> int:
     if not 0 <= seed < 2**63:
         raise InputError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
     return seed
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    """'S' or 'WxH' → (width, height)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise InputError(f"--size takes S or WxH in pixels, got '{text}'") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise InputError(f"--size takes S or WxH in pixels, got '{text}'")
+    return values[0], values[1]
+
+
+def _with_progress(work, label: str, quiet: bool):
+    """Run work(progress) under a rich progress bar on stderr (none with --json)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if quiet:
+        return work(None)
+    columns = [
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        return work(lambda done, total: bar.update(task, completed=done, total=total))
 
 
 def _json_default(value):

@@ -30,6 +30,8 @@ class Preset:
     two_object_fraction: float = 0.35
     log_every: int = 10
     validate_every: int = 1000
+    validation_clips: int = 16
+    validation_steps: int = 20  # sampler steps of the DiT's validation generations
     checkpoint_minutes: float = 5.0
     vae: str | None = None  # the VAE checkpoint a DiT stage trains on
 
@@ -64,6 +66,35 @@ PRESETS: dict[str, Preset] = {
         frames=9,
         size=64,
         validate_every=500,
+    ),
+    "dit-tiny": Preset(
+        "dit-tiny",
+        "dit",
+        model={"width": 32, "depth": 2, "heads": 2},
+        batch=2,
+        steps=4,
+        frames=5,
+        size=32,
+        warmup=1,
+        validate_every=1000,
+        log_every=1,
+        validation_clips=1,
+        validation_steps=2,
+    ),
+    # the built-in model's DiT: 17-frame windows at any offset of the endless ping-pong clip
+    # (so it sees the turns), 8×8×5 latents in 2×2 patches = 80 tokens
+    "dit": Preset(
+        "dit",
+        "dit",
+        model={"width": 256, "depth": 8, "heads": 4},
+        batch=16,
+        lr=3e-4,
+        warmup=500,
+        steps=100_000,
+        frames=17,
+        size=64,
+        validate_every=2000,
+        vae="runs/vae",
     ),
 }
 

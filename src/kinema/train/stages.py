@@ -8,7 +8,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kinema.diffusion.flow import flow_loss, sample_time
+from kinema.models.dit import DiT, DiTConfig
 from kinema.models.vae import VAEConfig, VideoVAE
+from kinema.train.checkpoint import CheckpointError, load_config, load_weights
 from kinema.train.presets import Preset
 from kinema.world import parse, render_frames
 from kinema.world.dataset import training_sample, validation_split
@@ -95,4 +98,119 @@ class VAEStage:
         model.latent_std.copy_(mean.std(dim=(0, 2, 3, 4)).clamp_min(1e-3))
 
 
-STAGES = {"vae": VAEStage}
+def load_vae(folder) -> VideoVAE:
+    """A trained VAE from its checkpoint folder, frozen, in eval mode."""
+    config = load_config(folder)
+    if config.get("kind") != "vae":
+        raise CheckpointError(f"'{folder}' is not a VAE checkpoint (kind {config.get('kind')!r})")
+    vae = VideoVAE(VAEConfig.from_dict(config["model"]))
+    vae.load_state_dict(load_weights(folder))
+    return vae.eval().requires_grad_(False)
+
+
+def condition_mask(kind: str, latent_frames: int, h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
+    """Which latents are given as clean conditions, (1, T, h, w) in {0, 1}.
+
+    One model learns every mode the conditioning issue needs: none (text-to-video), the
+    first latent frame (image-to-video; the causal VAE encodes pixel frame 0 on its own),
+    first and last (keyframes), a prefix (extension / long-video context), scattered
+    keyframes, and a spatial region kept over time (inpainting).
+    """
+    m = torch.zeros(1, latent_frames, h, w)
+    if kind == "first":
+        m[:, 0] = 1
+    elif kind == "first_last":
+        m[:, 0] = m[:, -1] = 1
+    elif kind == "prefix":
+        m[:, : int(rng.integers(1, max(2, latent_frames - 1)))] = 1
+    elif kind == "keyframes":
+        m[:, rng.random(latent_frames) < 0.4] = 1
+    elif kind == "region":  # keep everything but a box, which is to be generated
+        m[:] = 1
+        bh, bw = int(rng.integers(h // 4 + 1, h + 1)), int(rng.integers(w // 4 + 1, w + 1))
+        y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        m[:, :, y : y + bh, x : x + bw] = 0
+    return m
+
+
+CONDITION_KINDS = ("none", "first", "first_last", "prefix", "keyframes", "region")
+CONDITION_WEIGHTS = (0.45, 0.2, 0.1, 0.12, 0.05, 0.08)
+
+
+class DiTStage:
+    """Flow matching on the frozen VAE's latents, with text dropout (for classifier-free
+    guidance) and randomly drawn clean conditions (for every conditioning mode)."""
+
+    text_dropout = 0.1
+
+    def __init__(self, preset: Preset):
+        from kinema.models.text import MiniLMTextEncoder
+
+        if not preset.vae:
+            raise CheckpointError(f"preset '{preset.name}' needs a trained VAE checkpoint (--vae)")
+        self.preset = preset
+        self.vae = load_vae(preset.vae)
+        self.config = DiTConfig(**{"latent_channels": self.vae.config.latent_channels, **preset.model})
+        self.text = MiniLMTextEncoder()
+        self._val: list[tuple[str, int]] | None = None
+
+    def build(self) -> DiT:
+        return DiT(self.config)
+
+    @torch.no_grad()
+    def latents(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clip's latents, and each later latent frame's keyframe form: its last pixel
+        frame encoded on its own, as the pipeline encodes a keyframe image."""
+        pixels = pixels_to_tensor(frames)
+        b, _, t, height, width = pixels.shape
+        step = self.vae.config.temporal_factor
+        singles = pixels[:, :, step::step].transpose(1, 2).reshape(-1, 3, 1, height, width)
+        keyframes = self.vae.encode(singles)  # (B·k, C, 1, h, w)
+        keyframes = keyframes.reshape(b, -1, *keyframes.shape[1:]).squeeze(3).transpose(1, 2)
+        return self.vae.encode(pixels), keyframes  # (B, C, 1+k, h, w), (B, C, k, h, w)
+
+    def loss(self, model: DiT, step: int) -> tuple[torch.Tensor, dict]:
+        prompts, frames = training_batch(self.preset, step)
+        rng = np.random.default_rng([self.preset.seed, step, 7])
+        x0, keyframes = self.latents(frames)
+        b, _, t, h, w = x0.shape
+        prompts = ["" if rng.random() < self.text_dropout else p for p in prompts]
+        kinds = rng.choice(len(CONDITION_KINDS), size=b, p=CONDITION_WEIGHTS)
+        mask = torch.stack([condition_mask(CONDITION_KINDS[k], t, h, w, rng) for k in kinds])
+        cond = x0.clone()
+        for i, k in enumerate(kinds):
+            if CONDITION_KINDS[k] in ("first_last", "keyframes"):
+                cond[i, :, 1:] = keyframes[i]
+        text, text_mask = self.text.encode(prompts)
+        times = sample_time(b)
+
+        def velocity(x_t, tt):
+            return model(x_t, tt, text, text_mask, cond=cond, cond_mask=mask)
+
+        # conditioned latents travel towards their clean condition, as the sampler holds them
+        target = torch.where(mask.bool(), cond, x0)
+        loss = flow_loss(velocity, target, t=times, weight=1 - mask)
+        return loss, {"conditioned": float((kinds > 0).mean())}
+
+    @torch.no_grad()
+    def validate(self, model: DiT) -> dict:
+        """World-checker pass rate of short generations on fixed validation prompts."""
+        from kinema.pipelines.t2v import TextToVideo
+        from kinema.world import check
+
+        pipe = TextToVideo(self.vae, model, self.text, name="validation")
+        prompts = validation_split(self.preset.validation_clips)
+        passed = 0
+        for prompt, seed in prompts:
+            video = pipe(
+                prompt,
+                seed=seed % 2**31,
+                frames=16,
+                size=self.preset.size,
+                steps=self.preset.validation_steps,
+            )
+            passed += bool(check(video.frames, prompt)["pass"])
+        return {"pass_rate": round(passed / len(prompts), 3)}
+
+
+STAGES = {"vae": VAEStage, "dit": DiTStage}

@@ -10,6 +10,7 @@ numbers.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -73,8 +74,13 @@ class Trainer:
         torch.set_rng_state(tensors["rng.torch"])
         self.step, self.history, self.seconds = meta["step"], meta["history"], meta.get("seconds", 0.0)
 
+    def _finalise(self) -> None:
+        # stages whose model carries data statistics (the VAE's latent scale) set them here
+        if hasattr(self.stage, "finalise"):
+            self.stage.finalise(self.ema)
+
     def save(self) -> Path:
-        self.stage.finalise(self.ema)
+        self._finalise()
         opt_tensors, opt_scalars = optimizer_to_tensors(self.optimizer)
         tensors = {f"raw.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update(opt_tensors)
@@ -82,7 +88,7 @@ class Trainer:
         last_val = self.history["val"][-1][1] if self.history["val"] else {}
         config = {
             "kind": self.preset.stage,
-            "model": self.stage.config.to_dict(),
+            "model": dataclasses.asdict(self.stage.config),
             "step": self.step,
             "train_seconds": round(self.seconds, 1),
             "validation": last_val,
@@ -120,7 +126,7 @@ class Trainer:
         return {"loss": loss.item(), "grad_norm": grad_norm.item(), **metrics}
 
     def validate(self) -> dict:
-        self.stage.finalise(self.ema)
+        self._finalise()
         metrics = self.stage.validate(self.ema)
         self.history["val"].append([self.step, metrics])
         return metrics

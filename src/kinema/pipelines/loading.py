@@ -1,0 +1,99 @@
+"""Finding and loading a model: the built-in one, or a folder given with --model.
+
+A kinema model folder holds model.json (name, defaults, text encoder), vae/ and dit/
+(each config.json + model.safetensors) and README.md (the model card). Only safetensors
+are read: a checkpoint can never run code when loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from kinema.errors import InputError
+from kinema.models.dit import DiT, DiTConfig
+from kinema.models.vae import VAEConfig, VideoVAE
+from kinema.pipelines.t2v import TextToVideo
+
+BUILTIN = "builtin"
+_ENCODERS: dict[str, object] = {}  # one text encoder per name, shared by every pipeline
+
+
+def builtin_folder() -> Path:
+    return Path(str(resources.files("kinema") / "weights" / BUILTIN))
+
+
+def resolve_model(name_or_dir: str | os.PathLike | None) -> Path:
+    """The folder of a model: the built-in one by default, else a path."""
+    if name_or_dir is None or str(name_or_dir) == BUILTIN:
+        folder = builtin_folder()
+        if not (folder / "model.json").is_file():
+            raise InputError(
+                "the built-in model's weights are not installed yet (train them with "
+                "`kinema train --preset vae` then `--preset dit`, or pass --model DIR)"
+            )
+        return folder
+    folder = Path(os.fspath(name_or_dir))
+    if not folder.is_dir():
+        raise InputError(f"--model '{folder}' is not a folder (or a known model name: {BUILTIN})")
+    if not (folder / "model.json").is_file():
+        raise InputError(f"'{folder}' is not a kinema model folder: model.json is missing")
+    return folder
+
+
+def model_hash(folder: Path) -> str:
+    """SHA-256 over the model's weight files, as the manifest names the model."""
+    digest = hashlib.sha256()
+    for part in ("vae", "dit"):
+        digest.update((folder / part / "model.safetensors").read_bytes())
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"'{path}' is not readable JSON: {e}") from None
+
+
+def _text_encoder(spec: str, folder: Path, device: str):
+    key = f"{spec}@{folder}@{device}" if spec != "minilm" else f"minilm@{device}"
+    if key not in _ENCODERS:
+        from kinema.models.text import HFTextEncoder, MiniLMTextEncoder
+
+        _ENCODERS[key] = (
+            MiniLMTextEncoder(device=device)
+            if spec == "minilm"
+            else HFTextEncoder(folder / spec, device=device)
+        )
+    return _ENCODERS[key]
+
+
+def load(name_or_dir: str | os.PathLike | None = None, device: str = "cpu") -> TextToVideo:
+    """The pipeline of a kinema model folder (the built-in model by default)."""
+    from kinema.train.checkpoint import load_config, load_weights
+
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda, got {device}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but no CUDA device is available")
+    folder = resolve_model(name_or_dir)
+    meta = _read_json(folder / "model.json")
+    vae = VideoVAE(VAEConfig.from_dict(load_config(folder / "vae")["model"]))
+    vae.load_state_dict(load_weights(folder / "vae"))
+    dit = DiT(DiTConfig(**load_config(folder / "dit")["model"]))
+    dit.load_state_dict(load_weights(folder / "dit"))
+    encoder = _text_encoder(meta.get("text_encoder", "minilm"), folder, device)
+    return TextToVideo(
+        vae.to(device),
+        dit.to(device),
+        encoder,
+        name=meta.get("name", folder.name),
+        model_hash=model_hash(folder),
+        defaults=meta.get("defaults"),
+    )

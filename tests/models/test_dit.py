@@ -1,0 +1,127 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from kinema.diffusion.flow import flow_loss
+from kinema.models.dit import DiT, DiTConfig, apply_rope, rope_angles
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors gain nothing from a second thread, and lose much when a core is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides) -> DiT:
+    torch.manual_seed(0)
+    return DiT(DiTConfig(width=32, depth=2, heads=2, text_dim=16, **overrides))
+
+
+def text(batch=2, length=5):
+    return torch.randn(batch, length, 16), torch.ones(batch, length, dtype=torch.bool)
+
+
+def perturb(model: DiT) -> DiT:
+    """Give the zero-initialised layers values, as training would."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 5, 8, 8), (2, 8, 1, 4, 4), (1, 8, 3, 6, 10), (2, 8, 2, 5, 7)])
+@pytest.mark.parametrize("patch", [(1, 2, 2), (1, 1, 1), (2, 2, 2)])
+def test_any_size_and_length_runs_and_starts_at_zero(shape, patch):
+    model = tiny(patch=patch)
+    x = torch.randn(shape)
+    tokens, mask = text(shape[0])
+    v = model(x, torch.rand(shape[0]), tokens, mask)
+    assert v.shape == x.shape and torch.equal(v, torch.zeros_like(v))  # zero-initialised output
+    v = perturb(model)(x, 0.5, tokens, mask)
+    assert v.shape == x.shape and torch.isfinite(v).all() and v.abs().sum() > 0
+
+
+def test_rope_depends_only_on_relative_position():
+    angles = rope_angles((4, 5, 6), head_dim=12, theta=10000.0)
+    assert angles.shape == (120, 6)
+    q, k = torch.randn(12), torch.randn(12)
+    q_rot = apply_rope(q.expand(1, 1, 120, 12), angles.cos(), angles.sin())[0, 0]
+    k_rot = apply_rope(k.expand(1, 1, 120, 12), angles.cos(), angles.sin())[0, 0]
+    grid = torch.arange(120).reshape(4, 5, 6)
+    # the same (dt, dh, dw) offset from two different places gives the same score
+    a = q_rot[grid[0, 0, 0]] @ k_rot[grid[1, 2, 3]]
+    b = q_rot[grid[2, 1, 2]] @ k_rot[grid[3, 3, 5]]
+    assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(a, q_rot[grid[0, 0, 0]] @ k_rot[grid[1, 2, 4]], atol=1e-3)
+
+
+def test_gradients_reach_every_parameter_within_three_steps():
+    model = tiny()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x0 = torch.randn(2, 8, 3, 4, 4)
+    tokens, mask = text()
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss = flow_loss(lambda x, t: model(x, t, tokens, mask), x0)
+        loss.backward()
+        optimizer.step()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead
+
+
+def test_conditioning_changes_the_output_after_a_training_step():
+    model = tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x0 = torch.randn(2, 8, 3, 4, 4)
+    tokens, mask = text()
+    frame_mask = torch.zeros(2, 1, 3, 1, 1)
+    frame_mask[:, :, 0] = 1  # first latent frame given
+    loss = flow_loss(lambda x, t: model(x, t, tokens, mask, cond=x0, cond_mask=frame_mask), x0)
+    loss.backward()
+    optimizer.step()
+    x, t = torch.randn_like(x0), torch.full((2,), 0.7)
+    with torch.no_grad():
+        plain = model(x, t, tokens, mask)
+        first = model(x, t, tokens, mask, cond=x0, cond_mask=frame_mask)
+        region = torch.zeros(2, 1, 3, 4, 4)
+        region[..., :2, :] = 1
+        inpaint = model(x, t, tokens, mask, cond=x0, cond_mask=region)
+        # what is outside the mask is not given, whatever the caller passes there
+        other = model(x, t, tokens, mask, cond=x0 + 5 * (1 - frame_mask), cond_mask=frame_mask)
+    assert not torch.allclose(plain, first) and not torch.allclose(first, inpaint)
+    assert torch.equal(first, other)
+
+
+def test_padded_text_tokens_are_ignored():
+    model = perturb(tiny())
+    x, t = torch.randn(2, 8, 2, 4, 4), torch.tensor([0.3, 0.8])
+    tokens, mask = text(length=6)
+    mask[0, 3:] = False
+    mask[1, :] = False  # an all-padding row still works (the null token)
+    other = tokens.clone()
+    other[0, 3:] = torch.randn(3, 16) * 10
+    other[1] = torch.randn(6, 16)
+    with torch.no_grad():
+        a, b = model(x, t, tokens, mask), model(x, t, other, mask)
+        shorter = model(x[:1], t[:1], tokens[:1, :3], mask[:1, :3])
+        changed = model(x, t, other, torch.ones_like(mask))
+    assert torch.isfinite(a).all()
+    assert torch.allclose(a, b, atol=1e-6) and torch.allclose(a[:1], shorter, atol=1e-5)
+    assert not torch.allclose(a, changed, atol=1e-4)
+
+
+def test_config_round_trips_through_json_and_refuses_bad_shapes():
+    config = DiTConfig(width=32, depth=2, heads=2)
+    again = DiTConfig(**json.loads(json.dumps(dataclasses.asdict(config))))
+    assert again == config and again.patch == (1, 2, 2)
+    with pytest.raises(ValueError, match="head size"):
+        DiTConfig(width=30, heads=4)
+    model = tiny(cond=False)
+    assert model.patch_embed.in_features == 8 * 4
+    with pytest.raises(ValueError, match="conditioning"):
+        model(torch.randn(1, 8, 1, 4, 4), 0.5, *text(1), cond=torch.randn(1, 8, 1, 4, 4))

@@ -1,0 +1,134 @@
+import json
+
+import numpy as np
+import pytest
+
+import kinema
+from kinema.cli import main
+from kinema.errors import InputError
+from kinema.provenance.verify import verify_file
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def test_same_seed_same_clip_any_length(tiny_model):
+    pipe = kinema.load(tiny_model)
+    a = pipe("a red circle moving right on a black background", seed=3)
+    b = pipe("a red circle moving right on a black background", seed=3)
+    assert a.frames.shape == (16, 64, 64, 3) and np.array_equal(a.frames, b.frames)
+    assert not np.array_equal(
+        a.frames, pipe("a red circle moving right on a black background", seed=4).frames
+    )
+    for frames in (1, 5, 30, 32):
+        assert pipe("anything at all", seed=0, frames=frames, steps=1).num_frames == frames
+    assert pipe("x", seed=0, size=(48, 32), steps=1).frames.shape[1:3] == (32, 48)
+
+
+def test_keyframes_are_held(tiny_model):
+    pipe = kinema.load(tiny_model)
+    first = np.zeros((64, 64, 3), np.uint8)
+    video = pipe("a square", seed=0, frames=9, steps=2, keyframes={0: first})
+    assert video.num_frames == 9
+    with pytest.raises(InputError, match="multiple of 4"):
+        pipe("a square", seed=0, frames=9, steps=2, keyframes={3: first})
+
+
+def test_generate_command_writes_a_marked_signed_pending_clip(tiny_model, tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    code, stdout, _ = run(
+        capsys,
+        "generate",
+        "a blue square moving up on a white background",
+        "-o",
+        out,
+        "--model",
+        tiny_model,
+        "--seed",
+        "7",
+        "--json",
+    )
+    record = json.loads(stdout)
+    assert code == 0 and record["seed"] == 7 and record["frames"] == 16 and record["model"] == "tiny-test"
+    report = verify_file(out)
+    assert report["c2pa"]["state"] == "Trusted"
+    assert report["c2pa"]["claims"]["digital_source_type"].endswith("/trainedAlgorithmicMedia")
+    assert record["watermark"]["payload"] in json.dumps(report["c2pa"]["claims"])
+    # an untrained model draws 64x64 noise, on which a 38 dB mark is below the detection
+    # threshold (shapes content carries it easily); at 128 px the noise averages out
+    code, stdout, _ = run(
+        capsys,
+        "generate",
+        "a blue square",
+        "-o",
+        tmp_path / "big",
+        "--model",
+        tiny_model,
+        "--size",
+        "128",
+        "--steps",
+        "1",
+        "--json",
+    )
+    report = verify_file(tmp_path / "big")
+    assert code == 0 and report["watermark"]["detected"]
+    assert report["watermark"]["payload"] == json.loads(stdout)["watermark"]["payload"]
+    code, stdout, _ = run(
+        capsys,
+        "generate",
+        "a blue square",
+        "-o",
+        tmp_path / "c.gif",
+        "--model",
+        tiny_model,
+        "--frames",
+        "5",
+        "--size",
+        "48x32",
+        "--steps",
+        "1",
+    )
+    assert code == 0 and stdout.startswith(f"wrote {tmp_path / 'c.gif'} (id ")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--steps", "0"], "--steps"),
+        (["--guidance", "-1"], "--guidance"),
+        (["--frames", "0"], "--frames"),
+        (["--size", "60"], "nearest valid: 64"),
+        (["--size", "abc"], "--size"),
+        (["--model", "{tmp}/nowhere"], "not a folder"),
+        (["--model", "{tmp}"], "model.json is missing"),
+    ],
+)
+def test_bad_generate_input(tiny_model, tmp_path, capsys, extra, message):
+    args = ["generate", "a red circle", "-o", tmp_path / "x.mp4", "--model", tiny_model]
+    args += [a.format(tmp=tmp_path) for a in extra]
+    code, out, err = run(capsys, *args)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_corrupt_checkpoint_is_refused(tiny_model, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "dit" / "model.safetensors").write_bytes(b"\x80\x04not safetensors")
+    code, _, err = run(capsys, "generate", "a red circle", "-o", tmp_path / "x.mp4", "--model", broken)
+    assert code == 2 and "safetensors" in err
+
+
+def test_empty_prompt_and_screened_names(tiny_model, tmp_path, capsys):
+    code, _, err = run(capsys, "generate", " ", "-o", tmp_path / "x.mp4", "--model", tiny_model)
+    assert code == 2 and "empty prompt" in err
+    code, _, err = run(
+        capsys, "generate", "Taylor Swift dancing", "-o", tmp_path / "x.mp4", "--model", tiny_model
+    )
+    assert code == 2 and "taylor swift" in err.lower()

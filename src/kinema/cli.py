@@ -159,6 +159,39 @@ def generate(
     _report(record, as_json)
 
 
+@app.command("eval")
+def evaluate(
+    model: Annotated[
+        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
+    ] = None,
+    prompts: Annotated[int, typer.Option(help="Prompts per set.")] = 20,
+    steps: Annotated[int | None, typer.Option(help="Sampler steps (default: the model's).")] = None,
+) -> None:
+    """World-checker pass rates on fixed prompt sets (seen pairs, held-out pairs, two objects)."""
+    from kinema.pipelines.loading import load
+    from kinema.train.evaluate import evaluate as run_eval
+
+    if prompts < 1:
+        raise InputError(f"--prompts must be at least 1, got {prompts}")
+    pipe = load(model)
+    results = _with_progress(lambda progress: run_eval(pipe, prompts, steps, progress), "evaluating", False)
+    for name, r in results["sets"].items():
+        typer.echo(f"{name:<14} {r['passed']:>3}/{r['total']:<3} {100 * r['pass_rate']:5.1f} %", err=True)
+    typer.echo(json.dumps(results, default=_json_default))
+
+
+@app.command("bench")
+def bench(
+    model: Annotated[
+        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
+    ] = None,
+) -> None:
+    """Speed and memory of the default clip on this machine, as JSON."""
+    from kinema.bench import bench as run_bench
+
+    typer.echo(json.dumps(run_bench(model), default=_json_default))
+
+
 @world_app.command("render")
 def world_render(
     prompt: Annotated[
@@ -225,6 +258,9 @@ def train(
     minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     vae: Annotated[Path | None, typer.Option(help="The trained VAE checkpoint a DiT stage uses.")] = None,
+    init_from: Annotated[
+        Path | None, typer.Option(help="Start a new run from these weights (e.g. committed ones).")
+    ] = None,
 ) -> None:
     """Train a stage of the built-in model from scratch, or resume it where it stopped."""
     import dataclasses
@@ -242,7 +278,9 @@ def train(
     folder = out or Path("runs") / recipe.name
     if not folder.parent.is_dir():
         raise InputError(f"output folder '{folder.parent}' does not exist")
-    result = Trainer(recipe, folder).run(max_steps=steps, max_minutes=minutes, progress=progress)
+    result = Trainer(recipe, folder, init_from=init_from).run(
+        max_steps=steps, max_minutes=minutes, progress=progress
+    )
     typer.echo(json.dumps(result))
 
 

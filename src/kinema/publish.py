@@ -23,6 +23,7 @@ from pathlib import Path
 
 import kinema
 from kinema.io import Video, check_output_path, output_kind, write_video
+from kinema.io.atomic import replacing, write_json
 from kinema.provenance import review
 from kinema.provenance.c2pa import Generation, ManifestSpec, SoftBinding, sidecar_path, sign_file
 from kinema.provenance.keys import ensure_keys, watermark_key
@@ -140,38 +141,19 @@ def publish(
     return {**record, "path": str(target), **({"keys_created": str(keys.folder)} if created else {})}
 
 
-def _write_json(path: Path, record: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=2, default=str)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _publish_file(video, target: Path, spec, keys, ingredients, record) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    manifest_sidecar = None
-    try:
-        write_video(video, tmp)
-        manifest_sidecar = sign_file(
-            tmp, dataclasses.replace(spec, format=target.suffix[1:]), keys, ingredients
-        )
-        _write_json(settings_path(target), record)
-        if manifest_sidecar is not None:
-            os.replace(manifest_sidecar, sidecar_path(target))
-        os.replace(tmp, target)  # last: the clip appears only when all else is in place
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        if manifest_sidecar is not None:
-            Path(manifest_sidecar).unlink(missing_ok=True)
-        raise
+    # the clip is renamed into place last, when its sidecars already are
+    with replacing(target) as tmp:
+        try:
+            write_video(video, tmp)
+            manifest_sidecar = sign_file(
+                tmp, dataclasses.replace(spec, format=target.suffix[1:]), keys, ingredients
+            )
+            write_json(settings_path(target), record)
+            if manifest_sidecar is not None:
+                os.replace(manifest_sidecar, sidecar_path(target))
+        finally:
+            sidecar_path(tmp).unlink(missing_ok=True)
 
 
 def _publish_folder(video, target: Path, spec, keys, ingredients, record) -> None:
@@ -181,7 +163,7 @@ def _publish_folder(video, target: Path, spec, keys, ingredients, record) -> Non
         frames = staging / "frames"
         write_video(video, frames)
         sign_file(frames, dataclasses.replace(spec, format="png"), keys, ingredients)
-        _write_json(frames / "settings.json", {**record, "fps": video.fps})
+        write_json(frames / "settings.json", {**record, "fps": video.fps})
         if target.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)

@@ -132,3 +132,14 @@ def test_empty_prompt_and_screened_names(tiny_model, tmp_path, capsys):
         capsys, "generate", "Taylor Swift dancing", "-o", tmp_path / "x.mp4", "--model", tiny_model
     )
     assert code == 2 and "taylor swift" in err.lower()
+
+
+def test_eval_and_bench_print_json(tiny_model, capsys):
+    code, out, err = run(capsys, "eval", "--model", tiny_model, "--prompts", "1", "--steps", "1")
+    results = json.loads(out)
+    assert code == 0 and set(results["sets"]) == {"seen_single", "held_out", "two_object"}
+    assert all(0 <= s["pass_rate"] <= 1 for s in results["sets"].values()) and "held_out" in err
+    code, out, _ = run(capsys, "bench", "--model", tiny_model)
+    report = json.loads(out)
+    assert code == 0 and report["seconds_per_clip"] > 0 and report["matmul_peak_gflops"] > 0
+    assert 0 < report["dit_fraction_of_peak"] and report["peak_rss_mb"] > 0

@@ -109,9 +109,7 @@ def test_certificate_chain_extensions(keys):
     assert ext(x509.KeyUsage).value.digital_signature
     assert list(ext(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.EMAIL_PROTECTION]
     assert ext(x509.AuthorityKeyIdentifier).value.key_identifier == (
-        intermediate.extensions.get_extension_for_class(
-            x509.SubjectKeyIdentifier
-        ).value.key_identifier
+        intermediate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.key_identifier
     )
     for ca in (intermediate, root):
         assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca

@@ -55,3 +55,12 @@ def test_train_command(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["train", "--preset", "nope"])
     assert info.value.code == 2 and "unknown preset" in capsys.readouterr().err
+
+
+def test_warm_start_from_weights_continues_the_schedule(tmp_path):
+    preset = get_preset("vae-tiny")
+    Trainer(preset, tmp_path / "first").run(max_steps=2, progress=False)
+    warm = Trainer(preset, tmp_path / "second", init_from=tmp_path / "first")
+    assert warm.step == 2
+    first = Trainer(preset, tmp_path / "first")
+    assert _same(warm.ema, first.ema)

@@ -25,6 +25,7 @@ import av
 import numpy as np
 
 from kinema.errors import InputError
+from kinema.io.atomic import publishable, replacing
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
 # Names kinema writes into a frame folder; anything else there is the user's, and a
@@ -164,26 +165,12 @@ def write_video(video: Video, path: str | os.PathLike, crf: int | None = None) -
         return target
     if kind == "gif" and video.audio is not None:
         raise VideoError("a GIF cannot carry audio; write .mp4 or .webm")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
+    with replacing(target) as tmp:
         if kind == "gif":
-            _write_gif(video, tmp)
+            _write_gif(video, str(tmp))
         else:
-            _write_av(video, tmp, kind, crf)
-        _publishable(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            _write_av(video, str(tmp), kind, crf)
     return target
-
-
-def _publishable(path: str, mode: int = 0o666) -> None:
-    """Give a temporary file the mode a normal one would have (mkstemp makes 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
 
 
 def _rate(fps: float) -> fractions.Fraction:
@@ -316,15 +303,8 @@ def encode_png(frame: np.ndarray) -> bytes:
 def write_png(frame: np.ndarray, path: str | os.PathLike) -> Path:
     """Write one RGB frame as a PNG file atomically."""
     target = Path(os.fspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".png", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(encode_png(frame))
-        _publishable(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(target) as tmp:
+        tmp.write_bytes(encode_png(frame))
     return target
 
 
@@ -332,7 +312,7 @@ def _write_frame_folder(video: Video, target: Path) -> None:
     # Frames go to a hidden folder beside the target first; only when all are written
     # are they moved in (a rename each), and stale frames from a longer earlier clip go.
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    _publishable(str(staging), 0o777)
+    publishable(staging, 0o777)
     try:
         names = []
         for i, frame in enumerate(video.frames):

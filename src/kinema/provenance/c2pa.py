@@ -322,9 +322,7 @@ def _ingredient_id(index: int) -> str:
 
 
 def _now() -> str:
-    return (
-        dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    )
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _signer(keys: KeyPaths) -> c2pa.Signer:
@@ -425,9 +423,7 @@ def _sign_stream(definition, keys, parts, mime, source, dest, path, embed=True) 
         raise ProvenanceError(f"cannot sign {path.name}: {_one_line(exc)}") from exc
 
 
-def _sign_frame_folder(
-    folder: Path, spec: ManifestSpec, keys: KeyPaths, parts: Sequence[Ingredient]
-) -> None:
+def _sign_frame_folder(folder: Path, spec: ManifestSpec, keys: KeyPaths, parts: Sequence[Ingredient]) -> None:
     """Embed a manifest in every frame_NNNN.png; each names its index and the count."""
     frames = _frame_files(folder)
     for index, frame in enumerate(frames):
@@ -583,8 +579,7 @@ def _claims(manifest: dict) -> dict[str, Any]:
         "frame": assertions.get(FRAME_LABEL),
         "signer": signature.get("common_name"),
         "issuer": signature.get("issuer"),
-        "time": signature.get("time")
-        or next((a["when"] for a in action_list if a.get("when")), None),
+        "time": signature.get("time") or next((a["when"] for a in action_list if a.get("when")), None),
         "assertions": sorted(assertions),
     }
 

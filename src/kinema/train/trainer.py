@@ -20,6 +20,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kinema.train.checkpoint import (
+    load_config,
     load_train_state,
     load_weights,
     optimizer_from_tensors,
@@ -39,7 +40,14 @@ def learning_rate(preset: Preset, step: int) -> float:
 
 
 class Trainer:
-    def __init__(self, preset: Preset, out: str | Path):
+    """Trains one preset into the checkpoint folder `out`, resuming it when it exists.
+
+    `init_from` warm-starts a new run from another checkpoint's weights (and its step
+    count, so the schedule goes on): how a run continues from committed weights when
+    its optimizer state was not kept.
+    """
+
+    def __init__(self, preset: Preset, out: str | Path, init_from: str | Path | None = None):
         self.preset, self.out = preset, Path(out)
         torch.manual_seed(preset.seed)
         self.stage = STAGES[preset.stage](preset)
@@ -59,13 +67,18 @@ class Trainer:
         self.step = 0
         self.history: dict[str, list] = {"loss": [], "val": []}
         self.seconds = 0.0  # training time over all runs
-        self._resume()
+        self._resume(init_from)
 
     # ---------------------------------------------------------------- state
 
-    def _resume(self) -> None:
+    def _resume(self, init_from: str | Path | None) -> None:
         state = load_train_state(self.out) if self.out.exists() else None
         if state is None:
+            if init_from is not None:
+                weights = load_weights(init_from)
+                self.model.load_state_dict(weights)
+                self.ema.load_state_dict(weights)
+                self.step = int(load_config(init_from).get("step", 0))
             return
         tensors, meta = state
         self.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})

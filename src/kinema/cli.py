@@ -91,6 +91,8 @@ def generate(
     steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (1 = off).")] = None,
     negative: Annotated[str, typer.Option(help="Negative prompt: what to steer away from.")] = "",
+    image: Annotated[Path | None, typer.Option(help="First frame: the clip starts on this image.")] = None,
+    last_image: Annotated[Path | None, typer.Option(help="Last frame: the clip ends on this image.")] = None,
     model: Annotated[
         str | None, typer.Option(help="Model name or folder (default: the built-in model).")
     ] = None,
@@ -127,18 +129,23 @@ def generate(
     pipe = load(model, device=device)
     if dims:
         pipe.check_size(*dims)
+    width, height = dims or (pipe.defaults["size"], pipe.defaults["size"])
+    first = _condition_image(image, "--image", width, height)
+    last = _condition_image(last_image, "--last-image", width, height)
     seed = _seed(seed)
     video = _with_progress(
         lambda progress: pipe(
             prompt,
             seed=seed,
             frames=frames,
-            size=dims,
+            size=(width, height),
             steps=steps,
             guidance=guidance,
             negative=negative,
             fps=fps,
             progress=progress,
+            keyframes={0: first} if first is not None else None,
+            last_image=last,
         ),
         "generating",
         as_json,
@@ -155,7 +162,15 @@ def generate(
         "guidance": d["guidance"] if guidance is None else guidance,
         "sampler": d["sampler"],
     }
-    record = publish(video, output, settings, Origin(pipe.name, pipe.model_hash), hide_prompt=hide_prompt)
+    sources = [p for p in (image, last_image) if p is not None]
+    record = publish(
+        video,
+        output,
+        settings,
+        Origin(pipe.name, pipe.model_hash),
+        hide_prompt=hide_prompt,
+        ingredients=sources,
+    )
     _report(record, as_json)
 
 
@@ -407,6 +422,21 @@ def _seed(seed: int | None) -> int:
     if not 0 <= seed < 2**63:
         raise InputError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
     return seed
+
+
+def _condition_image(path: Path | None, option: str, width: int, height: int):
+    """Read, policy-check (faces need consent) and fit an input image; None when not given."""
+    if path is None:
+        return None
+    from kinema.io import read_image
+    from kinema.pipelines.conditioning import fit_image
+    from kinema.provenance.policy import check_likeness
+
+    pixels = read_image(path)
+    check_likeness(pixels, source=str(path))
+    fitted, note = fit_image(pixels, width, height)
+    typer.echo(f"{option} {path}: {note}", err=True)
+    return fitted
 
 
 def _parse_size(text: str) -> tuple[int, int]:

@@ -143,3 +143,85 @@ def test_eval_and_bench_print_json(tiny_model, capsys):
     report = json.loads(out)
     assert code == 0 and report["seconds_per_clip"] > 0 and report["matmul_peak_gflops"] > 0
     assert 0 < report["dit_fraction_of_peak"] and report["peak_rss_mb"] > 0
+
+
+def test_first_and_last_images(tiny_model, tmp_path, capsys):
+    from kinema.io import write_png
+    from kinema.world import parse, render_frames
+
+    clip = render_frames(parse("a red circle moving right on a black background"), seed=1, size=96)
+    write_png(clip[0][:, 8:88], tmp_path / "first.png")  # 80x96: cropped and resized
+    write_png(clip[15], tmp_path / "last.png")
+    code, out, err = run(
+        capsys,
+        "generate",
+        "a red circle moving right on a black background",
+        "-o",
+        tmp_path / "k.mp4",
+        "--model",
+        tiny_model,
+        "--steps",
+        "1",
+        "--image",
+        tmp_path / "first.png",
+        "--last-image",
+        tmp_path / "last.png",
+        "--json",
+    )
+    assert code == 0 and json.loads(out)["frames"] == 16
+    assert "--image" in err and "cropped 16 px of height" in err and "resized" in err
+    report = verify_file(tmp_path / "k.mp4")
+    assert len(report["c2pa"]["ingredients"]) == 2
+
+
+def test_face_without_consent_is_refused(tiny_model, tmp_path, capsys):
+    from kinema.io import write_png
+    from tests.provenance.test_policy import draw_face
+
+    write_png(draw_face(128), tmp_path / "face.png")
+    code, _, err = run(
+        capsys,
+        "generate",
+        "a person",
+        "-o",
+        tmp_path / "f.mp4",
+        "--model",
+        tiny_model,
+        "--image",
+        tmp_path / "face.png",
+    )
+    assert code == 2 and "consent" in err and not (tmp_path / "f.mp4").exists()
+    code, _, _ = run(
+        capsys,
+        "consent",
+        "add",
+        tmp_path / "face.png",
+        "--owner",
+        "Ada",
+        "--scope",
+        "*",
+        "--expires",
+        "2099-12-31",
+    )
+    assert code == 0
+    code, _, err = run(
+        capsys,
+        "generate",
+        "a person",
+        "-o",
+        tmp_path / "f.mp4",
+        "--model",
+        tiny_model,
+        "--image",
+        tmp_path / "face.png",
+        "--steps",
+        "1",
+    )
+    assert code == 0, err
+
+
+def test_frame_map_keeps_first_and_last():
+    from kinema.pipelines.conditioning import frame_map
+
+    assert frame_map(16, 17)[0] == 0 and frame_map(16, 17)[-1] == 16 and len(frame_map(16, 17)) == 16
+    assert frame_map(17, 17) == list(range(17)) and frame_map(1, 5) == [0]

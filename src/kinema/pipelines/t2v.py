@@ -19,6 +19,7 @@ from kinema.errors import InputError
 from kinema.io import Video
 from kinema.models.dit import DiT
 from kinema.models.vae import VideoVAE
+from kinema.pipelines.conditioning import frame_map
 
 
 class TextToVideo:
@@ -83,10 +84,12 @@ class TextToVideo:
         sampler: str | None = None,
         shift: float | None = None,
         keyframes: dict[int, np.ndarray] | None = None,
+        last_image: np.ndarray | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> Video:
         """Generate a clip. Size is S or (W, H); keyframes maps pixel frame indices (0 or a
-        multiple of 4) to uint8 images (H, W, 3) the clip must show there."""
+        multiple of 4) to uint8 images (H, W, 3) the clip must show there; last_image is
+        the image the clip ends on (first–last frame with keyframes={0: first})."""
         d = self.defaults
         frames = d["frames"] if frames is None else frames
         width, height = (size, size) if isinstance(size, int) else (size or (d["size"], d["size"]))
@@ -102,10 +105,13 @@ class TextToVideo:
         self.check_size(width, height)
 
         latent_t = self.latent_frames(frames)
+        keyframes = dict(keyframes or {})
+        if last_image is not None:
+            keyframes[self.vae.config.temporal_factor * (latent_t - 1)] = last_image
         f = self.spatial_factor
         shape = (1, self.vae.config.latent_channels, latent_t, height // f, width // f)
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-        cond, mask = self.conditions(keyframes or {}, shape)
+        cond, mask = self.conditions(keyframes, shape)
 
         text, text_mask = self.text_encoder.encode([prompt, negative])
 
@@ -129,7 +135,10 @@ class TextToVideo:
         latents = sampler_fn(
             denoise, noise, timesteps(steps, d["shift"] if shift is None else shift), callback
         )
-        pixels = self.vae.decode(latents)[:, :, :frames]
+        pixels = self.vae.decode(latents)
+        # trim to the request; with a last image, drop frames evenly so the clip still ends on it
+        index = frame_map(frames, pixels.shape[2]) if last_image is not None else list(range(frames))
+        pixels = pixels[:, :, index]
         out = ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
         return Video(out, d["fps"] if fps is None else fps)
 

@@ -64,3 +64,21 @@ def test_warm_start_from_weights_continues_the_schedule(tmp_path):
     assert warm.step == 2
     first = Trainer(preset, tmp_path / "first")
     assert _same(warm.ema, first.ema)
+
+
+def test_dit_trains_on_a_latent_cache_built_once(tmp_path):
+    import dataclasses
+
+    from kinema.train.latent_cache import LatentCache
+
+    Trainer(get_preset("vae-tiny"), tmp_path / "vae").run(progress=False)
+    preset = dataclasses.replace(get_preset("dit-tiny"), vae=str(tmp_path / "vae"), cache_clips=6)
+    Trainer(preset, tmp_path / "dit").run(max_steps=2, progress=False)
+    (folder,) = tmp_path.glob("dit-tiny-latents-*")
+    shard = next(folder.glob("shard_*.safetensors"))
+    built = shard.stat().st_mtime_ns
+    cache = LatentCache(folder)
+    assert len(cache) == 6 and cache.latents.shape[1:3] == (4, 2) and cache.keyframes.shape[2] == 1
+    resumed = Trainer(preset, tmp_path / "dit")
+    resumed.run(progress=False)
+    assert resumed.step == preset.steps and shard.stat().st_mtime_ns == built

@@ -34,6 +34,7 @@ class Preset:
     validation_steps: int = 20  # sampler steps of the DiT's validation generations
     checkpoint_minutes: float = 5.0
     vae: str | None = None  # the VAE checkpoint a DiT stage trains on
+    cache_clips: int = 0  # > 0: pre-encode this many clips once and train on them
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +14,7 @@ from kinema.diffusion.flow import flow_loss, sample_time
 from kinema.models.dit import DiT, DiTConfig
 from kinema.models.vae import VAEConfig, VideoVAE
 from kinema.train.checkpoint import CheckpointError, load_config, load_weights
+from kinema.train.latent_cache import LatentCache, build_cache, encode_clips
 from kinema.train.presets import Preset
 from kinema.world import parse, render_frames
 from kinema.world.dataset import training_sample, validation_split
@@ -152,27 +155,29 @@ class DiTStage:
         self.vae = load_vae(preset.vae)
         self.config = DiTConfig(**{"latent_channels": self.vae.config.latent_channels, **preset.model})
         self.text = MiniLMTextEncoder()
-        self._val: list[tuple[str, int]] | None = None
+        self.cache = None
+        if preset.cache_clips:
+            # latents belong to one VAE: a retrained VAE gets a cache of its own
+            vae_hash = hashlib.sha256((Path(preset.vae) / "model.safetensors").read_bytes()).hexdigest()[:12]
+            folder = Path(preset.vae).with_name(f"{preset.name}-latents-{vae_hash}")
+            build_cache(self.vae, preset, folder, preset.cache_clips)
+            self.cache = LatentCache(folder)
+
+    def batch(self, step: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+        """Prompts, latents and keyframe latents of a step: from the cache when there is one
+        (indices drawn from the step number), else rendered and encoded now."""
+        if self.cache is not None:
+            rng = np.random.default_rng([self.preset.seed, step, 11])
+            return self.cache.batch(rng.integers(len(self.cache), size=self.preset.batch))
+        prompts, frames = training_batch(self.preset, step)
+        return (prompts, *encode_clips(self.vae, pixels_to_tensor(frames)))
 
     def build(self) -> DiT:
         return DiT(self.config)
 
-    @torch.no_grad()
-    def latents(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """The clip's latents, and each later latent frame's keyframe form: its last pixel
-        frame encoded on its own, as the pipeline encodes a keyframe image."""
-        pixels = pixels_to_tensor(frames)
-        b, _, t, height, width = pixels.shape
-        step = self.vae.config.temporal_factor
-        singles = pixels[:, :, step::step].transpose(1, 2).reshape(-1, 3, 1, height, width)
-        keyframes = self.vae.encode(singles)  # (B·k, C, 1, h, w)
-        keyframes = keyframes.reshape(b, -1, *keyframes.shape[1:]).squeeze(3).transpose(1, 2)
-        return self.vae.encode(pixels), keyframes  # (B, C, 1+k, h, w), (B, C, k, h, w)
-
     def loss(self, model: DiT, step: int) -> tuple[torch.Tensor, dict]:
-        prompts, frames = training_batch(self.preset, step)
+        prompts, x0, keyframes = self.batch(step)
         rng = np.random.default_rng([self.preset.seed, step, 7])
-        x0, keyframes = self.latents(frames)
         b, _, t, h, w = x0.shape
         prompts = ["" if rng.random() < self.text_dropout else p for p in prompts]
         kinds = rng.choice(len(CONDITION_KINDS), size=b, p=CONDITION_WEIGHTS)

@@ -174,6 +174,70 @@ def generate(
     _report(record, as_json)
 
 
+@app.command("extend")
+def extend(
+    clip: Annotated[Path, typer.Argument(help="The clip to continue.")],
+    prompt: Annotated[str, typer.Argument(help="What the new frames should show.")],
+    output: OutputOption,
+    frames: Annotated[int, typer.Option(help="How many new frames.")],
+    backward: Annotated[bool, typer.Option(help="Add the frames before the clip instead of after.")] = False,
+    seed: Annotated[
+        int | None, typer.Option(help="Noise seed (random when not given; always printed).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
+    ] = False,
+) -> None:
+    """Continue a clip forward (or backward) in time; its own frames are kept as they are."""
+    from kinema.io import check_output_path, read_video
+    from kinema.pipelines.loading import load
+    from kinema.provenance.policy import check_likeness, screen_prompt
+    from kinema.publish import Origin, publish
+
+    if not prompt.strip():
+        raise InputError("empty prompt: say what the new frames should show")
+    screen_prompt(prompt)
+    _check_frames(frames)
+    check_output_path(output)
+    video = read_video(clip)
+    _check_frames(video.num_frames + frames)
+    check_likeness(video.frames, source=str(clip))
+    pipe = load(model)
+    seed = _seed(seed)
+    result = _with_progress(
+        lambda progress: pipe.extend(
+            video,
+            prompt,
+            frames,
+            backward=backward,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            progress=progress,
+        ),
+        "extending",
+        as_json,
+    )
+    settings = {
+        "prompt": prompt,
+        "seed": seed,
+        "source": str(clip),
+        "added_frames": frames,
+        "backward": backward,
+        "frames": result.num_frames,
+        "fps": result.fps,
+    }
+    record = publish(
+        result, output, settings, Origin(pipe.name, pipe.model_hash), edit="extend", ingredients=[clip]
+    )
+    _report(record, as_json)
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[

@@ -225,3 +225,56 @@ def test_frame_map_keeps_first_and_last():
 
     assert frame_map(16, 17)[0] == 0 and frame_map(16, 17)[-1] == 16 and len(frame_map(16, 17)) == 16
     assert frame_map(17, 17) == list(range(17)) and frame_map(1, 5) == [0]
+
+
+def test_long_clips_are_made_in_windows(tiny_model):
+    pipe = kinema.load(tiny_model)
+    video = pipe("a red circle moving right on a black background", seed=1, frames=40, steps=1)
+    assert video.num_frames == 40
+    again = pipe("a red circle moving right on a black background", seed=1, frames=40, steps=1)
+    assert np.array_equal(video.frames, again.frames)
+
+
+def test_extend_keeps_the_input_and_adds_frames(tiny_model, tmp_path, capsys):
+    from kinema.io import Video, read_video
+    from kinema.world import parse, render_frames
+
+    source = Video(render_frames(parse("a red circle moving right on a black background"), seed=1), 8)
+    pipe = kinema.load(tiny_model)
+    forward = pipe.extend(source, "a red circle moving right on a black background", 6, steps=1)
+    assert forward.num_frames == 22 and np.array_equal(forward.frames[:16], source.frames)
+    backward = pipe.extend(source, "a red circle", 5, backward=True, steps=1)
+    assert backward.num_frames == 21 and np.array_equal(backward.frames[5:], source.frames)
+    source.save(tmp_path / "in.mp4")
+    code, out, err = run(
+        capsys,
+        "extend",
+        tmp_path / "in.mp4",
+        "a red circle",
+        "-o",
+        tmp_path / "out.mp4",
+        "--frames",
+        "8",
+        "--model",
+        tiny_model,
+        "--steps",
+        "1",
+        "--json",
+    )
+    assert code == 0, err
+    assert read_video(tmp_path / "out.mp4").num_frames == 24
+    assert verify_file(tmp_path / "out.mp4")["c2pa"]["ingredients"]
+    (tmp_path / "bad.mp4").write_text("not a video")
+    code, _, err = run(
+        capsys,
+        "extend",
+        tmp_path / "bad.mp4",
+        "a red circle",
+        "-o",
+        tmp_path / "o2.mp4",
+        "--frames",
+        "8",
+        "--model",
+        tiny_model,
+    )
+    assert code == 2 and "cannot decode" in err and not (tmp_path / "o2.mp4").exists()

@@ -44,6 +44,7 @@ class TextToVideo:
             "guidance": 4.0,
             "shift": 2.0,
             "sampler": "dpmpp_2m",
+            "window": 17,
             **(defaults or {}),
         }
 
@@ -69,6 +70,64 @@ class TextToVideo:
 
     # ---------------------------------------------------------------- generation
 
+    def _settings(self, steps, guidance, sampler, shift) -> dict:
+        d = self.defaults
+        steps = d["steps"] if steps is None else steps
+        guidance = d["guidance"] if guidance is None else guidance
+        if steps < 1:
+            raise InputError(f"steps must be at least 1, got {steps}")
+        if guidance < 0:
+            raise InputError(f"guidance must not be negative, got {guidance}")
+        name = sampler or d["sampler"]
+        if name not in SAMPLERS:
+            raise InputError(f"unknown sampler '{name}': choose one of {', '.join(SAMPLERS)}")
+        return {
+            "steps": steps,
+            "guidance": guidance,
+            "sampler": SAMPLERS[name],
+            "shift": d["shift"] if shift is None else shift,
+        }
+
+    def _sample(self, noise, text, text_mask, cond, mask, run: dict, progress=None) -> torch.Tensor:
+        """One sampler run: noise (1, C, T, h, w) → clean latents, CFG on the prompt pair
+        (row 0 the prompt, row 1 the negative), known latents held where mask is 1."""
+
+        def model(row: int):
+            def denoise(x, t):
+                return self.dit(
+                    x, t, text[row : row + 1], text_mask[row : row + 1], cond=cond, cond_mask=mask
+                )
+
+            return denoise
+
+        denoise = cfg(model(0), model(1), run["guidance"])
+        if mask is not None:
+            denoise = with_conditioning(denoise, cond, mask)
+        callback = (lambda info: progress(info["i"] + 1, run["steps"])) if progress else None
+        return run["sampler"](denoise, noise, timesteps(run["steps"], run["shift"]), callback)
+
+    def _continue(self, latents, target, text, text_mask, run, generator, progress) -> torch.Tensor:
+        """Append latent frames until there are `target`, a window at a time, each window
+        holding the last half-window of what exists as its clean prefix (how the model was
+        trained for extension), so the DiT never sees more than one window."""
+        _, c, _, h, w = latents.shape
+        window = self.latent_frames(self.defaults.get("window", 17))
+        context = max(1, window // 2)
+        while latents.shape[2] < target:
+            held = latents[:, :, -min(latents.shape[2], context) :]
+            new = min(window - held.shape[2], target - latents.shape[2])
+            cond = torch.cat([held, torch.zeros(1, c, new, h, w)], dim=2)
+            mask = torch.zeros(1, 1, held.shape[2] + new, 1, 1)
+            mask[:, :, : held.shape[2]] = 1
+            noise = torch.randn((1, c, held.shape[2] + new, h, w), generator=generator)
+            out = self._sample(noise, text, text_mask, cond, mask, run, progress)
+            latents = torch.cat([latents, out[:, :, held.shape[2] :]], dim=2)
+        return latents
+
+    def _to_video(self, pixels: torch.Tensor, fps: float) -> Video:
+        out = ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+        return Video(out, fps)
+
     @torch.inference_mode()
     def __call__(
         self,
@@ -89,58 +148,84 @@ class TextToVideo:
     ) -> Video:
         """Generate a clip. Size is S or (W, H); keyframes maps pixel frame indices (0 or a
         multiple of 4) to uint8 images (H, W, 3) the clip must show there; last_image is
-        the image the clip ends on (first–last frame with keyframes={0: first})."""
+        the image the clip ends on (first–last frame with keyframes={0: first}).
+
+        Clips longer than the model's window are made window by window, each conditioned
+        on the latent frames before it, so the DiT's memory is that of one window and the
+        VAE decodes chunk by chunk.
+        """
         d = self.defaults
         frames = d["frames"] if frames is None else frames
         width, height = (size, size) if isinstance(size, int) else (size or (d["size"], d["size"]))
-        steps = d["steps"] if steps is None else steps
-        guidance = d["guidance"] if guidance is None else guidance
-        sampler_fn = SAMPLERS[sampler or d["sampler"]]
         if frames < 1:
             raise InputError(f"frames must be at least 1, got {frames}")
-        if steps < 1:
-            raise InputError(f"steps must be at least 1, got {steps}")
-        if guidance < 0:
-            raise InputError(f"guidance must not be negative, got {guidance}")
         self.check_size(width, height)
+        run = self._settings(steps, guidance, sampler, shift)
 
         latent_t = self.latent_frames(frames)
+        window = self.latent_frames(d.get("window", 17))
         keyframes = dict(keyframes or {})
         if last_image is not None:
+            if latent_t > window:
+                raise InputError(
+                    f"--last-image works up to the model's window of {d.get('window', 17)} frames"
+                )
             keyframes[self.vae.config.temporal_factor * (latent_t - 1)] = last_image
         f = self.spatial_factor
-        shape = (1, self.vae.config.latent_channels, latent_t, height // f, width // f)
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-        cond, mask = self.conditions(keyframes, shape)
-
+        first = (1, self.vae.config.latent_channels, min(latent_t, window), height // f, width // f)
+        generator = torch.Generator().manual_seed(seed)
         text, text_mask = self.text_encoder.encode([prompt, negative])
-
-        def model(prompt_index: int):
-            def denoise(x, t):
-                return self.dit(
-                    x,
-                    t,
-                    text[prompt_index : prompt_index + 1],
-                    text_mask[prompt_index : prompt_index + 1],
-                    cond=cond,
-                    cond_mask=mask,
-                )
-
-            return denoise
-
-        denoise = cfg(model(0), model(1), guidance)
-        if mask is not None:
-            denoise = with_conditioning(denoise, cond, mask)
-        callback = (lambda info: progress(info["i"] + 1, steps)) if progress else None
-        latents = sampler_fn(
-            denoise, noise, timesteps(steps, d["shift"] if shift is None else shift), callback
+        cond, mask = self.conditions(keyframes, first)
+        latents = self._sample(
+            torch.randn(first, generator=generator), text, text_mask, cond, mask, run, progress
         )
+        latents = self._continue(latents, latent_t, text, text_mask, run, generator, progress)
         pixels = self.vae.decode(latents)
         # trim to the request; with a last image, drop frames evenly so the clip still ends on it
         index = frame_map(frames, pixels.shape[2]) if last_image is not None else list(range(frames))
-        pixels = pixels[:, :, index]
-        out = ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
-        return Video(out, d["fps"] if fps is None else fps)
+        return self._to_video(pixels[:, :, index], d["fps"] if fps is None else fps)
+
+    @torch.inference_mode()
+    def extend(
+        self,
+        video: Video,
+        prompt: str,
+        frames: int,
+        *,
+        backward: bool = False,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        negative: str = "",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Video:
+        """The clip followed (or, backward, preceded) by `frames` new frames.
+
+        The last 1+4m frames of the clip (up to half a window) are encoded and held as the
+        first latent frames; the input's own frames are kept exactly and only the new ones
+        are added. Backward extension runs the same process on the reversed clip.
+        """
+        if frames < 1:
+            raise InputError(f"--frames must be at least 1, got {frames}")
+        self.check_size(video.width, video.height)
+        run = self._settings(steps, guidance, None, None)
+        source = video.frames[::-1] if backward else video.frames
+        step = self.vae.config.temporal_factor
+        window = self.latent_frames(self.defaults.get("window", 17))
+        m = min((len(source) - 1) // step, max(1, window // 2) - 1)
+        context = np.ascontiguousarray(source[len(source) - (1 + step * m) :])
+        pixels = torch.from_numpy(context).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+        known = self.vae.encode(pixels)  # (1, C, 1+m, h, w)
+        generator = torch.Generator().manual_seed(seed)
+        text, text_mask = self.text_encoder.encode([prompt, negative])
+        target = known.shape[2] + -(-frames // step)
+        latents = self._continue(known, target, text, text_mask, run, generator, progress)
+        decoded = self.vae.decode(latents)
+        added = self._to_video(decoded[:, :, len(context) : len(context) + frames], video.fps).frames
+        joined = (
+            np.concatenate([added[::-1], video.frames]) if backward else np.concatenate([video.frames, added])
+        )
+        return Video(np.ascontiguousarray(joined), video.fps)
 
     def conditions(
         self, keyframes: dict[int, np.ndarray], shape

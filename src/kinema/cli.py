@@ -238,6 +238,151 @@ def extend(
     _report(record, as_json)
 
 
+def _edit_inputs(clip: Path, prompt: str, output: Path):
+    """What every editing command checks first: prompt, output path, input clip, likeness."""
+    from kinema.io import check_output_path, read_video
+    from kinema.provenance.policy import check_likeness, screen_prompt
+
+    if not prompt.strip():
+        raise InputError("empty prompt: describe the whole scene after the edit")
+    screen_prompt(prompt)
+    check_output_path(output)
+    video = read_video(clip)
+    _check_frames(video.num_frames)
+    check_likeness(video.frames, source=str(clip))
+    return video
+
+
+def _publish_edit(result, output: Path, clip: Path, pipe, edit: str, settings: dict, as_json: bool) -> None:
+    from kinema.publish import Origin, publish
+
+    settings = {
+        **settings,
+        "source": str(clip),
+        "frames": result.num_frames,
+        "fps": result.fps,
+        "size": [result.width, result.height],
+    }
+    record = publish(
+        result, output, settings, Origin(pipe.name, pipe.model_hash), edit=edit, ingredients=[clip]
+    )
+    _report(record, as_json)
+
+
+@app.command("remix")
+def remix(
+    clip: Annotated[Path, typer.Argument(help="The clip to change.")],
+    prompt: Annotated[str, typer.Argument(help="The whole scene after the change.")],
+    output: OutputOption,
+    strength: Annotated[float, typer.Option(help="0 keeps the clip, 1 ignores it.")] = 0.6,
+    seed: Annotated[
+        int | None, typer.Option(help="Noise seed (random when not given; always printed).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampler steps (for the full schedule).")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
+    ] = False,
+) -> None:
+    """Video-to-video: keep the clip's layout and motion, change what the prompt changes."""
+    from kinema.pipelines.loading import load
+
+    if not 0 <= strength <= 1:
+        raise InputError(f"--strength must be between 0 and 1, got {strength}")
+    video = _edit_inputs(clip, prompt, output)
+    pipe = load(model)
+    seed = _seed(seed)
+    result = _with_progress(
+        lambda progress: pipe.remix(
+            video, prompt, strength=strength, seed=seed, steps=steps, guidance=guidance, progress=progress
+        ),
+        "remixing",
+        as_json,
+    )
+    _publish_edit(
+        result, output, clip, pipe, "remix", {"prompt": prompt, "seed": seed, "strength": strength}, as_json
+    )
+
+
+@app.command("inpaint")
+def inpaint(
+    clip: Annotated[Path, typer.Argument(help="The clip to edit.")],
+    prompt: Annotated[str, typer.Argument(help="The whole scene after the edit.")],
+    output: OutputOption,
+    mask: Annotated[
+        Path | None, typer.Option(help="PNG of the clip's size: white = regenerate, black = keep.")
+    ] = None,
+    outpaint: Annotated[
+        str | None, typer.Option(help="L,T,R,B: grow the canvas by these pixels and fill it.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Noise seed (random when not given; always printed).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
+    ] = False,
+) -> None:
+    """Regenerate a masked region over time (pixels outside it kept exactly), or outpaint."""
+    from kinema.pipelines.loading import load
+
+    if (mask is None) == (outpaint is None):
+        raise InputError("give either --mask MASK.png or --outpaint L,T,R,B")
+    sides = _parse_sides(outpaint) if outpaint else None
+    video = _edit_inputs(clip, prompt, output)
+    region = _read_mask(mask, video.width, video.height) if mask else None
+    pipe = load(model)
+    if sides:
+        pipe.check_size(video.width + sides[0] + sides[2], video.height + sides[1] + sides[3])
+    seed = _seed(seed)
+    kw = {"seed": seed, "steps": steps, "guidance": guidance}
+    if sides:
+        work = lambda progress: pipe.outpaint(video, prompt, *sides, progress=progress, **kw)  # noqa: E731
+    else:
+        work = lambda progress: pipe.inpaint(video, prompt, region, progress=progress, **kw)  # noqa: E731
+    result = _with_progress(work, "inpainting", as_json)
+    settings = {
+        "prompt": prompt,
+        "seed": seed,
+        **({"outpaint": list(sides)} if sides else {"mask": str(mask)}),
+    }
+    _publish_edit(result, output, clip, pipe, "outpaint" if sides else "inpaint", settings, as_json)
+
+
+def _parse_sides(text: str) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values) < 0:
+        raise InputError(f"--outpaint takes four non-negative pixel counts L,T,R,B, got '{text}'")
+    return values
+
+
+def _read_mask(path: Path, width: int, height: int):
+    """A binary mask PNG → bool (H, W), True = regenerate; refuses anything else."""
+    import numpy as np
+
+    from kinema.io import read_image
+
+    pixels = read_image(path)
+    if pixels.shape[:2] != (height, width):
+        raise InputError(f"mask {path} is {pixels.shape[1]}x{pixels.shape[0]}; the clip is {width}x{height}")
+    white, black = (pixels == 255).all(-1), (pixels == 0).all(-1)
+    if not (white | black).all():
+        raise InputError(f"mask {path} must be pure black (keep) and white (regenerate), nothing else")
+    if not white.any():
+        raise InputError(f"mask {path} is all black: nothing to regenerate")
+    return np.asarray(white)
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[
@@ -530,7 +675,10 @@ def _with_progress(work, label: str, quiet: bool):
         TextColumn("{task.completed}/{task.total} steps"),
         TimeElapsedColumn(),
     ]
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    # a bar only on a terminal: in pipes and logs it would be noise around the one result line
+    with Progress(
+        *columns, console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()
+    ) as bar:
         task = bar.add_task(label, total=None)
         return work(lambda done, total: bar.update(task, completed=done, total=total))
 

@@ -278,3 +278,65 @@ def test_extend_keeps_the_input_and_adds_frames(tiny_model, tmp_path, capsys):
         tiny_model,
     )
     assert code == 2 and "cannot decode" in err and not (tmp_path / "o2.mp4").exists()
+
+
+def _world_clip(prompt="a red circle moving right on a black background", frames=16):
+    from kinema.io import Video
+    from kinema.world import parse, render_frames
+
+    return Video(render_frames(parse(prompt), seed=1, frames=frames), 8)
+
+
+def test_remix_strength_bounds(tiny_model):
+    pipe = kinema.load(tiny_model)
+    source = _world_clip()
+    assert np.array_equal(pipe.remix(source, "a blue circle", strength=0.0).frames, source.frames)
+    changed = pipe.remix(source, "a blue circle", strength=0.5, steps=2)
+    assert changed.frames.shape == source.frames.shape
+    with pytest.raises(InputError, match="strength"):
+        pipe.remix(source, "a blue circle", strength=1.5)
+
+
+def test_inpaint_keeps_outside_exactly_and_outpaint_grows(tiny_model):
+    pipe = kinema.load(tiny_model)
+    source = _world_clip()
+    region = np.zeros((64, 64), bool)
+    region[10:30, 20:50] = True
+    out = pipe.inpaint(source, "a green square", region, steps=1)
+    assert np.array_equal(out.frames[:, ~region], source.frames[:, ~region])
+    grown = pipe.outpaint(source, "a green square", 8, 0, 8, 16, steps=1)
+    assert grown.frames.shape == (16, 80, 80, 3)
+    assert np.array_equal(grown.frames[:, 0:64, 8:72], source.frames)
+
+
+def test_edit_commands(tiny_model, tmp_path, capsys):
+    from kinema.io import write_png
+
+    _world_clip().save(tmp_path / "in.mp4")
+    code, _, err = run(capsys, "remix", tmp_path / "in.mp4", "a blue circle moving right on a black background",
+                       "-o", tmp_path / "r.mp4", "--strength", "0.5", "--model", tiny_model, "--steps", "2")
+    assert code == 0, err
+    mask = np.zeros((64, 64, 3), np.uint8)
+    mask[8:24, 8:40] = 255
+    write_png(mask, tmp_path / "mask.png")
+    code, _, err = run(capsys, "inpaint", tmp_path / "in.mp4", "a red circle and a green square", "--mask",
+                       tmp_path / "mask.png", "-o", tmp_path / "frames", "--model", tiny_model, "--steps", "1")
+    assert code == 0, err
+    code, _, err = run(capsys, "inpaint", tmp_path / "in.mp4", "a wider view", "--outpaint", "8,8,8,8",
+                       "-o", tmp_path / "o.webm", "--model", tiny_model, "--steps", "1")
+    assert code == 0, err
+    grey = mask.copy()
+    grey[0, 0] = 128
+    write_png(grey, tmp_path / "grey.png")
+    write_png(mask[:32], tmp_path / "small.png")
+    for args, message in [
+        (["remix", tmp_path / "in.mp4", "x", "-o", tmp_path / "a.mp4", "--strength", "2"], "--strength"),
+        (["inpaint", tmp_path / "in.mp4", "x", "--mask", tmp_path / "grey.png", "-o", tmp_path / "a.mp4"], "pure black"),
+        (["inpaint", tmp_path / "in.mp4", "x", "--mask", tmp_path / "small.png", "-o", tmp_path / "a.mp4"], "64x32"),
+        (["inpaint", tmp_path / "in.mp4", "x", "-o", tmp_path / "a.mp4"], "either --mask"),
+        (["inpaint", tmp_path / "in.mp4", "x", "--outpaint", "1,2", "-o", tmp_path / "a.mp4"], "L,T,R,B"),
+        (["inpaint", tmp_path / "in.mp4", "x", "--outpaint", "3,0,0,0", "-o", tmp_path / "a.mp4"], "nearest valid"),
+    ]:
+        code, _, err = run(capsys, *args, "--model", tiny_model)
+        assert code == 2 and message in err and err.count("\n") == 1, (args, err)
+        assert not (tmp_path / "a.mp4").exists()

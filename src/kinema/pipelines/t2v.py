@@ -104,7 +104,10 @@ class TextToVideo:
         if mask is not None:
             denoise = with_conditioning(denoise, cond, mask)
         callback = (lambda info: progress(info["i"] + 1, run["steps"])) if progress else None
-        return run["sampler"](denoise, noise, timesteps(run["steps"], run["shift"]), callback)
+        schedule = run.get("schedule")
+        if schedule is None:
+            schedule = timesteps(run["steps"], run["shift"])
+        return run["sampler"](denoise, noise, schedule, callback)
 
     def _continue(self, latents, target, text, text_mask, run, generator, progress) -> torch.Tensor:
         """Append latent frames until there are `target`, a window at a time, each window
@@ -226,6 +229,99 @@ class TextToVideo:
             np.concatenate([added[::-1], video.frames]) if backward else np.concatenate([video.frames, added])
         )
         return Video(np.ascontiguousarray(joined), video.fps)
+
+    # ---------------------------------------------------------------- editing
+
+    def _encode_clip(self, video: Video) -> tuple[torch.Tensor, int]:
+        """Latents of a clip, padded at the end to 1+4k frames by repeating its last frame."""
+        self.check_size(video.width, video.height)
+        frames = video.num_frames
+        padded = 1 + self.vae.config.temporal_factor * (self.latent_frames(frames) - 1)
+        pixels = np.concatenate([video.frames, np.repeat(video.frames[-1:], padded - frames, axis=0)])
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+        return self.vae.encode(x), frames
+
+    @torch.inference_mode()
+    def remix(
+        self,
+        video: Video,
+        prompt: str,
+        *,
+        strength: float = 0.6,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        negative: str = "",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Video:
+        """Video-to-video (SDEdit on the flow): noise the clip's latents to t = strength and
+        denoise them under the new prompt. Low strength keeps more of the clip (layout and
+        motion survive the partial noise), high strength follows the prompt more."""
+        if not 0 <= strength <= 1:
+            raise InputError(f"--strength must be between 0 and 1, got {strength}")
+        run = self._settings(steps, guidance, None, None)
+        x0, frames = self._encode_clip(video)
+        if strength == 0:
+            return Video(video.frames.copy(), video.fps)
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+        x = (1 - strength) * x0 + strength * noise
+        schedule = timesteps(run["steps"], run["shift"])
+        schedule = torch.cat([schedule.new_tensor([strength]), schedule[schedule < strength]])
+        text, text_mask = self.text_encoder.encode([prompt, negative])
+        run = {**run, "steps": len(schedule) - 1}  # for the progress bar
+        latents = self._sample(x, text, text_mask, None, None, {**run, "schedule": schedule}, progress)
+        return self._to_video(self.vae.decode(latents)[:, :, :frames], video.fps)
+
+    @torch.inference_mode()
+    def inpaint(
+        self,
+        video: Video,
+        prompt: str,
+        region: np.ndarray,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        negative: str = "",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Video:
+        """Regenerate `region` (bool H×W, True = regenerate) in every frame; every pixel
+        outside it is the input's, exactly. Latent cells touched by the region are
+        generated, the others held as clean conditions, so the new content joins the kept
+        surroundings; the result is then composited over the input at pixel level."""
+        region = np.asarray(region, bool)
+        if region.shape != (video.height, video.width):
+            raise InputError(
+                f"the mask is {region.shape[1]}x{region.shape[0]}, the clip {video.width}x{video.height}"
+            )
+        run = self._settings(steps, guidance, None, None)
+        x0, frames = self._encode_clip(video)
+        f = self.spatial_factor
+        h, w = video.height // f, video.width // f
+        touched = region.reshape(h, f, w, f).any(axis=(1, 3))
+        keep = (
+            torch.from_numpy(~touched).float()[None, None, None].expand(1, 1, x0.shape[2], h, w).contiguous()
+        )
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+        text, text_mask = self.text_encoder.encode([prompt, negative])
+        latents = self._sample(noise, text, text_mask, x0, keep, run, progress)
+        made = self._to_video(self.vae.decode(latents)[:, :, :frames], video.fps).frames
+        out = np.where(region[None, :, :, None], made, video.frames)
+        return Video(np.ascontiguousarray(out), video.fps, video.audio)
+
+    def outpaint(
+        self, video: Video, prompt: str, left: int, top: int, right: int, bottom: int, **kw
+    ) -> Video:
+        """Extend the canvas by the given pixels on each side and fill the new area."""
+        if min(left, top, right, bottom) < 0 or left + top + right + bottom == 0:
+            raise InputError("--outpaint takes four non-negative pixel counts L,T,R,B, not all zero")
+        width, height = video.width + left + right, video.height + top + bottom
+        self.check_size(width, height)
+        canvas = np.zeros((video.num_frames, height, width, 3), np.uint8)
+        canvas[:, top : top + video.height, left : left + video.width] = video.frames
+        region = np.ones((height, width), bool)
+        region[top : top + video.height, left : left + video.width] = False
+        return self.inpaint(Video(canvas, video.fps, video.audio), prompt, region, **kw)
 
     def conditions(
         self, keyframes: dict[int, np.ndarray], shape

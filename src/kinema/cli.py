@@ -91,6 +91,7 @@ def generate(
     steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (1 = off).")] = None,
     negative: Annotated[str, typer.Option(help="Negative prompt: what to steer away from.")] = "",
+    loop: Annotated[bool, typer.Option("--loop", help="Make the last frame flow into the first.")] = False,
     image: Annotated[Path | None, typer.Option(help="First frame: the clip starts on this image.")] = None,
     last_image: Annotated[Path | None, typer.Option(help="Last frame: the clip ends on this image.")] = None,
     model: Annotated[
@@ -130,6 +131,14 @@ def generate(
     if dims:
         pipe.check_size(*dims)
     width, height = dims or (pipe.defaults["size"], pipe.defaults["size"])
+    if loop:
+        period = pipe.defaults.get("loop_period", 30)
+        frames = period if frames is None else frames
+        if frames % period:
+            nearest = max(period, round(frames / period) * period)
+            raise InputError(
+                f"--loop makes whole periods of {period} frames; --frames {frames} is not (nearest: {nearest})"
+            )
     first = _condition_image(image, "--image", width, height)
     last = _condition_image(last_image, "--last-image", width, height)
     seed = _seed(seed)
@@ -146,6 +155,7 @@ def generate(
             progress=progress,
             keyframes={0: first} if first is not None else None,
             last_image=last,
+            loop=loop,
         ),
         "generating",
         as_json,
@@ -161,6 +171,7 @@ def generate(
         "steps": d["steps"] if steps is None else steps,
         "guidance": d["guidance"] if guidance is None else guidance,
         "sampler": d["sampler"],
+        **({"loop": True} if loop else {}),
     }
     sources = [p for p in (image, last_image) if p is not None]
     record = publish(

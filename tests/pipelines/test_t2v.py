@@ -340,3 +340,14 @@ def test_edit_commands(tiny_model, tmp_path, capsys):
         code, _, err = run(capsys, *args, "--model", tiny_model)
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
         assert not (tmp_path / "a.mp4").exists()
+
+
+def test_loops_come_in_whole_periods(tiny_model, tmp_path, capsys):
+    pipe = kinema.load(tiny_model)
+    assert pipe("a red circle", seed=0, frames=30, loop=True, steps=1).num_frames == 30
+    code, out, err = run(capsys, "generate", "a red circle", "-o", tmp_path / "l.gif", "--loop",
+                         "--model", tiny_model, "--steps", "1", "--json")
+    assert code == 0 and json.loads(out)["frames"] == 30, err
+    code, _, err = run(capsys, "generate", "a red circle", "-o", tmp_path / "m.gif", "--loop", "--frames", "40",
+                       "--model", tiny_model)
+    assert code == 2 and "nearest: 30" in err and not (tmp_path / "m.gif").exists()

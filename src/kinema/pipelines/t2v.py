@@ -109,10 +109,13 @@ class TextToVideo:
             schedule = timesteps(run["steps"], run["shift"])
         return run["sampler"](denoise, noise, schedule, callback)
 
-    def _continue(self, latents, target, text, text_mask, run, generator, progress) -> torch.Tensor:
+    def _continue(
+        self, latents, target, text, text_mask, run, generator, progress, closing=None
+    ) -> torch.Tensor:
         """Append latent frames until there are `target`, a window at a time, each window
         holding the last half-window of what exists as its clean prefix (how the model was
-        trained for extension), so the DiT never sees more than one window."""
+        trained for extension), so the DiT never sees more than one window. `closing`, a
+        latent frame (1, C, 1, h, w), is held as the very last frame (a loop's return)."""
         _, c, _, h, w = latents.shape
         window = self.latent_frames(self.defaults.get("window", 17))
         context = max(1, window // 2)
@@ -122,6 +125,9 @@ class TextToVideo:
             cond = torch.cat([held, torch.zeros(1, c, new, h, w)], dim=2)
             mask = torch.zeros(1, 1, held.shape[2] + new, 1, 1)
             mask[:, :, : held.shape[2]] = 1
+            if closing is not None and latents.shape[2] + new == target:
+                cond[:, :, -1:] = closing
+                mask[:, :, -1] = 1
             noise = torch.randn((1, c, held.shape[2] + new, h, w), generator=generator)
             out = self._sample(noise, text, text_mask, cond, mask, run, progress)
             latents = torch.cat([latents, out[:, :, held.shape[2] :]], dim=2)
@@ -147,11 +153,13 @@ class TextToVideo:
         shift: float | None = None,
         keyframes: dict[int, np.ndarray] | None = None,
         last_image: np.ndarray | None = None,
+        loop: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> Video:
         """Generate a clip. Size is S or (W, H); keyframes maps pixel frame indices (0 or a
         multiple of 4) to uint8 images (H, W, 3) the clip must show there; last_image is
-        the image the clip ends on (first–last frame with keyframes={0: first}).
+        the image the clip ends on (first–last frame with keyframes={0: first}). With
+        `loop`, the frame after the last is the first again (frames: the loop's length).
 
         Clips longer than the model's window are made window by window, each conditioned
         on the latent frames before it, so the DiT's memory is that of one window and the
@@ -165,8 +173,11 @@ class TextToVideo:
         self.check_size(width, height)
         run = self._settings(steps, guidance, sampler, shift)
 
-        latent_t = self.latent_frames(frames)
+        made = frames + 1 if loop else frames  # a loop also makes its closing frame, then drops it
+        latent_t = self.latent_frames(made)
         window = self.latent_frames(d.get("window", 17))
+        if loop and (last_image is not None or latent_t <= window):
+            raise InputError(f"--loop needs more than {d.get('window', 17) - 1} frames and no --last-image")
         keyframes = dict(keyframes or {})
         if last_image is not None:
             if latent_t > window:
@@ -182,10 +193,16 @@ class TextToVideo:
         latents = self._sample(
             torch.randn(first, generator=generator), text, text_mask, cond, mask, run, progress
         )
-        latents = self._continue(latents, latent_t, text, text_mask, run, generator, progress)
+        closing = latents[:, :, :1] if loop else None  # latent 0 is frame 0 encoded on its own
+        latents = self._continue(latents, latent_t, text, text_mask, run, generator, progress, closing)
         pixels = self.vae.decode(latents)
         # trim to the request; with a last image, drop frames evenly so the clip still ends on it
-        index = frame_map(frames, pixels.shape[2]) if last_image is not None else list(range(frames))
+        if loop:
+            index = frame_map(made, pixels.shape[2])[:frames]
+        elif last_image is not None:
+            index = frame_map(frames, pixels.shape[2])
+        else:
+            index = list(range(frames))
         return self._to_video(pixels[:, :, index], d["fps"] if fps is None else fps)
 
     @torch.inference_mode()

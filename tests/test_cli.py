@@ -160,3 +160,30 @@ def test_trust_commands_refuse_bad_input(capsys, tmp_path):
     ):
         code, out, err = run(capsys, *args)
         assert code == 2 and err.count("\n") == 1, (args, err)
+
+
+def test_qa_and_stitch_commands(capsys, tmp_path):
+    prompt = "a green square moving down on a white background"
+    run(capsys, "world", "render", prompt, "-o", str(tmp_path / "a.mp4"), "--seed", "1")
+    run(capsys, "world", "render", prompt, "-o", str(tmp_path / "b.mp4"), "--seed", "2")
+    code, out, _ = run(
+        capsys, "qa", str(tmp_path / "a.mp4"), "--prompt", prompt, "--report", str(tmp_path / "r.png")
+    )
+    result = json.loads(out)
+    assert code == 0 and result["world"]["pass"] and result["flags"] == [] and (tmp_path / "r.png").exists()
+    code, out, _ = run(
+        capsys,
+        "stitch",
+        str(tmp_path / "a.mp4"),
+        str(tmp_path / "b.mp4"),
+        "-o",
+        str(tmp_path / "ab.mp4"),
+        "--transition",
+        "crossfade:4",
+    )
+    assert code == 0 and out.startswith("wrote ")
+    assert read_video(tmp_path / "ab.mp4").num_frames == 28
+    code, _, err = run(capsys, "qa", str(tmp_path / "missing.mp4"))
+    assert code == 2 and err.count("\n") == 1
+    code, _, err = run(capsys, "stitch", str(tmp_path / "a.mp4"), "-o", str(tmp_path / "x.mp4"))
+    assert code == 2 and "at least two" in err

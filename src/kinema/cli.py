@@ -394,6 +394,58 @@ def _read_mask(path: Path, width: int, height: int):
     return np.asarray(white)
 
 
+@app.command("qa")
+def qa_command(
+    clip: Annotated[Path, typer.Argument(help="A video file or a folder of PNG frames, from any generator.")],
+    prompt: Annotated[
+        str | None,
+        typer.Option(
+            help="What the clip should show; a shapes-world prompt adds the world checker's verdict."
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Also draw a PNG report (contact sheet and metric curves) here.")
+    ] = None,
+) -> None:
+    """Temporal QA of a clip (flicker, warping, identity drift, smoothness, cuts, order): JSON on stdout."""
+    from kinema.io import read_video
+    from kinema.metrics import draw_report, qa
+
+    if report is not None:
+        if report.suffix.lower() != ".png":
+            raise InputError(f"--report must name a .png file, got '{report}'")
+        parent = report.parent if str(report.parent) else Path(".")
+        if not parent.is_dir():
+            raise InputError(f"report folder '{parent}' does not exist")
+        if report.is_dir():
+            raise InputError(f"'{report}' is a directory; give a file name ending in .png")
+    video = read_video(clip)
+    result = qa(video, prompt)
+    result["clip"] = str(clip)
+    if report is not None:
+        result["report"] = str(draw_report(video, result, report))
+    typer.echo(json.dumps(result, indent=2, default=_json_default))
+
+
+@app.command("stitch")
+def stitch_command(
+    clips: Annotated[list[Path], typer.Argument(help="Two or more clips, in order.")],
+    output: OutputOption,
+    transition: Annotated[
+        str, typer.Option(help="'cut' or 'crossfade:N' (N frames of overlap at the first clip's frame rate).")
+    ] = "cut",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
+    ] = False,
+) -> None:
+    """Join clips into one (frame rate and size of the first clip; audio carried), recorded as a C2PA edit."""
+    from kinema.studio import stitch_files
+
+    if len(clips) < 2:
+        raise InputError(f"stitch needs at least two clips, got {len(clips)}")
+    _report(stitch_files(clips, output, transition), as_json)
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[

@@ -557,7 +557,7 @@ def cut_detection(video: Video | Analysis) -> dict:
         len(cuts),
         1,
         bool(cuts),
-        "(shot boundaries; VBench assumes one shot)",
+        "none: shot boundaries (VBench assumes one shot)",
         per_step,
         cuts=cuts,
         cut_frames=[c + 1 for c in cuts],

@@ -446,6 +446,63 @@ def stitch_command(
     _report(stitch_files(clips, output, transition), as_json)
 
 
+@app.command("storyboard")
+def storyboard(
+    board: Annotated[
+        Path,
+        typer.Argument(help="YAML (or JSON) with shots: prompt, frames|seconds, seed, image, transition."),
+    ],
+    output: OutputOption,
+    steps: Annotated[int | None, typer.Option(help="Sampler steps for every shot.")] = None,
+    fps: Annotated[float, typer.Option(help="Frames per second of the finished clip.")] = 8.0,
+    model: Annotated[
+        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
+    ] = False,
+) -> None:
+    """Make a board's shots (cached by content, so reruns redo only what changed) and cut them together."""
+    from kinema.io import check_output_path
+    from kinema.pipelines.loading import load
+    from kinema.provenance.policy import check_likeness, screen_prompt
+    from kinema.publish import Origin, publish
+    from kinema.studio.storyboard import load_board, render_board
+
+    if not 0 < fps <= 240:
+        raise InputError(f"--fps must be in (0, 240], got {fps}")
+    shots = load_board(board, fps)
+    for shot in shots:
+        screen_prompt(shot.prompt)
+        _check_frames(shot.frames)
+    check_output_path(output)
+    pipe = load(model)
+    video, log = _with_progress(
+        lambda progress: render_board(
+            pipe,
+            shots,
+            board.parent,
+            fps,
+            steps,
+            progress,
+            check_image=lambda pixels, name: check_likeness(pixels, source=name),
+        ),
+        "shots",
+        as_json,
+    )
+    settings = {
+        "storyboard": str(board),
+        "seed": shots[0].seed,
+        "shots": log,
+        "frames": video.num_frames,
+        "fps": video.fps,
+        "steps": steps,
+    }
+    images = [shot.image for shot in shots if shot.image is not None]
+    record = publish(video, output, settings, Origin(pipe.name, pipe.model_hash), ingredients=images)
+    _report(record, as_json)
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[

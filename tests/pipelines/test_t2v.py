@@ -313,17 +313,53 @@ def test_edit_commands(tiny_model, tmp_path, capsys):
     from kinema.io import write_png
 
     _world_clip().save(tmp_path / "in.mp4")
-    code, _, err = run(capsys, "remix", tmp_path / "in.mp4", "a blue circle moving right on a black background",
-                       "-o", tmp_path / "r.mp4", "--strength", "0.5", "--model", tiny_model, "--steps", "2")
+    code, _, err = run(
+        capsys,
+        "remix",
+        tmp_path / "in.mp4",
+        "a blue circle moving right on a black background",
+        "-o",
+        tmp_path / "r.mp4",
+        "--strength",
+        "0.5",
+        "--model",
+        tiny_model,
+        "--steps",
+        "2",
+    )
     assert code == 0, err
     mask = np.zeros((64, 64, 3), np.uint8)
     mask[8:24, 8:40] = 255
     write_png(mask, tmp_path / "mask.png")
-    code, _, err = run(capsys, "inpaint", tmp_path / "in.mp4", "a red circle and a green square", "--mask",
-                       tmp_path / "mask.png", "-o", tmp_path / "frames", "--model", tiny_model, "--steps", "1")
+    code, _, err = run(
+        capsys,
+        "inpaint",
+        tmp_path / "in.mp4",
+        "a red circle and a green square",
+        "--mask",
+        tmp_path / "mask.png",
+        "-o",
+        tmp_path / "frames",
+        "--model",
+        tiny_model,
+        "--steps",
+        "1",
+    )
     assert code == 0, err
-    code, _, err = run(capsys, "inpaint", tmp_path / "in.mp4", "a wider view", "--outpaint", "8,8,8,8",
-                       "-o", tmp_path / "o.webm", "--model", tiny_model, "--steps", "1")
+    code, _, err = run(
+        capsys,
+        "inpaint",
+        tmp_path / "in.mp4",
+        "a wider view",
+        "--outpaint",
+        "8,8,8,8",
+        "-o",
+        tmp_path / "o.webm",
+        "--model",
+        tiny_model,
+        "--steps",
+        "1",
+    )
     assert code == 0, err
     grey = mask.copy()
     grey[0, 0] = 128
@@ -331,11 +367,20 @@ def test_edit_commands(tiny_model, tmp_path, capsys):
     write_png(mask[:32], tmp_path / "small.png")
     for args, message in [
         (["remix", tmp_path / "in.mp4", "x", "-o", tmp_path / "a.mp4", "--strength", "2"], "--strength"),
-        (["inpaint", tmp_path / "in.mp4", "x", "--mask", tmp_path / "grey.png", "-o", tmp_path / "a.mp4"], "pure black"),
-        (["inpaint", tmp_path / "in.mp4", "x", "--mask", tmp_path / "small.png", "-o", tmp_path / "a.mp4"], "64x32"),
+        (
+            ["inpaint", tmp_path / "in.mp4", "x", "--mask", tmp_path / "grey.png", "-o", tmp_path / "a.mp4"],
+            "pure black",
+        ),
+        (
+            ["inpaint", tmp_path / "in.mp4", "x", "--mask", tmp_path / "small.png", "-o", tmp_path / "a.mp4"],
+            "64x32",
+        ),
         (["inpaint", tmp_path / "in.mp4", "x", "-o", tmp_path / "a.mp4"], "either --mask"),
         (["inpaint", tmp_path / "in.mp4", "x", "--outpaint", "1,2", "-o", tmp_path / "a.mp4"], "L,T,R,B"),
-        (["inpaint", tmp_path / "in.mp4", "x", "--outpaint", "3,0,0,0", "-o", tmp_path / "a.mp4"], "nearest valid"),
+        (
+            ["inpaint", tmp_path / "in.mp4", "x", "--outpaint", "3,0,0,0", "-o", tmp_path / "a.mp4"],
+            "nearest valid",
+        ),
     ]:
         code, _, err = run(capsys, *args, "--model", tiny_model)
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
@@ -345,9 +390,30 @@ def test_edit_commands(tiny_model, tmp_path, capsys):
 def test_loops_come_in_whole_periods(tiny_model, tmp_path, capsys):
     pipe = kinema.load(tiny_model)
     assert pipe("a red circle", seed=0, frames=30, loop=True, steps=1).num_frames == 30
-    code, out, err = run(capsys, "generate", "a red circle", "-o", tmp_path / "l.gif", "--loop",
-                         "--model", tiny_model, "--steps", "1", "--json")
+    code, out, err = run(
+        capsys,
+        "generate",
+        "a red circle",
+        "-o",
+        tmp_path / "l.gif",
+        "--loop",
+        "--model",
+        tiny_model,
+        "--steps",
+        "1",
+        "--json",
+    )
     assert code == 0 and json.loads(out)["frames"] == 30, err
-    code, _, err = run(capsys, "generate", "a red circle", "-o", tmp_path / "m.gif", "--loop", "--frames", "40",
-                       "--model", tiny_model)
+    code, _, err = run(
+        capsys,
+        "generate",
+        "a red circle",
+        "-o",
+        tmp_path / "m.gif",
+        "--loop",
+        "--frames",
+        "40",
+        "--model",
+        tiny_model,
+    )
     assert code == 2 and "nearest: 30" in err and not (tmp_path / "m.gif").exists()

@@ -68,6 +68,11 @@ def _root(
     """Text-to-video diffusion with temporal QA, watermarking and provenance."""
 
 
+ModelOption = Annotated[str | None, typer.Option(help="Model name or folder (default: the built-in model).")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
+]
+SeedOption = Annotated[int | None, typer.Option(help="Noise seed (random when not given; always printed).")]
 OutputOption = Annotated[
     Path,
     typer.Option(
@@ -82,9 +87,7 @@ OutputOption = Annotated[
 def generate(
     prompt: Annotated[str, typer.Argument(help="What the clip should show.")],
     output: OutputOption,
-    seed: Annotated[
-        int | None, typer.Option(help="Noise seed (random when not given; always printed).")
-    ] = None,
+    seed: SeedOption = None,
     frames: Annotated[int | None, typer.Option(help="Number of frames (model default: 16).")] = None,
     size: Annotated[str | None, typer.Option(help="S or WxH in pixels (model default: 64).")] = None,
     fps: Annotated[float | None, typer.Option(help="Frames per second written (model default: 8).")] = None,
@@ -94,17 +97,13 @@ def generate(
     loop: Annotated[bool, typer.Option("--loop", help="Make the last frame flow into the first.")] = False,
     image: Annotated[Path | None, typer.Option(help="First frame: the clip starts on this image.")] = None,
     last_image: Annotated[Path | None, typer.Option(help="Last frame: the clip ends on this image.")] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
-    ] = None,
+    model: ModelOption = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     hide_prompt: Annotated[
         bool,
         typer.Option("--hide-prompt", help="Record only the prompt's hash, in the sidecar and manifest."),
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
-    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Generate a clip from a prompt with the built-in model (or --model)."""
     from kinema.io import check_output_path
@@ -192,17 +191,11 @@ def extend(
     output: OutputOption,
     frames: Annotated[int, typer.Option(help="How many new frames.")],
     backward: Annotated[bool, typer.Option(help="Add the frames before the clip instead of after.")] = False,
-    seed: Annotated[
-        int | None, typer.Option(help="Noise seed (random when not given; always printed).")
-    ] = None,
+    seed: SeedOption = None,
     steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
-    ] = False,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Continue a clip forward (or backward) in time; its own frames are kept as they are."""
     from kinema.io import check_output_path, read_video
@@ -286,17 +279,11 @@ def remix(
     prompt: Annotated[str, typer.Argument(help="The whole scene after the change.")],
     output: OutputOption,
     strength: Annotated[float, typer.Option(help="0 keeps the clip, 1 ignores it.")] = 0.6,
-    seed: Annotated[
-        int | None, typer.Option(help="Noise seed (random when not given; always printed).")
-    ] = None,
+    seed: SeedOption = None,
     steps: Annotated[int | None, typer.Option(help="Sampler steps (for the full schedule).")] = None,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
-    ] = False,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Video-to-video: keep the clip's layout and motion, change what the prompt changes."""
     from kinema.pipelines.loading import load
@@ -329,17 +316,11 @@ def inpaint(
     outpaint: Annotated[
         str | None, typer.Option(help="L,T,R,B: grow the canvas by these pixels and fill it.")
     ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Noise seed (random when not given; always printed).")
-    ] = None,
+    seed: SeedOption = None,
     steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
-    ] = False,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Regenerate a masked region over time (pixels outside it kept exactly), or outpaint."""
     from kinema.pipelines.loading import load
@@ -434,9 +415,7 @@ def stitch_command(
     transition: Annotated[
         str, typer.Option(help="'cut' or 'crossfade:N' (N frames of overlap at the first clip's frame rate).")
     ] = "cut",
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
-    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Join clips into one (frame rate and size of the first clip; audio carried), recorded as a C2PA edit."""
     from kinema.studio import stitch_files
@@ -455,12 +434,8 @@ def storyboard(
     output: OutputOption,
     steps: Annotated[int | None, typer.Option(help="Sampler steps for every shot.")] = None,
     fps: Annotated[float, typer.Option(help="Frames per second of the finished clip.")] = 8.0,
-    model: Annotated[
-        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
-    ] = False,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Make a board's shots (cached by content, so reruns redo only what changed) and cut them together."""
     from kinema.io import check_output_path
@@ -505,9 +480,7 @@ def storyboard(
 
 @app.command("eval")
 def evaluate(
-    model: Annotated[
-        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
-    ] = None,
+    model: ModelOption = None,
     prompts: Annotated[int, typer.Option(help="Prompts per set.")] = 20,
     steps: Annotated[int | None, typer.Option(help="Sampler steps (default: the model's).")] = None,
 ) -> None:
@@ -526,9 +499,7 @@ def evaluate(
 
 @app.command("bench")
 def bench(
-    model: Annotated[
-        str | None, typer.Option(help="Model name or folder (default: the built-in model).")
-    ] = None,
+    model: ModelOption = None,
 ) -> None:
     """Speed and memory of the default clip on this machine, as JSON."""
     from kinema.bench import bench as run_bench
@@ -549,9 +520,7 @@ def world_render(
     frames: Annotated[int, typer.Option(help="Number of frames (motion ping-pongs after frame 15).")] = 16,
     size: Annotated[int, typer.Option(help="Canvas side in pixels, 16 to 1024.")] = 64,
     fps: Annotated[float, typer.Option(help="Frames per second written.")] = 8.0,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
-    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Render a reference clip of a shapes-world prompt (not model output)."""
     from kinema.io import Video, check_output_path

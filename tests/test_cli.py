@@ -187,3 +187,16 @@ def test_qa_and_stitch_commands(capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1
     code, _, err = run(capsys, "stitch", str(tmp_path / "a.mp4"), "-o", str(tmp_path / "x.mp4"))
     assert code == 2 and "at least two" in err
+
+
+def test_narrate_and_verify_the_audio_watermark(capsys, tmp_path):
+    code, out, err = run(capsys, "narrate", "A red circle crosses the screen.", "-o", str(tmp_path / "n.wav"))
+    assert code == 0 and out.startswith(f"wrote {tmp_path / 'n.wav'}"), err
+    code, out, _ = run(capsys, "verify", str(tmp_path / "n.wav"))
+    report = json.loads(out)
+    assert code == 0 and report["c2pa"]["state"] == "Trusted" and report["audio_watermark"]["detected"]
+    assert report["c2pa"]["claims"]["digital_source_type"].endswith("/algorithmicMedia")
+    code, _, err = run(capsys, "narrate", "hello", "-o", str(tmp_path / "n.gif"))
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "n.gif").exists()
+    code, _, err = run(capsys, "narrate", "hello", "-o", str(tmp_path / "x.wav"), "--voice", "nobody")
+    assert code == 2 and "nobody" in err

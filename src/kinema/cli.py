@@ -38,6 +38,10 @@ keys_app = typer.Typer(help="The local certificate chain that signs C2PA manifes
 app.add_typer(keys_app, name="keys")
 consent_app = typer.Typer(help="Consent records for likeness references.", no_args_is_help=True)
 app.add_typer(consent_app, name="consent")
+voice_app = typer.Typer(
+    help="Voices for narration: built-in ones and consented profiles.", no_args_is_help=True
+)
+app.add_typer(voice_app, name="voice")
 review_app = typer.Typer(help="The human review gate: nothing is published unreviewed.", no_args_is_help=True)
 app.add_typer(review_app, name="review")
 
@@ -73,6 +77,18 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
 ]
 SeedOption = Annotated[int | None, typer.Option(help="Noise seed (random when not given; always printed).")]
+VoiceOption = Annotated[
+    str, typer.Option(help="Voice: a built-in name (see `kinema voice list`) or an enrolled one.")
+]
+VoiceScopeOption = Annotated[
+    str | None,
+    typer.Option("--scope", help="The use, for an enrolled voice: must be within its consent's scope."),
+]
+RateOption = Annotated[float | None, typer.Option("--rate", help="Speaking rate in words a minute (80–400).")]
+PitchOption = Annotated[float, typer.Option("--pitch", help="Pitch offset in semitones (±7.5).")]
+DiscloseOption = Annotated[
+    bool, typer.Option("--disclose-aloud", help="End the narration with a spoken 'this voice is synthetic'.")
+]
 OutputOption = Annotated[
     Path,
     typer.Option(
@@ -95,6 +111,12 @@ def generate(
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (1 = off).")] = None,
     negative: Annotated[str, typer.Option(help="Negative prompt: what to steer away from.")] = "",
     loop: Annotated[bool, typer.Option("--loop", help="Make the last frame flow into the first.")] = False,
+    narration: Annotated[
+        str | None, typer.Option(help="Narrate the clip with this text (mp4/webm only).")
+    ] = None,
+    voice: VoiceOption = "amber",
+    scope: VoiceScopeOption = None,
+    disclose_aloud: DiscloseOption = False,
     image: Annotated[Path | None, typer.Option(help="First frame: the clip starts on this image.")] = None,
     last_image: Annotated[Path | None, typer.Option(help="Last frame: the clip ends on this image.")] = None,
     model: ModelOption = None,
@@ -126,6 +148,13 @@ def generate(
         raise InputError(f"--fps must be in (0, 240], got {fps}")
     dims = _parse_size(size) if size else None
     check_output_path(output)
+    if narration is not None:
+        from kinema.voice.narrate import check_narration_output
+        from kinema.voice.tts import check_text
+
+        check_text(narration)
+        if check_narration_output(output) == "wav":  # a .gif or frame folder has raised already
+            raise InputError("generate writes a clip: narrate into .mp4 or .webm")
     pipe = load(model, device=device)
     if dims:
         pipe.check_size(*dims)
@@ -159,6 +188,13 @@ def generate(
         "generating",
         as_json,
     )
+    narrated = {}
+    if narration is not None:
+        from kinema.voice.narrate import narrate_video
+
+        video, narrated = narrate_video(
+            video, narration, voice=voice, scope=scope, disclose_aloud=disclose_aloud
+        )
     d = pipe.defaults
     settings = {
         "prompt": prompt,
@@ -171,6 +207,7 @@ def generate(
         "guidance": d["guidance"] if guidance is None else guidance,
         "sampler": d["sampler"],
         **({"loop": True} if loop else {}),
+        **narrated,
     }
     sources = [p for p in (image, last_image) if p is not None]
     record = publish(
@@ -476,6 +513,99 @@ def storyboard(
     images = [shot.image for shot in shots if shot.image is not None]
     record = publish(video, output, settings, Origin(pipe.name, pipe.model_hash), ingredients=images)
     _report(record, as_json)
+
+
+@app.command("narrate")
+def narrate(
+    text: Annotated[str, typer.Argument(help="What to say.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="OUT.wav, or OUT.mp4/.webm with --video.")],
+    voice: VoiceOption = "amber",
+    rate: RateOption = None,
+    pitch: PitchOption = 0.0,
+    video: Annotated[
+        Path | None, typer.Option("--video", help="Narrate over this clip (fitted to its length).")
+    ] = None,
+    scope: VoiceScopeOption = None,
+    disclose_aloud: DiscloseOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Speak TEXT offline (eSpeak NG) into a signed, watermarked .wav, or over a clip."""
+    from kinema.io import check_output_path, read_video
+    from kinema.publish import Origin, publish
+    from kinema.voice.narrate import SYNTHESIZER, check_narration_output, narrate_video, write_narration
+    from kinema.voice.tts import check_text
+
+    check_text(text)
+    kind = check_narration_output(output)
+    if kind != "wav":
+        if video is None:
+            raise InputError(f"narrating into .{kind} needs --video IN (or write OUT.wav)")
+        check_output_path(output)
+    clip = read_video(video) if video is not None else None  # refuses a file with no video stream
+    common = dict(
+        voice=voice, scope=scope, rate_wpm=rate, pitch_semitones=pitch, disclose_aloud=disclose_aloud
+    )
+    if kind == "wav":
+        seconds = clip.seconds if clip is not None else None
+        record = write_narration(
+            text, output, seconds=seconds, ingredients=(video,) if video else (), **common
+        )
+    else:
+        narrated, settings = narrate_video(clip, text, **common)
+        settings = {"seed": 0, "frames": narrated.num_frames, "fps": narrated.fps, **settings}
+        record = publish(
+            narrated,
+            output,
+            settings,
+            Origin(SYNTHESIZER, trained=False),
+            edit="narrate",
+            ingredients=[video],
+        )
+    _report(record, as_json)
+
+
+@voice_app.command("list")
+def voice_list(as_json: JsonOption = False) -> None:
+    """Name the built-in voices, then enrolled ones (with owner, scope, expiry, status)."""
+    from kinema.voice.profiles import list_voices
+
+    for entry in list_voices():
+        if as_json:
+            typer.echo(json.dumps(entry))
+        elif entry["kind"] == "built-in":
+            typer.echo(f"{entry['name']:<12} built-in  {entry['description']}")
+        else:
+            typer.echo(
+                f"{entry['name']:<12} enrolled  {entry['owner']}, scope {entry['scope']}, "
+                f"until {entry['expires']} ({entry['status']})"
+            )
+
+
+@voice_app.command("phrase")
+def voice_phrase(name: Annotated[str, typer.Argument(help="The name the new voice will have.")]) -> None:
+    """Print the consent phrase the voice's owner must read aloud for enrolling NAME."""
+    from kinema.voice.profiles import consent_phrase
+
+    typer.echo(consent_phrase(name))
+
+
+@voice_app.command("enroll")
+def voice_enroll(
+    name: Annotated[str, typer.Argument(help="The new voice's name.")],
+    reference: Annotated[Path, typer.Option(help="At least 3 s of the person's speech (any audio file).")],
+    consent: Annotated[Path, typer.Option(help="The same person reading `kinema voice phrase NAME`.")],
+    owner: Annotated[str, typer.Option(help="Whose voice it is (who consented).")],
+    scope: Annotated[str, typer.Option(help="What the consent covers, e.g. 'demo-reel-2026'.")],
+    expires: Annotated[str, typer.Option(help="Last day the consent holds, YYYY-MM-DD.")],
+) -> None:
+    """Enrol a voice profile from a reference recording, only with its owner's recorded consent."""
+    from kinema.voice.profiles import enroll
+
+    record = enroll(name, reference, consent, owner=owner, scope=scope, expires=expires)
+    typer.echo(
+        f"voice {record.name} enrolled (consent {record.id}, {owner}, scope {scope}, until {expires}, "
+        f"similarity {record.similarity:.2f})"
+    )
 
 
 @app.command("eval")

@@ -417,3 +417,41 @@ def test_loops_come_in_whole_periods(tiny_model, tmp_path, capsys):
         tiny_model,
     )
     assert code == 2 and "nearest: 30" in err and not (tmp_path / "m.gif").exists()
+
+
+def test_generate_with_narration_carries_both_watermarks(tiny_model, tmp_path, capsys):
+    from kinema.io import read_video
+
+    code, out, err = run(
+        capsys,
+        "generate",
+        "a red circle",
+        "-o",
+        tmp_path / "n.mp4",
+        "--model",
+        tiny_model,
+        "--steps",
+        "1",
+        "--frames",
+        "32",
+        "--narration",
+        "A red circle moves slowly across the screen, from the left side to the right.",
+        "--json",
+    )
+    assert code == 0, err
+    clip = read_video(tmp_path / "n.mp4")
+    assert clip.audio is not None and abs(clip.audio.seconds - clip.seconds) < 0.05
+    report = verify_file(tmp_path / "n.mp4")
+    assert report["audio_watermark"]["detected"] and "narration" in json.loads(out)
+    code, _, err = run(
+        capsys,
+        "generate",
+        "a red circle",
+        "-o",
+        tmp_path / "n.gif",
+        "--model",
+        tiny_model,
+        "--narration",
+        "A red circle.",
+    )
+    assert code == 2 and not (tmp_path / "n.gif").exists()

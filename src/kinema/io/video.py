@@ -386,7 +386,7 @@ def _read_av(p: Path, max_frames: int | None, max_bytes: int) -> Video:
                 break
         if not frames:
             raise VideoError(f"'{p}' holds no decodable frames")
-    audio = _read_audio(p) if max_frames is None else None
+    audio = read_audio(p) if max_frames is None else None
     # GIF timing is stored in 1/100 s, so 8 fps comes back as 1/0.12 s; snap to the rate
     # a human would have asked for when it is that close.
     if p.suffix.lower() == ".gif":
@@ -406,22 +406,34 @@ def _snap_gif_fps(p: Path, fps: float) -> float:
     return round(fps, 3)
 
 
-def _read_audio(p: Path) -> Audio | None:
-    with av.open(str(p)) as container:
-        if not container.streams.audio:
-            return None
-        astream = container.streams.audio[0]
-        rate = astream.rate
-        chunks = []
-        for frame in container.decode(astream):
-            arr = frame.to_ndarray()
-            if frame.format.is_planar:
-                chunks.append(arr.astype(np.float32))
-            else:
-                chunks.append(arr.reshape(-1, len(frame.layout.channels)).T.astype(np.float32))
-        if not chunks:
-            return None
-        return Audio(np.concatenate(chunks, axis=1), rate)
+def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> Audio | None:
+    """The first audio stream of a media file (all of it, or its first `max_seconds`);
+    None when the file has no audio. Raises VideoError when the file cannot be decoded."""
+    p = Path(os.fspath(path))
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.audio:
+                return None
+            astream = container.streams.audio[0]
+            rate = astream.rate
+            chunks, total = [], 0
+            for frame in container.decode(astream):
+                arr = frame.to_ndarray()
+                if frame.format.is_planar:
+                    chunks.append(arr.astype(np.float32))
+                else:
+                    chunks.append(arr.reshape(-1, len(frame.layout.channels)).T.astype(np.float32))
+                total += chunks[-1].shape[1]
+                if max_seconds is not None and total >= max_seconds * rate:
+                    break
+    except (av.FFmpegError, ValueError, OSError, IndexError) as e:
+        raise VideoError(f"cannot decode audio of '{p}': {_one_line(e)}") from None
+    if not chunks:
+        return None
+    samples = np.concatenate(chunks, axis=1)
+    if max_seconds is not None:
+        samples = samples[:, : int(max_seconds * rate)]
+    return Audio(samples, rate)
 
 
 def _read_frame_folder(p: Path, max_frames: int | None, max_bytes: int) -> Video:

@@ -299,7 +299,7 @@ def check_likeness(
     today = _today()
     records = consents_for(digest)
     usable = [r for r in records if r.revoked is None and r.expires >= today]
-    matching = [r for r in usable if scope is None or _scope_covers(r.scope, scope)]
+    matching = [r for r in usable if scope is None or scope_covers(r.scope, scope)]
     if matching:
         record = max(matching, key=lambda r: r.expires)
         audit.append(
@@ -337,7 +337,7 @@ def _refusal(label, digest, records, usable, scope, today) -> str:
     return f"{label} shows a face and its consent record {last.id} was revoked on {last.revoked} {rule}"
 
 
-def _scope_covers(granted: str, wanted: str) -> bool:
+def scope_covers(granted: str, wanted: str) -> bool:
     """Whether a record's scope (comma-separated scopes, or * / any) covers WANTED."""
     parts = {" ".join(p.casefold().split()) for p in granted.split(",")}
     return bool(parts & set(ANY_SCOPE)) or " ".join(wanted.casefold().split()) in parts
@@ -458,7 +458,7 @@ def find_consent(image_sha256: str, scope: str | None = None) -> ConsentRecord |
     usable = [
         r
         for r in consents_for(image_sha256)
-        if r.status(today) == "valid" and (scope is None or _scope_covers(r.scope, scope))
+        if r.status(today) == "valid" and (scope is None or scope_covers(r.scope, scope))
     ]
     return max(usable, key=lambda r: r.expires) if usable else None
 

@@ -39,8 +39,9 @@ import av
 import numpy as np
 
 from kinema.errors import InputError
-from kinema.io import Video, VideoError, read_video
+from kinema.io import Audio, Video, VideoError, read_audio, read_video
 from kinema.provenance import watermark
+from kinema.provenance.audio_watermark import verify_audio
 from kinema.provenance.c2pa import read_manifest
 from kinema.provenance.keys import ProvenanceError, key_paths, watermark_key
 from kinema.state import kinema_home
@@ -48,6 +49,7 @@ from kinema.state import kinema_home
 __all__ = ["WATERMARK_SECONDS", "VerifyError", "verify_file"]
 
 WATERMARK_SECONDS = 2.0
+AUDIO_SECONDS = 6.0  # the audio watermark decodes from any 3 s; 6 s leave room for a cut start
 MAX_FRAMES = 64  # decode at most this many frames, whatever the rate
 
 
@@ -63,12 +65,18 @@ def verify_file(path: str | os.PathLike) -> dict[str, Any]:
     target = Path(os.fspath(path))
     if not target.exists():
         raise VerifyError(f"'{target}' does not exist")
-    video, damage = _decode(target)
+    audio = _audio(target)
+    try:
+        video, damage = _decode(target)
+    except VerifyError:
+        if audio is None:
+            raise
+        video, damage = None, None  # an audio-only file (narration .wav, say)
     home = kinema_home()
     keys = key_paths(home)
     have_keys = keys.exist()
     c2pa = _manifest(target, keys.root_cert if have_keys else None)
-    mark = _watermark(video, home, have_keys, keys.folder)
+    mark = _watermark(video, home, have_keys, keys.folder) if video is not None else _not_checked("no video")
     binding = ((c2pa.get("claims") or {}).get("soft_binding") or {}).get("payload_hex")
     if mark.get("detected") and binding:
         mark["matches_manifest"] = mark.get("payload") == binding.lower()
@@ -76,12 +84,36 @@ def verify_file(path: str | os.PathLike) -> dict[str, Any]:
         mark["matches_manifest"] = None
     report = {
         "file": str(target),
-        "media": _media(target, video, damage),
+        "media": _media(target, video, damage) if video is not None else _audio_media(target, audio),
         "c2pa": c2pa,
         "watermark": mark,
     }
-    report["summary"] = _summary(c2pa, mark)
+    if audio is not None:
+        report["audio_watermark"] = verify_audio(audio, home)
+    report["summary"] = _summary(c2pa, mark, report.get("audio_watermark"))
     return _finite(report)
+
+
+def _audio(path: Path) -> Audio | None:
+    """The first seconds of a file's audio (enough for the audio watermark), or None."""
+    if path.is_dir():
+        return None
+    try:
+        return read_audio(path, max_seconds=AUDIO_SECONDS)
+    except VideoError:
+        return None
+
+
+def _audio_media(path: Path, audio: Audio) -> dict[str, Any]:
+    return {
+        "kind": path.suffix.lower().lstrip(".") or "unknown",
+        "has_audio": True,
+        "has_video": False,
+        "audio_rate": audio.rate,
+        "seconds_checked": round(audio.seconds, 3),
+        "damaged": False,
+        "decode_error": None,
+    }
 
 
 # ----------------------------------------------------------------------------- parts
@@ -222,8 +254,15 @@ def _has_audio(path: Path) -> bool:
         return False
 
 
-def _summary(c2pa: dict[str, Any], mark: dict[str, Any]) -> str:
-    """One sentence: the manifest's state, then the watermark's."""
+def _summary(c2pa: dict[str, Any], mark: dict[str, Any], audio_mark: dict[str, Any] | None = None) -> str:
+    """One sentence: the manifest's state, then the watermarks'."""
+    text = _video_summary(c2pa, mark)
+    if audio_mark and audio_mark.get("detected"):
+        text += "; kinema audio watermark found"
+    return text
+
+
+def _video_summary(c2pa: dict[str, Any], mark: dict[str, Any]) -> str:
     state = c2pa["state"]
     claims = c2pa.get("claims") or {}
     if state == "Trusted":

@@ -1,0 +1,432 @@
+"""The durable job queue: SQLite in WAL mode, usable without the web app.
+
+    submit ─► queued ─claim─► running ─complete─► done
+                 ▲              │ └──fail──► failed      cancel ─► cancelled
+                 └─lease lost───┘ (worker died: recover() puts it back)
+
+Exactly once. A claim is one atomic `UPDATE … WHERE status = 'queued'` that also writes a
+fresh random lease token; every later write by the worker (heartbeat, progress, complete,
+fail) is conditional on `status = 'running' AND lease = <its token>`. A worker that lost its
+lease (it stalled past the deadline, the job was re-queued and claimed again, or the job
+was deleted) gets False back and can change nothing, so a job reaches "done" once. The
+output is written by `kinema.publish` to a temporary name and renamed into place, so a
+worker killed mid-job leaves no partial file; the seed is fixed at submit time, so a
+re-run writes the same bytes to the same name.
+
+Recovery: `recover(all_running=True)` re-queues every running job (the server calls it
+on start, before its workers run: any worker of the previous run is dead or exits when
+it sees its parent gone); `recover()` alone re-queues jobs whose lease expired (workers
+call it between jobs, so independent worker processes heal each other).
+
+Files live under ROOT (default KINEMA_HOME/jobs): jobs.db, outputs/<id>.mp4 (+ its
+.json sidecar) and inputs/<upload id>.png. `cleanup` enforces an age and a size limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kinema.errors import InputError
+from kinema.state import kinema_home
+
+__all__ = ["ID_PATTERN", "Job", "JobQueue", "JobError", "STATUSES", "FINISHED"]
+
+ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")
+LEASE_SECONDS = 60.0
+OUTPUT_SUFFIX = ".mp4"
+
+
+class JobError(InputError):
+    """A queue request kinema refuses (unknown id, bad state, bad value)."""
+
+
+class Cancelled(Exception):
+    """Raised inside a running job when it was cancelled or its lease was lost."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job. params: what to make (mode, prompt, seed, ...); progress: (i, n) steps;
+    record: the publish record once done; output: the file's name under outputs/."""
+
+    id: str
+    owner: str
+    status: str
+    params: dict[str, Any]
+    created: float
+    updated: float
+    attempts: int = 0
+    progress: tuple[int, int] = (0, 0)
+    output: str | None = None
+    record: dict[str, Any] | None = None
+    error: str | None = None
+    size: int = 0
+    cancel_requested: bool = False
+    lease: str | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (without the lease token)."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "params": self.params,
+            "created": self.created,
+            "updated": self.updated,
+            "attempts": self.attempts,
+            "progress": {"i": self.progress[0], "n": self.progress[1]},
+            "error": self.error,
+            "size": self.size,
+            "review_id": (self.record or {}).get("id"),
+            "seed": self.params.get("seed"),
+        }
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    status TEXT NOT NULL,
+    params TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    progress_i INTEGER NOT NULL DEFAULT 0,
+    progress_n INTEGER NOT NULL DEFAULT 0,
+    output TEXT,
+    record TEXT,
+    error TEXT,
+    size INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    lease TEXT,
+    lease_until REAL,
+    worker TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created);
+CREATE TABLE IF NOT EXISTS inputs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+_FIELDS = (
+    "id owner status params created updated attempts progress_i progress_n output record "
+    "error size cancel_requested lease"
+).split()
+_COLUMNS = ", ".join(_FIELDS)
+
+
+class JobQueue:
+    """The queue at ROOT (default KINEMA_HOME/jobs). Cheap to create: every call opens
+    its own connection, so one instance may be shared by threads, and each process
+    makes its own."""
+
+    def __init__(self, root: str | os.PathLike | None = None, lease_seconds: float = LEASE_SECONDS):
+        self.root = Path(os.fspath(root)) if root is not None else kinema_home() / "jobs"
+        self.outputs = self.root / "outputs"
+        self.inputs = self.root / "inputs"
+        for folder in (self.root, self.outputs, self.inputs):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.lease_seconds = lease_seconds
+        with closing(sqlite3.connect(self.root / "jobs.db", timeout=30)) as db:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.executescript(_SCHEMA)
+
+    # ------------------------------------------------------------------ clients
+
+    def submit(self, owner: str, params: dict[str, Any]) -> Job:
+        """Queue a job for OWNER (a token id); returns it. PARAMS must be JSON-ready."""
+        now = time.time()
+        job_id = secrets.token_hex(8)
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO jobs (id, owner, status, params, created, updated) VALUES (?, ?, 'queued', ?, ?, ?)",
+                (job_id, owner, json.dumps(params), now, now),
+            )
+        return self.get(job_id)
+
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        """The job with this id (of OWNER when given: another owner's job is unknown)."""
+        check_id(job_id)
+        query, args = f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", [job_id]
+        if owner is not None:
+            query, args = query + " AND owner = ?", [*args, owner]
+        with self._db() as db:
+            row = db.execute(query, args).fetchone()
+        if row is None:
+            raise JobError(f"no job with id '{job_id}'")
+        return _job(row)
+
+    def list(
+        self, owner: str | None = None, status: str | None = None, limit: int = 20, offset: int = 0
+    ) -> tuple[list[Job], int]:
+        """A page of jobs, newest first, and the total count that matched."""
+        if status is not None and status not in STATUSES:
+            raise JobError(f"status must be one of {', '.join(STATUSES)}, got '{status}'")
+        if not 1 <= limit <= 200 or offset < 0:
+            raise JobError("limit must be 1..200 and offset at least 0")
+        where, args = [], []
+        if owner is not None:
+            where, args = [*where, "owner = ?"], [*args, owner]
+        if status is not None:
+            where, args = [*where, "status = ?"], [*args, status]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._db() as db:
+            total = db.execute(f"SELECT count(*) FROM jobs{clause}", args).fetchone()[0]
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM jobs{clause} ORDER BY created DESC, id LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+        return [_job(r) for r in rows], total
+
+    def cancel(self, job_id: str, owner: str | None = None) -> Job:
+        """Cancel a queued job at once, or ask a running one to stop (its worker sees the
+        request at its next progress step). A finished job is left as it is."""
+        job = self.get(job_id, owner)
+        with self._db() as db:
+            db.execute(
+                "UPDATE jobs SET status = 'cancelled', updated = ?, lease = NULL WHERE id = ? AND status = 'queued'",
+                (time.time(), job.id),
+            )
+            db.execute(
+                "UPDATE jobs SET cancel_requested = 1, updated = ? WHERE id = ? AND status = 'running'",
+                (time.time(), job.id),
+            )
+        return self.get(job.id)
+
+    def delete(self, job_id: str, owner: str | None = None) -> None:
+        """Remove a job and its files. A running job's worker loses its lease with the row
+        and discards what it makes."""
+        job = self.get(job_id, owner)
+        with self._db() as db:
+            db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+        self._remove_output(job.id)
+
+    def output_path(self, job: Job) -> Path | None:
+        """Where a done job's file is (None when it has none)."""
+        if job.status != "done" or not job.output:
+            return None
+        path = self.outputs / job.output
+        return path if path.is_file() else None
+
+    def save_input(self, owner: str, data: bytes, suffix: str = ".png") -> str:
+        """Store an uploaded file (already checked by the caller) for OWNER; returns its id."""
+        if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+            raise JobError(f"bad suffix '{suffix}'")
+        input_id = secrets.token_hex(8)
+        name = input_id + suffix
+        tmp = self.inputs / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, self.inputs / name)
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO inputs (id, owner, name, created) VALUES (?, ?, ?, ?)",
+                (input_id, owner, name, time.time()),
+            )
+        return input_id
+
+    def input_path(self, input_id: str, owner: str | None = None) -> Path:
+        """The stored file of an upload (of OWNER when given)."""
+        check_id(input_id, "upload")
+        query, args = "SELECT name FROM inputs WHERE id = ?", [input_id]
+        if owner is not None:
+            query, args = query + " AND owner = ?", [*args, owner]
+        with self._db() as db:
+            row = db.execute(query, args).fetchone()
+        if row is None or not (self.inputs / row[0]).is_file():
+            raise JobError(f"no upload with id '{input_id}'")
+        return self.inputs / row[0]
+
+    # ------------------------------------------------------------------ workers
+
+    def claim(self, worker: str) -> Job | None:
+        """Take the oldest queued job for WORKER; None when there is none. Atomic: two
+        workers never get the same job."""
+        lease = secrets.token_hex(16)
+        now = time.time()
+        with self._db() as db:
+            row = db.execute(
+                f"""UPDATE jobs SET status = 'running', lease = ?, lease_until = ?, worker = ?,
+                        attempts = attempts + 1, updated = ?, progress_i = 0, progress_n = 0
+                    WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created, id LIMIT 1)
+                      AND status = 'queued'
+                    RETURNING {_COLUMNS}""",
+                (lease, now + self.lease_seconds, worker, now),
+            ).fetchone()
+        return _job(row) if row else None
+
+    def heartbeat(self, job: Job) -> bool:
+        """Extend JOB's lease; False when the lease is lost or a cancel was asked for."""
+        return self._running_update(job, "")
+
+    def progress(self, job: Job, i: int, n: int) -> bool:
+        """Record step I of N (also a heartbeat); False as for heartbeat."""
+        return self._running_update(job, ", progress_i = ?, progress_n = ?", (int(i), int(n)))
+
+    def complete(self, job: Job, output: str, record: dict[str, Any]) -> bool:
+        """Mark JOB done with its output file name; False (and nothing changed) when the
+        worker no longer holds the lease: the job completes once."""
+        size = _size(self.outputs / output)
+        with self._db() as db:
+            done = db.execute(
+                """UPDATE jobs SET status = 'done', output = ?, record = ?, size = ?, updated = ?,
+                       lease = NULL, lease_until = NULL, progress_i = progress_n
+                   WHERE id = ? AND status = 'running' AND lease = ?""",
+                (output, json.dumps(record, default=str), size, time.time(), job.id, job.lease),
+            ).rowcount
+        return done == 1
+
+    def fail(self, job: Job, error: str, cancelled: bool = False) -> bool:
+        """Mark JOB failed (or cancelled) with a one-line reason; False without the lease."""
+        status = "cancelled" if cancelled else "failed"
+        with self._db() as db:
+            done = db.execute(
+                """UPDATE jobs SET status = ?, error = ?, updated = ?, lease = NULL, lease_until = NULL
+                   WHERE id = ? AND status = 'running' AND lease = ?""",
+                (status, error[:500], time.time(), job.id, job.lease),
+            ).rowcount
+        return done == 1
+
+    def release(self, job: Job) -> bool:
+        """Give a running JOB back to the queue (its worker is stopping); False without
+        the lease."""
+        with self._db() as db:
+            done = db.execute(
+                """UPDATE jobs SET status = 'queued', lease = NULL, lease_until = NULL, worker = NULL,
+                       updated = ? WHERE id = ? AND status = 'running' AND lease = ?""",
+                (time.time(), job.id, job.lease),
+            ).rowcount
+        return done == 1
+
+    def recover(self, all_running: bool = False) -> int:
+        """Re-queue running jobs whose lease expired (all running jobs with ALL_RUNNING,
+        for a server start whose previous workers are gone); returns how many."""
+        now = time.time()
+        query = "UPDATE jobs SET status = 'queued', lease = NULL, lease_until = NULL, worker = NULL, updated = ? WHERE status = 'running'"
+        args: list[Any] = [now]
+        if not all_running:
+            query, args = query + " AND lease_until < ?", [now, now]
+        with self._db() as db:
+            count = db.execute(query, args).rowcount
+            # a cancel asked of a job that then lost its worker is honoured now
+            db.execute(
+                "UPDATE jobs SET status = 'cancelled', updated = ? WHERE status = 'queued' AND cancel_requested = 1",
+                (now,),
+            )
+        return count
+
+    # ------------------------------------------------------------------ limits
+
+    def cleanup(self, max_bytes: int | None = None, max_age: float | None = None) -> list[str]:
+        """Delete finished jobs older than MAX_AGE seconds, then the oldest done jobs until
+        their outputs total at most MAX_BYTES; also stray temporary files and uploads no
+        queued or running job needs that are older than an hour. Returns the ids deleted."""
+        now = time.time()
+        gone: list[str] = []
+        finished = "('done', 'failed', 'cancelled')"
+        with self._db() as db:
+            if max_age is not None:
+                rows = db.execute(
+                    f"SELECT id FROM jobs WHERE status IN {finished} AND updated < ?", (now - max_age,)
+                ).fetchall()
+                gone += [r[0] for r in rows]
+            if max_bytes is not None:
+                total = 0
+                for job_id, size in db.execute(
+                    "SELECT id, size FROM jobs WHERE status = 'done' ORDER BY updated DESC"
+                ).fetchall():
+                    total += size
+                    if total > max_bytes and job_id not in gone:
+                        gone.append(job_id)
+            for job_id in gone:
+                db.execute(f"DELETE FROM jobs WHERE id = ? AND status IN {finished}", (job_id,))
+            params = [
+                json.loads(r[0])
+                for r in db.execute("SELECT params FROM jobs WHERE status IN ('queued', 'running')")
+            ]
+            needed = {p.get("image") for p in params}
+            for input_id, name, created in db.execute("SELECT id, name, created FROM inputs").fetchall():
+                if input_id not in needed and created < now - 3600:
+                    db.execute("DELETE FROM inputs WHERE id = ?", (input_id,))
+                    (self.inputs / name).unlink(missing_ok=True)
+        for job_id in gone:
+            self._remove_output(job_id)
+        for stray in self.outputs.glob(".*"):
+            if stray.is_file() and stray.stat().st_mtime < now - 3600:
+                stray.unlink(missing_ok=True)
+        return gone
+
+    # ------------------------------------------------------------------ internals
+
+    def _running_update(self, job: Job, assignments: str, values: tuple = ()) -> bool:
+        with self._db() as db:
+            row = db.execute(
+                f"""UPDATE jobs SET lease_until = ?, updated = ?{assignments}
+                    WHERE id = ? AND status = 'running' AND lease = ? RETURNING cancel_requested""",
+                (time.time() + self.lease_seconds, time.time(), *values, job.id, job.lease),
+            ).fetchone()
+        return row is not None and not row[0]
+
+    def _remove_output(self, job_id: str) -> None:
+        for path in self.outputs.glob(f"{job_id}.*"):
+            path.unlink(missing_ok=True)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """One connection, one IMMEDIATE transaction (committed on success)."""
+        with closing(sqlite3.connect(self.root / "jobs.db", timeout=30, isolation_level=None)) as db:
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+
+def check_id(value: str, what: str = "job") -> str:
+    """Refuse anything but 16 lowercase hex digits (ids never reach a path otherwise)."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise JobError(f"bad {what} id '{str(value)[:40]}': ids are 16 hex digits")
+    return value
+
+
+def _job(row: tuple) -> Job:
+    v = dict(zip(_FIELDS, row, strict=True))
+    return Job(
+        id=v["id"],
+        owner=v["owner"],
+        status=v["status"],
+        params=json.loads(v["params"]),
+        created=v["created"],
+        updated=v["updated"],
+        attempts=v["attempts"],
+        progress=(v["progress_i"], v["progress_n"]),
+        output=v["output"],
+        record=json.loads(v["record"]) if v["record"] else None,
+        error=v["error"],
+        size=v["size"],
+        cancel_requested=bool(v["cancel_requested"]),
+        lease=v["lease"],
+    )
+
+
+def _size(path: Path) -> int:
+    total = path.stat().st_size if path.is_file() else 0
+    for extra in path.parent.glob(path.name + ".*"):
+        total += extra.stat().st_size
+    return total

@@ -223,7 +223,7 @@ function initVerify() {
     try {
       const report = await api("POST", "/api/verify", new FormData(form));
       const mark = report.watermark || {};
-      $("#verify-summary").textContent = `${report.summary || ""} C2PA: ${report.c2pa.state}; watermark: ${mark.detected ? "found" : "not found"}.`;
+      $("#verify-summary").textContent = `${report.summary || ""}. C2PA: ${report.c2pa.state}; watermark: ${mark.detected ? "found" : "not found"}.`;
       $("#verify-json").textContent = JSON.stringify(report, null, 2);
     } catch (error) {
       $("#verify-summary").textContent = error.message;

@@ -82,3 +82,20 @@ def test_dit_trains_on_a_latent_cache_built_once(tmp_path):
     resumed = Trainer(preset, tmp_path / "dit")
     resumed.run(progress=False)
     assert resumed.step == preset.steps and shard.stat().st_mtime_ns == built
+
+
+def test_exported_fp16_weights_warm_start_a_run(tmp_path):
+    from kinema.train.export import export_checkpoint
+
+    preset = get_preset("vae-tiny")
+    Trainer(preset, tmp_path / "run").run(max_steps=2, progress=False)
+    exported = export_checkpoint(tmp_path / "run", tmp_path / "weights")
+    assert sorted(p.name for p in exported.iterdir()) == ["config.json", "model.safetensors"]
+    warm = Trainer(preset, tmp_path / "again", init_from=exported)
+    assert warm.step == 2
+    for (name, a), b in zip(
+        warm.ema.state_dict().items(),
+        Trainer(preset, tmp_path / "run").ema.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.allclose(a, b, atol=1e-2, rtol=1e-2), name

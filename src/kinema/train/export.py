@@ -1,4 +1,5 @@
-"""Assemble a model folder from trained VAE and DiT checkpoints (what `kinema.load` reads)."""
+"""Copy trained checkpoints into what users load: a checkpoint's weights alone (EMA,
+fp16 when asked), or a whole model folder (model.json + vae/ + dit/ + README.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,34 @@ from safetensors.torch import save_file
 from kinema.train.checkpoint import load_config, load_weights
 
 
+def _copy_checkpoint(source: str | os.PathLike, dest: Path, half: bool) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    weights = load_weights(source)
+    if half:  # statistics buffers stay fp32: they are tiny and precision-sensitive
+        weights = {k: v.half() if v.is_floating_point() and v.numel() > 64 else v for k, v in weights.items()}
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(dest / "model.safetensors"))
+    (dest / "config.json").write_text(json.dumps(load_config(source), indent=2) + "\n")
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
+def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, half: bool = True) -> Path:
+    """The weights a checkpoint's users need (no optimizer or RNG state), replacing `out`."""
+    target = Path(os.fspath(out))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _copy_checkpoint(source, staging, half)
+        _swap_in(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def assemble_model(
     vae_dir: str | os.PathLike,
     dit_dir: str | os.PathLike,
@@ -22,27 +51,17 @@ def assemble_model(
     card: str = "",
     half: bool = True,
 ) -> Path:
-    """Copy the weights users generate with (EMA, fp16 when `half`) and configs into `out`."""
+    """A model folder from trained VAE and DiT checkpoints, replacing `out`."""
     target = Path(os.fspath(out))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         for part, source in (("vae", vae_dir), ("dit", dit_dir)):
-            (staging / part).mkdir()
-            weights = load_weights(source)
-            if half:  # statistics buffers stay fp32; they are tiny and precision-sensitive
-                weights = {
-                    k: v.half() if v.is_floating_point() and v.numel() > 64 else v for k, v in weights.items()
-                }
-            save_file({k: v.contiguous() for k, v in weights.items()}, staging / part / "model.safetensors")
-            config = load_config(source)
-            (staging / part / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            _copy_checkpoint(source, staging / part, half)
         meta = {"name": name, "text_encoder": "minilm", "defaults": defaults or {}}
         (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         (staging / "README.md").write_text(card)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        _swap_in(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

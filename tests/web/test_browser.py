@@ -108,8 +108,12 @@ def test_studio_in_chromium(server, tmp_path):
         assert saved.stat().st_size > 1000
 
         page.click('.take[data-status="done"] [data-act="compare"]')
-        _until(page, "document.querySelector('#video-a').readyState >= 2 && "
-               "document.querySelector('#video-b').readyState >= 2", 30)
+        _until(
+            page,
+            "document.querySelector('#video-a').readyState >= 2 && "
+            "document.querySelector('#video-b').readyState >= 2",
+            30,
+        )
         page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
 
         page.goto(server.split("/login")[0] + "/review")

@@ -891,28 +891,27 @@ def review_show(item_id: Annotated[str, typer.Argument(help="The item's id.")]) 
     typer.echo(json.dumps(review.get(item_id).to_dict(), indent=2, default=_json_default))
 
 
-@review_app.command("approve")
-def review_approve(
-    item_id: Annotated[str, typer.Argument(help="The item's id.")],
-    note: Annotated[str | None, typer.Option(help="Why.")] = None,
-) -> None:
-    """Approve an item for export."""
+def _decide(item_id: str, note: str | None, approve: bool) -> None:
     from kinema.provenance import review
 
-    item = review.approve(item_id, note=note)
-    typer.echo(f"approved {item.id}")
+    item = (review.approve if approve else review.reject)(item_id, note=note)
+    typer.echo(f"{'approved' if approve else 'rejected'} {item.id}")
+
+
+ItemArgument = Annotated[str, typer.Argument(help="The item's id.")]
+NoteOption = Annotated[str | None, typer.Option(help="Why.")]
+
+
+@review_app.command("approve")
+def review_approve(item_id: ItemArgument, note: NoteOption = None) -> None:
+    """Approve an item for export."""
+    _decide(item_id, note, approve=True)
 
 
 @review_app.command("reject")
-def review_reject(
-    item_id: Annotated[str, typer.Argument(help="The item's id.")],
-    note: Annotated[str | None, typer.Option(help="Why.")] = None,
-) -> None:
+def review_reject(item_id: ItemArgument, note: NoteOption = None) -> None:
     """Reject an item; it can no longer be exported."""
-    from kinema.provenance import review
-
-    item = review.reject(item_id, note=note)
-    typer.echo(f"rejected {item.id}")
+    _decide(item_id, note, approve=False)
 
 
 @app.command("export")

@@ -8,6 +8,9 @@ interrupted write never leaves a half-written output.
 
 `Video.save` writes plain pixels: no watermark, no manifest. Files handed to users go
 through `kinema.publish`.
+
+PyAV is imported inside the functions that read or write files, not at the top:
+training, the world renderer and the checker import this module and need no FFmpeg.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 
 from kinema.errors import InputError
@@ -178,6 +180,8 @@ def _rate(fps: float) -> fractions.Fraction:
 
 
 def _write_av(video: Video, path: str, kind: str, crf: int | None) -> None:
+    import av
+
     t, h, w, _ = video.frames.shape
     odd = (h % 2) or (w % 2)
     with av.open(path, mode="w", format=kind) as container:
@@ -214,6 +218,8 @@ def _write_av(video: Video, path: str, kind: str, crf: int | None) -> None:
 
 
 def _mux_audio(container, stream, audio: Audio) -> None:
+    import av
+
     samples = audio.samples
     if stream.rate != audio.rate:
         samples = _resample(samples, audio.rate, stream.rate)
@@ -275,6 +281,8 @@ def _nearest_palette_index(frame: np.ndarray, palette: np.ndarray) -> np.ndarray
 
 
 def _write_gif(video: Video, path: str) -> None:
+    import av
+
     palette = gif_palette(video.frames)
     # PyAV takes the palette as (256, 4) ARGB and swaps bytes for the machine itself
     argb = np.concatenate([np.full((256, 1), 255, np.uint8), palette], axis=1)
@@ -290,14 +298,13 @@ def _write_gif(video: Video, path: str) -> None:
 
 
 def encode_png(frame: np.ndarray) -> bytes:
-    """One RGB frame (H, W, 3) as PNG bytes, through PyAV's PNG encoder."""
-    h, w, _ = frame.shape
-    codec = av.CodecContext.create("png", "w")
-    codec.width, codec.height, codec.pix_fmt = w, h, "rgb24"
-    codec.time_base = fractions.Fraction(1, 1)
-    packets = codec.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
-    packets += codec.encode(None)
-    return b"".join(bytes(p) for p in packets)
+    """One RGB frame (H, W, 3) as lossless PNG bytes (OpenCV's encoder: no FFmpeg needed)."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))
+    if not ok:
+        raise VideoError(f"could not encode a {frame.shape} frame as PNG")
+    return data.tobytes()
 
 
 def write_png(frame: np.ndarray, path: str | os.PathLike) -> Path:
@@ -345,6 +352,8 @@ def read_video(
     more than `max_bytes` of memory. Raises VideoError with one line for anything that is
     missing, not a video, or cannot be decoded.
     """
+    import av
+
     p = Path(os.fspath(path))
     if not p.exists():
         raise VideoError(f"'{p}' does not exist")
@@ -365,6 +374,8 @@ def _one_line(e: BaseException) -> str:
 
 
 def _read_av(p: Path, max_frames: int | None, max_bytes: int) -> Video:
+    import av
+
     with av.open(str(p)) as container:
         if not container.streams.video:
             raise VideoError(f"'{p}' has no video stream")
@@ -395,6 +406,8 @@ def _read_av(p: Path, max_frames: int | None, max_bytes: int) -> Video:
 
 
 def _snap_gif_fps(p: Path, fps: float) -> float:
+    import av
+
     with av.open(str(p)) as container:
         stream = container.streams.video[0]
         durations = [pkt.duration for pkt in container.demux(stream) if pkt.duration]
@@ -409,6 +422,8 @@ def _snap_gif_fps(p: Path, fps: float) -> float:
 def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> Audio | None:
     """The first audio stream of a media file (all of it, or its first `max_seconds`);
     None when the file has no audio. Raises VideoError when the file cannot be decoded."""
+    import av
+
     p = Path(os.fspath(path))
     try:
         with av.open(str(p)) as container:
@@ -464,6 +479,8 @@ def _read_frame_folder(p: Path, max_frames: int | None, max_bytes: int) -> Video
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read one image file (PNG, JPEG, ...) as uint8 RGB (H, W, 3)."""
+    import av
+
     p = Path(os.fspath(path))
     if not p.is_file():
         raise VideoError(f"'{p}' does not exist")

@@ -796,16 +796,29 @@ def train(
     init_from: Annotated[
         Path | None, typer.Option(help="Start a new run from these weights (e.g. committed ones).")
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Change a preset setting, KEY=VALUE (e.g. steps=8000); repeatable."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:1, …")] = "cpu",
 ) -> None:
     """Train a stage of the built-in model from scratch, or resume it where it stopped."""
     import dataclasses
 
-    from kinema.train.presets import get_preset
+    import torch
+
+    from kinema.train.presets import get_preset, override
     from kinema.train.trainer import Trainer
 
-    recipe = get_preset(preset)
+    recipe = override(get_preset(preset), set_ or [])
     if vae is not None:
         recipe = dataclasses.replace(recipe, vae=str(vae))
+    try:
+        where = torch.device(device)
+    except RuntimeError as e:
+        raise InputError(f"--device: '{device}' is not a device (cpu, cuda, cuda:N)") from e
+    if where.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA GPU is available here")
     if steps is not None and steps < 1:
         raise InputError(f"--steps must be at least 1, got {steps}")
     if minutes is not None and minutes <= 0:
@@ -813,7 +826,7 @@ def train(
     folder = out or Path("runs") / recipe.name
     if not folder.parent.is_dir():
         raise InputError(f"output folder '{folder.parent}' does not exist")
-    result = Trainer(recipe, folder, init_from=init_from).run(
+    result = Trainer(recipe, folder, init_from=init_from, device=where).run(
         max_steps=steps, max_minutes=minutes, progress=progress
     )
     typer.echo(json.dumps(result))

@@ -74,10 +74,10 @@ def test_dit_trains_on_a_latent_cache_built_once(tmp_path):
     Trainer(get_preset("vae-tiny"), tmp_path / "vae").run(progress=False)
     preset = dataclasses.replace(get_preset("dit-tiny"), vae=str(tmp_path / "vae"), cache_clips=6)
     Trainer(preset, tmp_path / "dit").run(max_steps=2, progress=False)
-    (folder,) = tmp_path.glob("dit-tiny-latents-*")
+    (folder,) = tmp_path.glob("latents-*")
     shard = next(folder.glob("shard_*.safetensors"))
     built = shard.stat().st_mtime_ns
-    cache = LatentCache(folder)
+    cache = LatentCache(folder, 6)
     assert len(cache) == 6 and cache.latents.shape[1:3] == (4, 2) and cache.keyframes.shape[2] == 1
     resumed = Trainer(preset, tmp_path / "dit")
     resumed.run(progress=False)

@@ -19,6 +19,16 @@ import torch
 class TextEncoder(Protocol):
     dim: int  # width of the token states
 
+    def _pad(self, states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-prompt states (L_i, dim) → (tokens (B, L, dim), zero where padded; mask (B, L))."""
+        length = max([1, *(s.shape[0] for s in states)])
+        tokens = torch.zeros(len(states), length, self.dim, device=self.device)
+        mask = torch.zeros(len(states), length, dtype=torch.bool, device=self.device)
+        for i, s in enumerate(states):
+            tokens[i, : s.shape[0]] = s
+            mask[i, : s.shape[0]] = True
+        return tokens, mask
+
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens (B, L, dim) float32, mask (B, L) bool, True = real token)."""
         ...
@@ -87,6 +97,16 @@ class HFTextEncoder:
             return torch.zeros(0, self.dim, device=self.device)
         return self.model(**batch).last_hidden_state[0].float()  # (L, dim)
 
+    def _pad(self, states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-prompt states (L_i, dim) → (tokens (B, L, dim), zero where padded; mask (B, L))."""
+        length = max([1, *(s.shape[0] for s in states)])
+        tokens = torch.zeros(len(states), length, self.dim, device=self.device)
+        mask = torch.zeros(len(states), length, dtype=torch.bool, device=self.device)
+        for i, s in enumerate(states):
+            tokens[i, : s.shape[0]] = s
+            mask[i, : s.shape[0]] = True
+        return tokens, mask
+
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens (B, L, dim) float32, zero where padded; mask (B, L) bool). L is the longest
         prompt's token count (at least 1, so an all-padding row still has a shape)."""
@@ -101,13 +121,26 @@ class HFTextEncoder:
                 if len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
             states.append(self._cache[prompt])
-        length = max([1, *(s.shape[0] for s in states)])
-        tokens = torch.zeros(len(prompts), length, self.dim, device=self.device)
-        mask = torch.zeros(len(prompts), length, dtype=torch.bool, device=self.device)
-        for i, s in enumerate(states):
-            tokens[i, : s.shape[0]] = s
-            mask[i, : s.shape[0]] = True
-        return tokens, mask
+        return self._pad(states)
+
+    @torch.no_grad()
+    def encode_many(self, prompts: list[str], batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """encode() for thousands of prompts at once (a training set's), in padded batches:
+        the same states up to float rounding, far faster, and not kept in the cache."""
+        states = []
+        for i in range(0, len(prompts), batch):
+            chunk = self.tokenizer(
+                prompts[i : i + batch],
+                max_length=self.max_length,
+                truncation=True,
+                padding=True,
+                return_tensors="pt",
+            )
+            chunk = {k: v.to(self.device) for k, v in chunk.items() if k in ("input_ids", "attention_mask")}
+            hidden = self.model(**chunk).last_hidden_state.float()
+            real = chunk["attention_mask"].bool()
+            states += [h[m] for h, m in zip(hidden, real, strict=True)]
+        return self._pad(states)
 
 
 def minilm_path() -> Path:

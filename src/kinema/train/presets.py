@@ -6,6 +6,7 @@ name the exact command that reproduces it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 from kinema.errors import InputError
@@ -27,6 +28,7 @@ class Preset:
     grad_clip: float = 1.0
     seed: int = 0
     random_offset: bool = True
+    offset_fraction: float = 1.0  # of random_offset windows; the rest start at frame 0
     two_object_fraction: float = 0.35
     log_every: int = 10
     validate_every: int = 1000
@@ -35,6 +37,8 @@ class Preset:
     checkpoint_minutes: float = 5.0
     vae: str | None = None  # the VAE checkpoint a DiT stage trains on
     cache_clips: int = 0  # > 0: pre-encode this many clips once and train on them
+    render_workers: int = 0  # processes rendering the cache's clips (0: one per core)
+    freeze_encoder: bool = False  # VAE stage: train the decoder only (the latents stay)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,20 +86,71 @@ PRESETS: dict[str, Preset] = {
         validation_clips=1,
         validation_steps=2,
     ),
+    # the built-in model's VAE, decoder only: sharper pictures from the same latents, so a
+    # DiT trained on them stays valid (start it from the VAE checkpoint with --init-from)
+    "vae-decoder": Preset(
+        "vae-decoder",
+        "vae",
+        model={"channels": [48, 96], "latent_channels": 8, "blocks": 1},
+        batch=32,
+        lr=2e-4,
+        warmup=100,
+        steps=60_000,
+        frames=9,
+        size=64,
+        validate_every=1000,
+        freeze_encoder=True,
+    ),
     # the built-in model's DiT: 17-frame windows at any offset of the endless ping-pong clip
-    # (so it sees the turns), 8×8×5 latents in 2×2 patches = 80 tokens
+    # (so it sees the turns), 8×8×5 latents in 2×2 patches = 80 tokens; large batches from
+    # a cache of 131,072 pre-encoded clips, sized for a GPU (about 12 M parameters)
     "dit": Preset(
         "dit",
         "dit",
         model={"width": 256, "depth": 8, "heads": 4},
-        batch=16,
-        lr=3e-4,
-        warmup=500,
+        batch=512,
+        lr=4e-4,
+        warmup=300,
         steps=100_000,
         frames=17,
         size=64,
         validate_every=2000,
         vae="runs/vae",
+        cache_clips=131_072,
+    ),
+    # the GPU-trained DiT continued on a CPU (start it with --init-from): windows start at
+    # frame 0, where the prompt's motion begins, except a quarter that start mid-cycle
+    # under a condition that spans time (how extensions and long clips learn the turns)
+    "dit-finetune": Preset(
+        "dit-finetune",
+        "dit",
+        model={"width": 256, "depth": 8, "heads": 4},
+        batch=32,
+        lr=1e-4,
+        warmup=50,
+        steps=12_000,
+        frames=17,
+        size=64,
+        validate_every=500,
+        vae="runs/vae",
+        cache_clips=12_288,
+        offset_fraction=0.25,
+        checkpoint_minutes=4.0,
+    ),
+    # the same with one token per latent cell (320 tokens): finer positions, 4× the work
+    "dit-p1": Preset(
+        "dit-p1",
+        "dit",
+        model={"width": 256, "depth": 8, "heads": 4, "patch": [1, 1, 1]},
+        batch=256,
+        lr=4e-4,
+        warmup=300,
+        steps=100_000,
+        frames=17,
+        size=64,
+        validate_every=2000,
+        vae="runs/vae",
+        cache_clips=131_072,
     ),
 }
 
@@ -104,3 +159,37 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise InputError(f"unknown preset '{name}': choose one of {', '.join(sorted(PRESETS))}")
     return PRESETS[name]
+
+
+def override(preset: Preset, settings: list[str]) -> Preset:
+    """The preset with KEY=VALUE settings applied (values parsed as JSON, else taken as text)."""
+    import json
+
+    fields = preset.to_dict()
+    changes = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or key not in fields or key == "name":
+            raise InputError(
+                f"--set takes KEY=VALUE with KEY one of {', '.join(sorted(set(fields) - {'name'}))}, got '{setting}'"
+            )
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value
+        if fields[key] is not None and type(changes[key]) is not type(fields[key]):
+            if not (isinstance(fields[key], float) and isinstance(changes[key], int)):
+                raise InputError(f"--set {key} takes a {type(fields[key]).__name__}, got '{value}'")
+    return dataclasses.replace(preset, **changes)
+
+
+def preset_command(preset: Preset) -> str:
+    """The `kinema train` command that trains this preset (its changes as --set options)."""
+    import json
+
+    base = PRESETS[preset.name].to_dict() if preset.name in PRESETS else {}
+    parts = [f"kinema train --preset {preset.name}"]
+    for key, value in preset.to_dict().items():
+        if key in base and base[key] != value:
+            parts.append(f"--set {key}={json.dumps(value, separators=(',', ':'))}")
+    return " ".join(parts)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,24 +13,11 @@ from kinema.diffusion.flow import flow_loss, sample_time
 from kinema.models.dit import DiT, DiTConfig
 from kinema.models.vae import VAEConfig, VideoVAE
 from kinema.train.checkpoint import CheckpointError, load_config, load_weights
-from kinema.train.latent_cache import LatentCache, build_cache, encode_clips
+from kinema.train.data import pixels_to_tensor, preset_samples
+from kinema.train.latent_cache import LatentCache, build_cache, cache_folder, encode_clips
 from kinema.train.presets import Preset
 from kinema.world import parse, render_frames
-from kinema.world.dataset import training_sample, validation_split
-
-
-def pixels_to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (B, T, H, W, 3) or (T, H, W, 3) → float (B, 3, T, H, W) in [-1, 1]."""
-    x = torch.from_numpy(np.asarray(frames)).float().div(127.5).sub(1.0)
-    if x.dim() == 4:
-        x = x[None]
-    return x.permute(0, 4, 1, 2, 3).contiguous()
-
-
-def tensor_to_pixels(x: torch.Tensor) -> np.ndarray:
-    """float (B, 3, T, H, W) in [-1, 1] → uint8 (B, T, H, W, 3)."""
-    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 4, 1).cpu().numpy()
+from kinema.world.dataset import Sample, validation_split
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -40,41 +26,40 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
-def training_batch(preset: Preset, step: int) -> tuple[list[str], np.ndarray]:
-    """The batch of a step: samples step·B … step·B + B − 1 of stream 0 (exact resume)."""
-    samples = [
-        training_sample(
-            preset.seed,
-            0,
-            step * preset.batch + i,
-            preset.frames,
-            preset.size,
-            preset.random_offset,
-            preset.two_object_fraction,
-        )
-        for i in range(preset.batch)
-    ]
-    return [s.prompt for s in samples], np.stack([s.frames for s in samples])
+def training_batch(preset: Preset, step: int) -> list[Sample]:
+    """The samples of a step: step·B … step·B + B − 1 of stream 0 (exact resume)."""
+    return preset_samples(preset, 0, step * preset.batch, (step + 1) * preset.batch)
 
 
 class VAEStage:
-    """Reconstruction (L1 + MSE) with a small KL; validated by PSNR on held-aside clips."""
+    """Reconstruction (L1 + MSE) with a small KL; validated by PSNR on held-aside clips.
 
-    def __init__(self, preset: Preset):
-        self.preset = preset
+    With the preset's freeze_encoder, only the decoder learns (from init_from weights):
+    the latents stay exactly what they were, so a DiT trained on them stays valid while
+    the pictures it is decoded into get sharper.
+    """
+
+    def __init__(self, preset: Preset, device: torch.device | str = "cpu"):
+        self.preset, self.device = preset, torch.device(device)
         self.config = VAEConfig.from_dict({**VAEConfig().to_dict(), **preset.model})
         self._val: torch.Tensor | None = None
 
     def build(self) -> VideoVAE:
-        return VideoVAE(self.config)
+        model = VideoVAE(self.config)
+        if self.preset.freeze_encoder:
+            for name, p in model.named_parameters():
+                if name.startswith("enc_"):
+                    p.requires_grad_(False)
+        return model
 
     def loss(self, model: VideoVAE, step: int) -> tuple[torch.Tensor, dict]:
-        _, frames = training_batch(self.preset, step)
-        x = pixels_to_tensor(frames)
+        frames = np.stack([s.frames for s in training_batch(self.preset, step)])
+        x = pixels_to_tensor(frames).to(self.device, non_blocking=True)
         recon, kl = model(x)
+        recon = recon.float()  # under autocast the decoder's output is bf16
         rec = F.l1_loss(recon, x) + F.mse_loss(recon, x)
         loss = rec + self.config.kl_weight * kl
-        return loss, {"rec": rec.item(), "kl": kl.item()}
+        return loss, {"rec": rec.detach(), "kl": kl.detach()}
 
     def validation_clips(self) -> torch.Tensor:
         if self._val is None:
@@ -83,7 +68,7 @@ class VAEStage:
                 render_frames(parse(p), seed=s, frames=frames, size=self.preset.size)
                 for p, s in validation_split(16)
             ]
-            self._val = pixels_to_tensor(np.stack(clips))
+            self._val = pixels_to_tensor(np.stack(clips)).to(self.device)
         return self._val
 
     @torch.no_grad()
@@ -95,6 +80,8 @@ class VAEStage:
     @torch.no_grad()
     def finalise(self, model: VideoVAE) -> None:
         """Set the latent standardisation from validation clips, so the DiT sees unit-scale data."""
+        if self.preset.freeze_encoder:  # the latents, and so their statistics, did not change
+            return
         x = self.validation_clips()
         mean, _ = model.encode_dist(x)
         model.latent_mean.copy_(mean.mean(dim=(0, 2, 3, 4)))
@@ -138,56 +125,105 @@ def condition_mask(kind: str, latent_frames: int, h: int, w: int, rng: np.random
 
 CONDITION_KINDS = ("none", "first", "first_last", "prefix", "keyframes", "region")
 CONDITION_WEIGHTS = (0.45, 0.2, 0.1, 0.12, 0.05, 0.08)
+CONTEXT_KINDS = np.array([2, 3, 4, 5])  # first_last, prefix, keyframes, region
+
+
+def condition_kinds(offsets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each clip's condition kind (an index into CONDITION_KINDS), drawn by CONDITION_WEIGHTS.
+
+    A window that starts mid-cycle (offset > 0) may run against its prompt, and only a
+    condition that spans time (first and last, a prefix, keyframes, a kept region) shows
+    which way it goes: such clips draw among those kinds alone."""
+    kinds = rng.choice(len(CONDITION_KINDS), size=len(offsets), p=CONDITION_WEIGHTS)
+    mid_cycle = np.asarray(offsets) > 0
+    weights = np.array([CONDITION_WEIGHTS[k] for k in CONTEXT_KINDS])
+    kinds[mid_cycle] = rng.choice(CONTEXT_KINDS, size=int(mid_cycle.sum()), p=weights / weights.sum())
+    return kinds
+
+
+class PromptTable:
+    """Token states of a fixed set of prompts (a latent cache's, and the empty prompt),
+    encoded once: a training step looks its batch up instead of running the encoder."""
+
+    def __init__(self, text, prompts: list[str], device: torch.device):
+        prompts = sorted(set(prompts) | {""})
+        self.row = {p: i for i, p in enumerate(prompts)}
+        tokens, mask = text.encode_many(prompts)
+        self.lengths = mask.sum(dim=1).tolist()
+        self.tokens, self.mask = tokens.to(device), mask.to(device)
+
+    def __contains__(self, prompt: str) -> bool:
+        return prompt in self.row
+
+    def lookup(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [self.row[p] for p in prompts]
+        length = max(1, *(self.lengths[r] for r in rows))  # no wider than this batch needs
+        index = torch.tensor(rows).to(self.tokens.device, non_blocking=True)
+        return self.tokens[index, :length], self.mask[index, :length]
 
 
 class DiTStage:
     """Flow matching on the frozen VAE's latents, with text dropout (for classifier-free
-    guidance) and randomly drawn clean conditions (for every conditioning mode)."""
+    guidance) and randomly drawn clean conditions (for every conditioning mode).
+
+    On a GPU the latent cache and its prompts' token states live on the device, so a step
+    moves only indices; validation generates on CPU copies with the pipeline users run.
+    """
 
     text_dropout = 0.1
 
-    def __init__(self, preset: Preset):
+    def __init__(self, preset: Preset, device: torch.device | str = "cpu"):
         from kinema.models.text import MiniLMTextEncoder
 
         if not preset.vae:
             raise CheckpointError(f"preset '{preset.name}' needs a trained VAE checkpoint (--vae)")
-        self.preset = preset
-        self.vae = load_vae(preset.vae)
+        self.preset, self.device = preset, torch.device(device)
+        self.vae = load_vae(preset.vae).to(self.device)
         self.config = DiTConfig(**{"latent_channels": self.vae.config.latent_channels, **preset.model})
-        self.text = MiniLMTextEncoder()
-        self.cache = None
+        self.text = MiniLMTextEncoder(device=self.device)
+        self.cache, self.prompts = None, None
+        self._cpu_parts = None
         if preset.cache_clips:
-            # latents belong to one VAE: a retrained VAE gets a cache of its own
-            vae_hash = hashlib.sha256((Path(preset.vae) / "model.safetensors").read_bytes()).hexdigest()[:12]
-            folder = Path(preset.vae).with_name(f"{preset.name}-latents-{vae_hash}")
-            build_cache(self.vae, preset, folder, preset.cache_clips)
-            self.cache = LatentCache(folder)
+            folder = build_cache(
+                self.vae, preset, cache_folder(preset), preset.cache_clips, workers=preset.render_workers
+            )
+            self.cache = LatentCache(folder, preset.cache_clips).to(self.device)
+            self.prompts = PromptTable(self.text, self.cache.prompts, self.device)
 
-    def batch(self, step: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-        """Prompts, latents and keyframe latents of a step: from the cache when there is one
-        (indices drawn from the step number), else rendered and encoded now."""
+    def batch(self, step: int) -> tuple[list[str], torch.Tensor, torch.Tensor, np.ndarray]:
+        """Prompts, latents, keyframe latents and window offsets of a step: from the cache
+        when there is one (indices drawn from the step number), else rendered and encoded now."""
         if self.cache is not None:
             rng = np.random.default_rng([self.preset.seed, step, 11])
             return self.cache.batch(rng.integers(len(self.cache), size=self.preset.batch))
-        prompts, frames = training_batch(self.preset, step)
-        return (prompts, *encode_clips(self.vae, pixels_to_tensor(frames)))
+        samples = training_batch(self.preset, step)
+        pixels = pixels_to_tensor(np.stack([s.frames for s in samples])).to(self.device)
+        offsets = np.array([s.offset for s in samples])
+        return ([s.prompt for s in samples], *encode_clips(self.vae, pixels), offsets)
+
+    def encode_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.prompts is not None and all(p in self.prompts for p in prompts):
+            return self.prompts.lookup(prompts)
+        return self.text.encode(prompts)
 
     def build(self) -> DiT:
         return DiT(self.config)
 
     def loss(self, model: DiT, step: int) -> tuple[torch.Tensor, dict]:
-        prompts, x0, keyframes = self.batch(step)
+        prompts, x0, keyframes, offsets = self.batch(step)
         rng = np.random.default_rng([self.preset.seed, step, 7])
         b, _, t, h, w = x0.shape
         prompts = ["" if rng.random() < self.text_dropout else p for p in prompts]
-        kinds = rng.choice(len(CONDITION_KINDS), size=b, p=CONDITION_WEIGHTS)
+        kinds = condition_kinds(offsets, rng)
         mask = torch.stack([condition_mask(CONDITION_KINDS[k], t, h, w, rng) for k in kinds])
+        mask = mask.to(self.device, non_blocking=True)
         cond = x0.clone()
-        for i, k in enumerate(kinds):
-            if CONDITION_KINDS[k] in ("first_last", "keyframes"):
-                cond[i, :, 1:] = keyframes[i]
-        text, text_mask = self.text.encode(prompts)
-        times = sample_time(b)
+        keyed = [i for i, k in enumerate(kinds) if CONDITION_KINDS[k] in ("first_last", "keyframes")]
+        if keyed:
+            keyed = torch.tensor(keyed, device=self.device)
+            cond[keyed, :, 1:] = keyframes[keyed]
+        text, text_mask = self.encode_text(prompts)
+        times = sample_time(b, device=self.device)
 
         def velocity(x_t, tt):
             return model(x_t, tt, text, text_mask, cond=cond, cond_mask=mask)
@@ -197,13 +233,24 @@ class DiTStage:
         loss = flow_loss(velocity, target, t=times, weight=1 - mask)
         return loss, {"conditioned": float((kinds > 0).mean())}
 
+    def _validation_parts(self, model: DiT):
+        """The model, VAE and text encoder on the CPU, where users generate."""
+        if self.device.type == "cpu":
+            return model, self.vae, self.text
+        from kinema.models.text import MiniLMTextEncoder
+
+        if self._cpu_parts is None:
+            self._cpu_parts = (copy.deepcopy(self.vae).cpu(), MiniLMTextEncoder())
+        return copy.deepcopy(model).float().cpu(), *self._cpu_parts
+
     @torch.no_grad()
     def validate(self, model: DiT) -> dict:
         """World-checker pass rate of short generations on fixed validation prompts."""
         from kinema.pipelines.t2v import TextToVideo
         from kinema.world import check
 
-        pipe = TextToVideo(self.vae, model, self.text, name="validation")
+        dit, vae, text = self._validation_parts(model)
+        pipe = TextToVideo(vae, dit, text, name="validation")
         prompts = validation_split(self.preset.validation_clips)
         passed = 0
         for prompt, seed in prompts:

@@ -28,7 +28,7 @@ from kinema.train.checkpoint import (
     save_checkpoint,
 )
 from kinema.train.plot import plot_curves
-from kinema.train.presets import Preset
+from kinema.train.presets import Preset, preset_command
 from kinema.train.stages import STAGES
 
 
@@ -42,20 +42,33 @@ def learning_rate(preset: Preset, step: int) -> float:
 class Trainer:
     """Trains one preset into the checkpoint folder `out`, resuming it when it exists.
 
-    `init_from` warm-starts a new run from another checkpoint's weights (and its step
-    count, so the schedule goes on): how a run continues from committed weights when
-    its optimizer state was not kept.
+    `init_from` warm-starts a new run from another checkpoint's weights: how a run
+    continues from committed weights when its optimizer state was not kept (the same
+    preset: its step count too, so the schedule goes on) or fine-tunes them under another
+    preset (from step 0 of that preset's schedule).
+
+    On a CUDA `device` the forward and backward passes run under bf16 autocast (weights,
+    optimizer and EMA stay fp32); checkpoints are written from CPU copies either way, so a
+    run trained on a GPU resumes or exports on a CPU.
     """
 
-    def __init__(self, preset: Preset, out: str | Path, init_from: str | Path | None = None):
+    def __init__(
+        self,
+        preset: Preset,
+        out: str | Path,
+        init_from: str | Path | None = None,
+        device: str | torch.device = "cpu",
+    ):
         self.preset, self.out = preset, Path(out)
+        self.device = torch.device(device)
         torch.manual_seed(preset.seed)
-        self.stage = STAGES[preset.stage](preset)
-        self.model = self.stage.build()
+        self.stage = STAGES[preset.stage](preset, device=self.device)
+        self.model = self.stage.build().to(self.device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         decay, no_decay = [], []
         for p in self.model.parameters():
-            (decay if p.dim() >= 2 else no_decay).append(p)
+            if p.requires_grad:  # a stage may freeze part of its model (the VAE's encoder)
+                (decay if p.dim() >= 2 else no_decay).append(p)
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": preset.weight_decay},
@@ -63,10 +76,12 @@ class Trainer:
             ],
             lr=preset.lr,
             betas=(0.9, 0.99),
+            fused=self.device.type == "cuda",
         )
         self.step = 0
         self.history: dict[str, list] = {"loss": [], "val": []}
         self.seconds = 0.0  # training time over all runs
+        self.init_from = str(init_from) if init_from is not None else None
         self._resume(init_from)
 
     # ---------------------------------------------------------------- state
@@ -78,14 +93,19 @@ class Trainer:
                 weights = load_weights(init_from)
                 self.model.load_state_dict(weights)
                 self.ema.load_state_dict(weights)
-                self.step = int(load_config(init_from).get("step", 0))
+                source = load_config(init_from)
+                if source.get("preset", {}).get("name") == self.preset.name:  # the same recipe goes on
+                    self.step = int(source.get("step", 0))
             return
         tensors, meta = state
         self.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
         self.ema.load_state_dict(load_weights(self.out))
         optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
         torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.step, self.history, self.seconds = meta["step"], meta["history"], meta.get("seconds", 0.0)
+        self.init_from = meta.get("init_from")
 
     def _finalise(self) -> None:
         # stages whose model carries data statistics (the VAE's latent scale) set them here
@@ -98,6 +118,8 @@ class Trainer:
         tensors = {f"raw.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update(opt_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         last_val = self.history["val"][-1][1] if self.history["val"] else {}
         config = {
             "kind": self.preset.stage,
@@ -106,9 +128,16 @@ class Trainer:
             "train_seconds": round(self.seconds, 1),
             "validation": last_val,
             "preset": self.preset.to_dict(),
-            "command": f"kinema train --preset {self.preset.name}",
+            "command": preset_command(self.preset)
+            + (f" --init-from {self.init_from}" if self.init_from else ""),
         }
-        meta = {"step": self.step, "history": self.history, "seconds": self.seconds, "optimizer": opt_scalars}
+        meta = {
+            "step": self.step,
+            "history": self.history,
+            "seconds": self.seconds,
+            "optimizer": opt_scalars,
+            "init_from": self.init_from,
+        }
         save_checkpoint(self.out, self.ema.state_dict(), config, tensors, meta)
         score_name = next(iter(last_val), "score")
         plot_curves(
@@ -122,21 +151,26 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
 
-    def _train_step(self) -> dict:
+    def train_step(self) -> dict:
+        """One optimisation step at the schedule's learning rate; the EMA follows."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.preset, self.step)
         self.model.train()
-        loss, metrics = self.stage.loss(self.model, self.step)
+        cuda = self.device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            loss, metrics = self.stage.loss(self.model, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.preset.grad_clip)
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(trained, self.preset.grad_clip)
         self.optimizer.step()
         with torch.no_grad():
             decay = min(self.preset.ema_decay, (1 + self.step) / (10 + self.step))
-            for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-                e.lerp_(p, 1 - decay)
+            ema, raw = list(self.ema.parameters()), list(self.model.parameters())
+            torch._foreach_lerp_(ema, raw, 1 - decay)
         self.step += 1
-        return {"loss": loss.item(), "grad_norm": grad_norm.item(), **metrics}
+        # tensors, not floats: reading a value waits for the GPU, so only logged steps do
+        return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), **metrics}
 
     def validate(self) -> dict:
         self._finalise()
@@ -150,8 +184,11 @@ class Trainer:
         max_minutes: float | None = None,
         progress: bool = True,
         log_path: Path | None = None,
+        validate: bool = True,
     ) -> dict:
-        """Train until the preset's steps, `max_steps` more steps, or `max_minutes` pass."""
+        """Train until the preset's steps, `max_steps` more steps, or `max_minutes` pass.
+
+        validate=False skips validation (a GPU run whose validation happens elsewhere)."""
         p = self.preset
         end = p.steps if max_steps is None else min(p.steps, self.step + max_steps)
         deadline = time.monotonic() + 60 * max_minutes if max_minutes else math.inf
@@ -170,12 +207,13 @@ class Trainer:
             window_start, window_steps = time.monotonic(), 0
             while self.step < end and time.monotonic() < deadline:
                 t0 = time.monotonic()
-                metrics = self._train_step()
+                metrics = self.train_step()
                 self.seconds += time.monotonic() - t0
                 window_steps += 1
                 if self.step % p.log_every == 0 or self.step == end:
                     rate = window_steps * p.batch / max(time.monotonic() - window_start, 1e-9)
                     window_start, window_steps = time.monotonic(), 0
+                    metrics = {k: float(v) for k, v in metrics.items()}
                     self.history["loss"].append([self.step, round(metrics["loss"], 6)])
                     log.write(
                         json.dumps({"step": self.step, "samples_per_s": round(rate, 2), **metrics}) + "\n"
@@ -184,14 +222,15 @@ class Trainer:
                     bar.update(
                         task, completed=self.step, info=f"loss {metrics['loss']:.4f} · {rate:.1f} samples/s"
                     )
-                if self.step % p.validate_every == 0:
+                if validate and self.step % p.validate_every == 0:
                     val = self.validate()
                     log.write(json.dumps({"step": self.step, "validation": val}) + "\n")
                     log.flush()
                 if time.monotonic() - last_save > 60 * p.checkpoint_minutes:
                     self.save()
                     last_save = time.monotonic()
-            if not self.history["val"] or self.history["val"][-1][0] != self.step:
+            if validate and (not self.history["val"] or self.history["val"][-1][0] != self.step):
                 self.validate()
             self.save()
-        return {"step": self.step, "validation": self.history["val"][-1][1], "checkpoint": str(self.out)}
+        last_val = self.history["val"][-1][1] if self.history["val"] else {}
+        return {"step": self.step, "validation": last_val, "checkpoint": str(self.out)}

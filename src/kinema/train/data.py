@@ -1,0 +1,34 @@
+"""What a preset trains on: its shapes-world samples, and pixels as the models take them."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from kinema.train.presets import Preset
+from kinema.world.dataset import Sample, training_sample
+
+
+def preset_samples(preset: Preset, stream: int, start: int, stop: int) -> list[Sample]:
+    """Samples start … stop−1 of a training stream, drawn as the preset says."""
+    return [
+        training_sample(
+            preset.seed,
+            stream,
+            i,
+            preset.frames,
+            preset.size,
+            preset.random_offset,
+            preset.two_object_fraction,
+            preset.offset_fraction,
+        )
+        for i in range(start, stop)
+    ]
+
+
+def pixels_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (B, T, H, W, 3) or (T, H, W, 3) → float (B, 3, T, H, W) in [-1, 1]."""
+    x = torch.from_numpy(np.asarray(frames)).float().div(127.5).sub(1.0)
+    if x.dim() == 4:
+        x = x[None]
+    return x.permute(0, 4, 1, 2, 3).contiguous()

@@ -1,0 +1,124 @@
+"""Training data, latent caches, preset changes and what each stage trains."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kinema.cli import main
+from kinema.errors import InputError
+from kinema.train.checkpoint import load_config, load_weights
+from kinema.train.data import preset_samples
+from kinema.train.latent_cache import LatentCache, build_cache, cache_folder
+from kinema.train.presets import get_preset, override, preset_command
+from kinema.train.stages import CONDITION_KINDS, CONTEXT_KINDS, PromptTable, condition_kinds, load_vae
+from kinema.train.trainer import Trainer
+from kinema.world.dataset import training_sample
+
+
+@pytest.fixture(scope="module")
+def tiny_vae(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vae") / "vae"
+    Trainer(get_preset("vae-tiny"), folder).run(progress=False)
+    return folder
+
+
+def test_offset_fraction_starts_most_windows_at_frame_zero():
+    preset = dataclasses.replace(get_preset("dit-tiny"), random_offset=True, offset_fraction=0.25)
+    offsets = np.array([s.offset for s in preset_samples(preset, 0, 0, 400)])
+    assert 0.15 < (offsets > 0).mean() < 0.3
+    # a full fraction draws exactly the windows it always drew
+    full = [training_sample(0, 0, i, 5, 32, True, 0.35, 1.0).offset for i in range(20)]
+    assert full == [training_sample(0, 0, i, 5, 32, True, 0.35).offset for i in range(20)]
+
+
+def test_mid_cycle_windows_get_a_condition_that_spans_time():
+    rng = np.random.default_rng(0)
+    offsets = np.array([0, 5] * 500)
+    kinds = condition_kinds(offsets, rng)
+    assert set(kinds[offsets > 0]) <= set(CONTEXT_KINDS)
+    assert {CONDITION_KINDS[k] for k in kinds[offsets == 0]} >= {"none", "first"}
+
+
+def test_cache_rendered_by_worker_processes_matches_one_process(tmp_path, tiny_vae):
+    preset = dataclasses.replace(
+        get_preset("dit-tiny"), vae=str(tiny_vae), random_offset=True, offset_fraction=0.5
+    )
+    vae = load_vae(tiny_vae)
+    build_cache(vae, preset, tmp_path / "one", 70, workers=1)
+    build_cache(vae, preset, tmp_path / "two", 70, workers=2)
+    one, two = LatentCache(tmp_path / "one", 70), LatentCache(tmp_path / "two", 70)
+    assert one.prompts == two.prompts and len(one) == 70
+    assert torch.equal(one.latents, two.latents) and torch.equal(one.keyframes, two.keyframes)
+    assert list(one.offsets) == [s.offset for s in preset_samples(preset, 1, 0, 70)]
+    assert cache_folder(preset) != cache_folder(dataclasses.replace(preset, offset_fraction=1.0))
+
+
+def test_prompt_table_gives_the_encoders_states():
+    from kinema.models.text import MiniLMTextEncoder
+
+    text = MiniLMTextEncoder()
+    prompts = [
+        "a red circle moving right on a black background",
+        "a big blue square growing on a white background",
+    ]
+    table = PromptTable(text, prompts, torch.device("cpu"))
+    assert "" in table and prompts[0] in table
+    for batch in (prompts, [prompts[1], ""], [""]):
+        tokens, mask = table.lookup(batch)
+        want, want_mask = text.encode(batch)
+        assert torch.equal(mask, want_mask)
+        assert torch.allclose(tokens, want, atol=1e-4)
+
+
+def test_decoder_only_training_keeps_the_latents(tmp_path, tiny_vae):
+    preset = dataclasses.replace(get_preset("vae-tiny"), name="vae-tiny", freeze_encoder=True)
+    trainer = Trainer(preset, tmp_path / "dec", init_from=tiny_vae)
+    assert trainer.step == 4  # the same preset: its schedule goes on
+    trainer.preset = dataclasses.replace(preset, steps=7)
+    trainer.run(progress=False)
+    before, after = load_weights(tiny_vae), load_weights(tmp_path / "dec")
+    for name in before:
+        changed = not torch.equal(before[name], after[name])
+        if name.startswith("enc_") or name.startswith("latent_"):
+            assert not changed, name
+    assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("dec_"))
+
+
+def test_warm_start_under_another_preset_starts_its_schedule(tmp_path, tiny_vae):
+    other = dataclasses.replace(get_preset("vae-tiny"), name="vae-decoder", freeze_encoder=True)
+    assert Trainer(other, tmp_path / "x", init_from=tiny_vae).step == 0
+
+
+def test_preset_settings_and_the_command_that_reproduces_them():
+    preset = override(get_preset("dit"), ["steps=3485", "lr=0.0001", 'model={"width": 64}'])
+    assert preset.steps == 3485 and preset.lr == 1e-4 and preset.model == {"width": 64}
+    command = preset_command(preset)
+    assert command.startswith("kinema train --preset dit ") and "--set steps=3485" in command
+    assert override(get_preset("dit"), [part.strip() for part in command.split("--set ")[1:]]) == preset
+    assert preset_command(get_preset("vae")) == "kinema train --preset vae"
+    for bad in (["steps"], ["nope=1"], ["steps=many"], ["name=x"]):
+        with pytest.raises(InputError):
+            override(get_preset("dit"), bad)
+
+
+def test_train_command_takes_settings_and_refuses_a_missing_gpu(tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--preset", "vae-tiny", "--out", str(out), "--set", "steps=2", "--no-progress"])
+    assert info.value.code == 0 and json.loads(capsys.readouterr().out)["step"] == 2
+    assert load_config(out)["command"] == "kinema train --preset vae-tiny --set steps=2"
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as info:
+            main(["train", "--preset", "vae-tiny", "--out", str(tmp_path / "g"), "--device", "cuda"])
+        assert info.value.code == 2 and "no CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_run_resumes_on_the_cpu(tmp_path):
+    Trainer(get_preset("vae-tiny"), tmp_path / "g", device="cuda").run(max_steps=2, progress=False)
+    resumed = Trainer(get_preset("vae-tiny"), tmp_path / "g")
+    assert resumed.step == 2
+    resumed.run(progress=False)

@@ -75,12 +75,20 @@ def training_sample(
     size: int = 64,
     random_offset: bool = False,
     two_object_fraction: float = 0.35,
+    offset_fraction: float = 1.0,
 ) -> Sample:
-    """Sample `index` of training stream `stream`: a pure function of its arguments."""
+    """Sample `index` of training stream `stream`: a pure function of its arguments.
+
+    With random_offset, the window starts anywhere in the endless ping-pong clip (for a
+    fraction `offset_fraction` of samples; the rest start at frame 0, where the prompt's
+    motion begins). A text-to-video model needs most windows to start at 0: a window
+    that starts mid-cycle may run backwards, which its prompt cannot tell."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, stream, index]))
     scene = sample_scene(rng, two_object_fraction)
     layout_seed = int(rng.integers(TRAIN_SEEDS))
-    offset = int(rng.integers(PERIOD)) if random_offset else 0
+    # the extra draw only when asked for, so full-offset streams stay what they were
+    shifted = random_offset and (offset_fraction >= 1.0 or rng.random() < offset_fraction)
+    offset = int(rng.integers(PERIOD)) if shifted else 0
     clip = render_frames(scene, seed=layout_seed, frames=frames, size=size, start=offset)
     return Sample(format_prompt(scene), clip, layout_seed, offset)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Collection
 from importlib import resources
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from kinema.models.vae import VAEConfig, VideoVAE
 from kinema.pipelines.t2v import TextToVideo
 
 BUILTIN = "builtin"
+# memory savers of diffusers pipelines, by the keyword load_backend takes (a CLI flag each)
+SAVERS = ("cpu_offload", "vae_tiling", "vae_slicing", "attention_slicing")
 _ENCODERS: dict[str, object] = {}  # one text encoder per name, shared by every pipeline
 
 
@@ -41,8 +44,11 @@ def resolve_model(name_or_dir: str | os.PathLike | None) -> Path:
     folder = Path(os.fspath(name_or_dir))
     if not folder.is_dir():
         raise InputError(f"--model '{folder}' is not a folder (or a known model name: {BUILTIN})")
-    if not (folder / "model.json").is_file():
-        raise InputError(f"'{folder}' is not a kinema model folder: model.json is missing")
+    if not (folder / "model.json").is_file() and not (folder / "model_index.json").is_file():
+        raise InputError(
+            f"'{folder}' is not a kinema model folder: model.json is missing (and no model_index.json "
+            "makes it a diffusers one)"
+        )
     return folder
 
 
@@ -74,20 +80,53 @@ def _text_encoder(spec: str, folder: Path, device: str):
     return _ENCODERS[key]
 
 
-def load(name_or_dir: str | os.PathLike | None = None, device: str = "cpu") -> TextToVideo:
-    """The pipeline of a kinema model folder (the built-in model by default)."""
+def load(
+    name_or_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    *,
+    savers: Collection[str] = (),
+    int8: bool = False,
+) -> TextToVideo:
+    """The pipeline of a kinema model folder (the built-in model by default), or the
+    backend of a diffusers model folder (one with model_index.json and no model.json).
+
+    `savers` names memory savers from SAVERS; they are diffusers features and refused for
+    kinema's own models. `int8` quantises kinema's DiT dynamically for CPU inference and
+    is refused for diffusers models.
+    """
     from kinema.train.checkpoint import load_config, load_weights
 
     if device not in ("cpu", "cuda"):
         raise InputError(f"--device must be cpu or cuda, got {device}")
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda asked for, but no CUDA device is available")
+    unknown = sorted(set(savers) - set(SAVERS))
+    if unknown:
+        raise InputError(f"unknown memory saver {unknown[0]}; kinema knows {', '.join(SAVERS)}")
     folder = resolve_model(name_or_dir)
+    if not (folder / "model.json").is_file():
+        from kinema.pipelines.backends import load_backend
+
+        if int8:
+            raise InputError(
+                f"--int8 applies to kinema's own models; '{folder}' is a diffusers model "
+                "(its memory savers are --cpu-offload, --vae-tiling, --vae-slicing, --attention-slicing)"
+            )
+        return load_backend(folder, device, **dict.fromkeys(savers, True))
+    if savers:
+        flag = "--" + sorted(savers)[0].replace("_", "-")
+        raise InputError(
+            f"{flag} applies to diffusers models; '{folder}' is a kinema model (use --int8 to save memory)"
+        )
     meta = _read_json(folder / "model.json")
     vae = VideoVAE(VAEConfig.from_dict(load_config(folder / "vae")["model"]))
     vae.load_state_dict(load_weights(folder / "vae"))
     dit = DiT(DiTConfig(**load_config(folder / "dit")["model"]))
     dit.load_state_dict(load_weights(folder / "dit"))
+    if int8:
+        from kinema.pipelines.quantize import quantize_int8
+
+        dit = quantize_int8(dit.eval(), device)
     encoder = _text_encoder(meta.get("text_encoder", "minilm"), folder, device)
     return TextToVideo(
         vae.to(device),

@@ -1,0 +1,79 @@
+"""CogVideoX through diffusers: CogVideoXPipeline (text to video) and
+CogVideoXImageToVideoPipeline (first image). No keyframes and no last image: the model
+conditions on its first frame only.
+
+A CogVideoX checkpoint is either text-to-video or image-to-video (the I2V transformer
+takes the image latents as extra channels), so one folder serves one of the two.
+"""
+
+from __future__ import annotations
+
+from kinema.errors import InputError
+from kinema.pipelines.backends.base import DiffusersBackend, Family, Request, to_pil
+
+T2V, I2V = "CogVideoXPipeline", "CogVideoXImageToVideoPipeline"
+CLASSES = (T2V, I2V)
+
+
+def decoded_frames(latent_frames: int, batch: int, factor: int) -> int:
+    """Frames CogVideoX's VAE decodes from latent_frames latents.
+
+    It decodes `batch` latents at a time (the first chunk also takes the remainder), and
+    each of its log2(factor) temporal upsamplers doubles a chunk of several frames, except
+    that an odd chunk keeps its first frame single: 2 latents → 8 frames, 3 → 9, 13 → 49.
+    """
+    chunks = max(latent_frames // batch, 1)
+    sizes = [latent_frames - batch * (chunks - 1)] + [batch] * (chunks - 1)
+    total = 0
+    for size in sizes:
+        for _ in range(factor.bit_length() - 1):
+            size = size if size == 1 else 2 * size - (size % 2)
+        total += size
+    return total
+
+
+def _frames_ok(pipe, n: int) -> bool:
+    # the pipeline makes (n - 1) // factor + 1 latents and returns what they decode to, so
+    # only counts that survive that round trip come out as asked: 8k and 8k + 1 for CogVideoX
+    factor = pipe.vae_scale_factor_temporal
+    batch = getattr(pipe.vae, "num_latent_frames_batch_size", 2)
+    return decoded_frames((n - 1) // factor + 1, batch, factor) == n
+
+
+def _size_multiple(pipe) -> int:
+    return pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size
+
+
+def _fixed_size(pipe) -> tuple[int, int] | None:
+    # CogVideoX-5b-I2V learned its position table for one latent grid only
+    config = pipe.transformer.config
+    if not config.use_learned_positional_embeddings:
+        return None
+    s = pipe.vae_scale_factor_spatial
+    return config.sample_width * s, config.sample_height * s
+
+
+def _route(backend: DiffusersBackend, request: Request) -> tuple[object, dict]:
+    if request.keyframes or request.last_image is not None:
+        raise InputError(
+            "CogVideoX conditions on a first image only: keyframes and --last-image are not supported"
+        )
+    # the transformer's text positions are sized for exactly this many tokens
+    extra = {"max_sequence_length": backend.pipe.transformer.config.max_text_seq_length}
+    if backend.class_name == T2V:
+        if request.first_image is not None:
+            raise InputError(f"{backend.name} is a text-to-video CogVideoX checkpoint: it takes no --image")
+        return backend.pipe, extra
+    if request.first_image is None:
+        raise InputError(f"{backend.name} is an image-to-video CogVideoX checkpoint: pass --image")
+    return backend.pipe, {"image": to_pil(request.first_image), **extra}
+
+
+FAMILY = Family(
+    name="CogVideoX",
+    defaults={"frames": 49, "size": 480, "fps": 8.0, "steps": 50, "guidance": 6.0},
+    frames_ok=_frames_ok,
+    size_multiple=_size_multiple,
+    route=_route,
+    fixed_size=_fixed_size,
+)

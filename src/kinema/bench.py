@@ -1,19 +1,26 @@
 """`kinema bench`: speed and memory of the default clip on this machine, as JSON.
 
 A CPU's model varies between machines, so the run measures its own fp32 matmul peak
-and reports the DiT's achieved GFLOP/s against it.
+and reports the DiT's achieved GFLOP/s against it. `bench --memory` measures peak
+memory per configuration (int8 off/on; each diffusers memory saver off/on), each in a
+fresh process: a process's peak resident size only ever grows, and torch allocates
+outside Python's heap, where tracemalloc cannot see.
 """
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from kinema.pipelines.loading import load
+from kinema.errors import InputError
+from kinema.pipelines.loading import SAVERS, load, resolve_model
 from kinema.publish import Origin, publish
 
 
@@ -40,6 +47,17 @@ def _dit_flops(pipe, latent_shape) -> float:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB.
+
+    Linux's VmHWM first: ru_maxrss survives fork and execve, so a child measured with it
+    reports at least its parent's peak (the pytest or web process that started it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -95,3 +113,61 @@ def bench(model: str | None = None, repeats: int = 2) -> dict:
         "dit_fraction_of_peak": round(flops / step / 1e9 / peak, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+
+
+def measure(
+    model: str | None = None,
+    device: str = "cpu",
+    *,
+    int8: bool = False,
+    savers: list[str] | tuple[str, ...] = (),
+    steps: int = 2,
+    generate: bool = True,
+) -> dict:
+    """Load a model as configured and make the default clip (with `steps` sampler steps:
+    the peak does not grow with their number); this process's peak RSS (and CUDA peak).
+    Meant to run alone in a fresh process; with generate=False it only imports."""
+    start = time.perf_counter()
+    result: dict = {}
+    if generate:
+        pipe = load(model, device, savers=savers, int8=int8)
+        video = pipe("a red circle moving right on a black background", seed=0, steps=steps)
+        result.update(model=pipe.name, frames=video.num_frames, size=[video.width, video.height])
+    result.update(seconds=round(time.perf_counter() - start, 2), peak_rss_mb=round(peak_rss_mb(), 1))
+    if device == "cuda":
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return result
+
+
+def _measure_in_subprocess(config: dict) -> dict:
+    code = "import json, sys; from kinema.bench import measure; print(json.dumps(measure(**json.loads(sys.argv[1]))))"
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(config)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def memory(model: str | None = None, device: str = "cpu", steps: int = 2) -> dict:
+    """Peak memory of loading the model and making the default clip, one row a
+    configuration, each measured in a fresh process: "imports only" (the floor every row
+    includes), then kinema's model in fp32 and int8, or a diffusers model with no saver
+    and with each saver alone (cpu_offload only where CUDA is)."""
+    if steps < 1:
+        raise InputError(f"--steps must be at least 1, got {steps}")
+    folder = resolve_model(model)
+    base = {"model": str(folder), "device": device, "steps": steps}
+    configs: list[tuple[str, dict]] = [("imports only", {"generate": False})]
+    if (folder / "model.json").is_file():
+        configs += [("fp32", {"int8": False}), ("int8", {"int8": True})]
+    else:
+        configs.append(("no saver", {}))
+        configs += [(name, {"savers": [name]}) for name in SAVERS]
+    rows = []
+    for name, config in configs:
+        if config.get("savers") == ["cpu_offload"] and not torch.cuda.is_available():
+            rows.append({"config": name, "skipped": "cpu offload needs a CUDA device"})
+            continue
+        rows.append({"config": name, **_measure_in_subprocess({**base, **config})})
+    names = [row["model"] for row in rows if "model" in row]
+    return {"model": names[0] if names else folder.name, "device": device, "steps": steps, "memory": rows}

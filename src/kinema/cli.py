@@ -93,6 +93,22 @@ PitchOption = Annotated[float, typer.Option("--pitch", help="Pitch offset in sem
 DiscloseOption = Annotated[
     bool, typer.Option("--disclose-aloud", help="End the narration with a spoken 'this voice is synthetic'.")
 ]
+CpuOffloadOption = Annotated[
+    bool,
+    typer.Option("--cpu-offload", help="Diffusers models: keep each component on the CPU until it runs."),
+]
+VaeTilingOption = Annotated[
+    bool, typer.Option("--vae-tiling", help="Diffusers models: decode latents tile by tile.")
+]
+VaeSlicingOption = Annotated[
+    bool, typer.Option("--vae-slicing", help="Diffusers models: decode one clip of a batch at a time.")
+]
+AttentionSlicingOption = Annotated[
+    bool, typer.Option("--attention-slicing", help="Diffusers models: compute attention in slices.")
+]
+Int8Option = Annotated[
+    bool, typer.Option("--int8", help="kinema models: run the DiT's Linear layers in dynamic int8 (CPU).")
+]
 OutputOption = Annotated[
     Path,
     typer.Option(
@@ -125,6 +141,11 @@ def generate(
     last_image: Annotated[Path | None, typer.Option(help="Last frame: the clip ends on this image.")] = None,
     model: ModelOption = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    cpu_offload: CpuOffloadOption = False,
+    vae_tiling: VaeTilingOption = False,
+    vae_slicing: VaeSlicingOption = False,
+    attention_slicing: AttentionSlicingOption = False,
+    int8: Int8Option = False,
     hide_prompt: Annotated[
         bool,
         typer.Option("--hide-prompt", help="Record only the prompt's hash, in the sidecar and manifest."),
@@ -159,7 +180,8 @@ def generate(
         check_text(narration)
         if check_narration_output(output) == "wav":  # a .gif or frame folder has raised already
             raise InputError("generate writes a clip: narrate into .mp4 or .webm")
-    pipe = load(model, device=device)
+    savers = _savers(cpu_offload, vae_tiling, vae_slicing, attention_slicing)
+    pipe = load(model, device=device, savers=savers, int8=int8)
     if dims:
         pipe.check_size(*dims)
     width, height = dims or (pipe.defaults["size"], pipe.defaults["size"])
@@ -211,6 +233,8 @@ def generate(
         "guidance": d["guidance"] if guidance is None else guidance,
         "sampler": d["sampler"],
         **({"loop": True} if loop else {}),
+        **({"int8": True} if int8 else {}),
+        **({"memory_savers": savers} if savers else {}),
         **narrated,
     }
     sources = [p for p in (image, last_image) if p is not None]
@@ -223,6 +247,103 @@ def generate(
         ingredients=sources,
     )
     _report(record, as_json)
+
+
+@app.command("batch")
+def batch(
+    prompts: Annotated[
+        Path, typer.Argument(help="A text file: one prompt a line; blank lines and # comments skipped.")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="The folder for the clips and summary.csv (made if missing)."),
+    ],
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray", help="Address of a running Ray cluster (default: start a local one)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Workers, one model each (default: every CPU, or the cluster's); 1 without --ray runs "
+            "in this process without Ray."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Base seed: line N's clip uses seed + N - 1.")] = 0,
+    frames: Annotated[int | None, typer.Option(help="Number of frames (model default: 16).")] = None,
+    size: Annotated[str | None, typer.Option(help="S or WxH in pixels (model default: 64).")] = None,
+    fps: Annotated[float | None, typer.Option(help="Frames per second written (model default: 8).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (1 = off).")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="Clip format: mp4, webm, gif, or png (a folder of frames).")
+    ] = "mp4",
+    model: ModelOption = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    cpu_offload: CpuOffloadOption = False,
+    vae_tiling: VaeTilingOption = False,
+    vae_slicing: VaeSlicingOption = False,
+    attention_slicing: AttentionSlicingOption = False,
+    int8: Int8Option = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate a clip for every prompt of a file, on a Ray cluster; resumable; DIR/summary.csv holds QA."""
+    from kinema.jobs.batch import SUMMARY, RayExecutor, Sequential, Settings, plan, run_all, write_summary
+
+    if frames is not None:
+        _check_frames(frames)
+    if steps is not None and not 1 <= steps <= 1000:
+        raise InputError(f"--steps must be between 1 and 1000, got {steps}")
+    if guidance is not None and not 0 <= guidance <= 50:
+        raise InputError(f"--guidance must be between 0 and 50, got {guidance}")
+    if fps is not None and not 0 < fps <= 240:
+        raise InputError(f"--fps must be in (0, 240], got {fps}")
+    if not 0 <= seed < 2**62:
+        raise InputError(f"--seed must be between 0 and 2**62 - 1, got {seed}")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+    if not prompts.is_file():
+        raise InputError(f"prompts file '{prompts}' does not exist")
+    if output.exists() and not output.is_dir():
+        raise InputError(f"-o '{output}' is a file; batch writes into a folder")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"output folder's parent '{parent}' does not exist")
+    jobs = plan(prompts, output, seed=seed, fmt=fmt)
+    settings = Settings(
+        model=model,
+        device=device,
+        frames=frames,
+        size=_parse_size(size) if size else None,
+        steps=steps,
+        guidance=guidance,
+        fps=fps,
+        savers=tuple(_savers(cpu_offload, vae_tiling, vae_slicing, attention_slicing)),
+        int8=int8,
+    )
+    if workers == 1 and ray_address is None:
+        executor = Sequential(settings)  # one worker gains nothing from Ray but its start-up time
+    else:
+        executor = RayExecutor(settings, address=ray_address, workers=workers)
+    output.mkdir(exist_ok=True)
+
+    def report(row: dict) -> None:
+        if row["status"] == "skipped":
+            typer.echo(f"skipped {row['path']} (already finished)", err=True)
+        elif not as_json:
+            typer.echo(f"wrote {row['path']} (id {row['id']}, seed {row['seed']})")
+
+    rows = _with_progress(
+        lambda progress: run_all(jobs, executor, progress=progress, on_row=report), "batch", as_json, "clips"
+    )
+    summary = write_summary(rows, output / SUMMARY)
+    generated = sum(row["status"] == "generated" for row in rows)
+    if as_json:
+        typer.echo(json.dumps({"path": str(summary), "clips": rows}, default=_json_default))
+    else:
+        typer.echo(
+            f"wrote {summary} ({len(rows)} prompts: {generated} generated, {len(rows) - generated} already finished)"
+        )
 
 
 @app.command("extend")
@@ -722,11 +843,26 @@ def evaluate(
 @app.command("bench")
 def bench(
     model: ModelOption = None,
+    memory: Annotated[
+        bool,
+        typer.Option(
+            "--memory", help="Peak memory per configuration (int8, memory savers), each in a fresh process."
+        ),
+    ] = False,
+    device: Annotated[str, typer.Option(help="cpu or cuda (--memory).")] = "cpu",
 ) -> None:
     """Speed and memory of the default clip on this machine, as JSON."""
-    from kinema.bench import bench as run_bench
+    from kinema import bench as benchmarks
 
-    typer.echo(json.dumps(run_bench(model), default=_json_default))
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda, got {device}")
+    if device != "cpu" and not memory:
+        raise InputError("--device applies to bench --memory; the speed bench runs on the CPU")
+    if memory:
+        result = benchmarks.memory(model, device)
+    else:
+        result = benchmarks.bench(model)
+    typer.echo(json.dumps(result, default=_json_default))
 
 
 @world_app.command("render")
@@ -948,6 +1084,17 @@ def _check_frames(frames: int) -> None:
         raise InputError(f"--frames must be between 1 and {limit}, got {frames}")
 
 
+def _savers(cpu_offload: bool, vae_tiling: bool, vae_slicing: bool, attention_slicing: bool) -> list[str]:
+    """The memory savers asked for, by the names kinema.pipelines.loading.load takes."""
+    flags = {
+        "cpu_offload": cpu_offload,
+        "vae_tiling": vae_tiling,
+        "vae_slicing": vae_slicing,
+        "attention_slicing": attention_slicing,
+    }
+    return [name for name, on in flags.items() if on]
+
+
 def _seed(seed: int | None) -> int:
     if seed is None:
         return secrets.randbelow(2**31)
@@ -985,7 +1132,7 @@ def _parse_size(text: str) -> tuple[int, int]:
     return values[0], values[1]
 
 
-def _with_progress(work, label: str, quiet: bool):
+def _with_progress(work, label: str, quiet: bool, unit: str = "steps"):
     """Run work(progress) under a rich progress bar on stderr (none with --json)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -995,7 +1142,7 @@ def _with_progress(work, label: str, quiet: bool):
     columns = [
         TextColumn(label),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.completed}/{task.total} " + unit),
         TimeElapsedColumn(),
     ]
     # a bar only on a terminal: in pipes and logs it would be noise around the one result line

@@ -1,0 +1,357 @@
+"""Batch generation: a file of prompts to a folder of finished clips and a summary CSV.
+
+    PROMPTS.txt ─► plan (one Job a prompt line) ─► skip finished ─► executor generates
+               ─► publish each clip (driver) ─► temporal QA of the written file ─► summary.csv
+
+An executor turns jobs into generated clips, in any order: `Sequential` in this process,
+`RayExecutor` on a Ray cluster (one model-holding actor a worker). Workers only make
+pixels; publishing (watermark, C2PA signing, sidecar, review queue) stays on the driver,
+so the signing keys never leave this machine and DIR needs no shared filesystem. A clip
+counts as finished when its file and its JSON sidecar both exist (publish renames the
+clip into place after its sidecar), so a batch killed midway resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kinema.errors import InputError
+from kinema.io import Video
+from kinema.publish import Origin, publish, settings_path
+
+FORMATS = ("mp4", "webm", "gif", "png")  # png: a folder of PNG frames per prompt
+SUMMARY = "summary.csv"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One prompt: its index among the file's prompts (0-based: it names the output), its
+    1-based line number (for messages), text, seed and output path."""
+
+    index: int
+    line: int
+    prompt: str
+    seed: int
+    output: Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every clip of a batch shares: the model, how it is loaded and the clip settings
+    (None: the model's default)."""
+
+    model: str | None = None
+    device: str = "cpu"
+    frames: int | None = None
+    size: tuple[int, int] | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    fps: float | None = None
+    savers: tuple[str, ...] = ()
+    int8: bool = False
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A generated clip before publishing: pixels, the settings its sidecar records, and
+    the model that made it."""
+
+    video: Video
+    settings: dict
+    origin: Origin
+    seconds: float  # generation time (not in the settings: they name the clip, and its mark)
+
+
+Executor = Callable[[Sequence[Job]], Iterator[tuple[Job, Clip]]]
+
+
+# ---------------------------------------------------------------- planning
+
+
+def read_prompts(path: str | os.PathLike) -> list[tuple[int, str]]:
+    """(line number, prompt) for each prompt line; blank lines and `#` comments skipped."""
+    try:
+        text = Path(os.fspath(path)).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read prompts file '{path}': {e}") from None
+    prompts = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            prompts.append((number, line))
+    return prompts
+
+
+def plan(
+    prompts_file: str | os.PathLike, out_dir: str | os.PathLike, *, seed: int = 0, fmt: str = "mp4"
+) -> list[Job]:
+    """The jobs of a prompts file: prompt i (0-based, comments and blank lines not counted)
+    goes to DIR/iiii.FMT (a frame folder for png) with seed = base seed + i, so a clip
+    does not depend on which run made it."""
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt}")
+    out = Path(os.fspath(out_dir))
+    prompts = read_prompts(prompts_file)
+    if not prompts:
+        raise InputError(
+            f"'{prompts_file}' holds no prompts (one a line; blank lines and # comments are skipped)"
+        )
+    suffix = "" if fmt == "png" else f".{fmt}"
+    return [
+        Job(index, number, prompt, seed + index, out / f"{index:04d}{suffix}")
+        for index, (number, prompt) in enumerate(prompts)
+    ]
+
+
+def is_finished(output: Path) -> bool:
+    """True when a clip and its JSON sidecar are both in place."""
+    return output.exists() and settings_path(output).is_file()
+
+
+def screen(jobs: Iterable[Job]) -> None:
+    """Refuse the batch before any work when a prompt breaks the naming policy."""
+    from kinema.provenance.policy import screen_prompt
+
+    for job in jobs:
+        try:
+            screen_prompt(job.prompt)
+        except InputError as e:
+            raise InputError(f"line {job.line}: {e}") from None
+
+
+# ---------------------------------------------------------------- one job
+
+
+def load_pipeline(settings: Settings):
+    """The pipeline every clip of the batch is made with; its size is checked up front."""
+    from kinema.pipelines.loading import load
+
+    pipe = load(settings.model, settings.device, savers=settings.savers, int8=settings.int8)
+    if settings.size is not None:
+        pipe.check_size(*settings.size)
+    return pipe
+
+
+def generate(pipe, job: Job, settings: Settings) -> Clip:
+    """Make one job's pixels and the settings its sidecar will record."""
+    start = time.monotonic()
+    video = pipe(
+        job.prompt,
+        seed=job.seed,
+        frames=settings.frames,
+        size=settings.size,
+        steps=settings.steps,
+        guidance=settings.guidance,
+        fps=settings.fps,
+    )
+    d = pipe.defaults
+    record = {
+        "prompt": job.prompt,
+        "negative_prompt": "",
+        "seed": job.seed,
+        "frames": video.num_frames,
+        "size": [video.width, video.height],
+        "fps": video.fps,
+        "steps": d["steps"] if settings.steps is None else settings.steps,
+        "guidance": d["guidance"] if settings.guidance is None else settings.guidance,
+        "sampler": d["sampler"],
+        **({"int8": True} if settings.int8 else {}),
+        **({"memory_savers": list(settings.savers)} if settings.savers else {}),
+    }
+    return Clip(video, record, Origin(pipe.name, pipe.model_hash), round(time.monotonic() - start, 3))
+
+
+def finish(job: Job, clip: Clip) -> dict:
+    """Publish a generated clip at its job's output; its summary row."""
+    record = publish(clip.video, job.output, clip.settings, clip.origin)
+    return summary_row(job, "generated", record, clip.seconds)
+
+
+def run_job(pipe, job: Job, settings: Settings) -> dict:
+    """Generate, publish and QA one job; its summary row."""
+    return finish(job, generate(pipe, job, settings))
+
+
+def summary_row(job: Job, status: str, record: dict | None = None, seconds: float | None = None) -> dict:
+    """The CSV row of a finished clip: temporal QA of the file as written (so a resumed
+    batch reports what a fresh one would) and, for a shapes-world prompt, the world
+    checker's verdict."""
+    from kinema.io import read_video
+    from kinema.metrics import MEASURES, qa
+
+    if record is None:
+        try:
+            record = json.loads(settings_path(job.output).read_text())
+        except (OSError, ValueError):
+            record = {}
+    video = read_video(job.output)
+    result = qa(video, job.prompt)  # qa adds the world checker's verdict for a world prompt
+    world = result["world"]
+    row = {
+        "index": job.index,
+        "prompt": job.prompt,
+        "seed": record.get("seed", job.seed),
+        "path": str(job.output),
+        "seconds": "" if seconds is None else seconds,  # a skipped clip was made by an earlier run
+        "line": job.line,
+        "id": record.get("id", ""),
+        "status": status,
+        "frames": video.num_frames,
+        "width": video.width,
+        "height": video.height,
+        "fps": video.fps,
+        "qa_flags": " ".join(result["flags"]),
+        "world_pass": "" if world is None else world["pass"],
+        "world_reasons": "" if world is None else "; ".join(world["reasons"]),
+    }
+    row.update({name: result["metrics"][name]["value"] for name in MEASURES})
+    return row
+
+
+# ---------------------------------------------------------------- executors
+
+
+class Sequential:
+    """Generate the jobs one after another in this process, loading the model once."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def __call__(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, Clip]]:
+        if not jobs:
+            return
+        pipe = load_pipeline(self.settings)
+        for job in jobs:
+            yield job, generate(pipe, job, self.settings)
+
+
+class _Worker:
+    """A Ray actor's state: the loaded pipeline, kept for every job it is given."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.pipe = load_pipeline(settings)
+
+    def generate(self, job: Job) -> tuple[Job, Clip]:
+        return job, generate(self.pipe, job, self.settings)
+
+
+class RayExecutor:
+    """Generate the jobs on a Ray cluster: the one at `address`, or a local one started
+    with `workers` CPUs; one actor a worker (each holding the model), one CPU or GPU each.
+
+    With an address, the model folder must exist at the same path on every node (the
+    built-in model does: it is package data). A cluster this process did not start is
+    left running.
+    """
+
+    def __init__(self, settings: Settings, *, address: str | None = None, workers: int | None = None):
+        if workers is not None and workers < 1:
+            raise InputError(f"--workers must be at least 1, got {workers}")
+        self.settings, self.address, self.workers = settings, address, workers
+
+    def __call__(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, Clip]]:
+        if not jobs:
+            return
+        import ray
+        from ray.util import ActorPool
+
+        started = not ray.is_initialized()
+        if started:
+            self._init(ray)
+        try:
+            gpu = self.settings.device == "cuda"
+            capacity = int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1))
+            count = max(1, min(self.workers or capacity, len(jobs)))
+            actor = ray.remote(_Worker).options(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0)
+            pool = ActorPool([actor.remote(self.settings) for _ in range(count)])
+            results = pool.map_unordered(lambda worker, job: worker.generate.remote(job), list(jobs))
+            while True:
+                try:
+                    yield next(results)
+                except StopIteration:
+                    return
+                except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as e:
+                    # a worker's InputError (a size or frame count the model cannot make) is
+                    # the user's one-line error, not a remote traceback
+                    cause = _input_error(e)
+                    if cause is None:
+                        raise
+                    raise cause from None
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _init(self, ray) -> None:
+        options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        try:
+            if self.address is None:
+                ray.init(num_cpus=self.workers or os.cpu_count() or 1, **options)
+            else:
+                ray.init(address=self.address, **options)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            where = f"the Ray cluster at {self.address}" if self.address else "a local Ray cluster"
+            raise InputError(f"cannot start or reach {where}: {' '.join(str(e).split())}") from None
+
+
+def _input_error(error: BaseException) -> InputError | None:
+    """The InputError a Ray error wraps (a task's, or an actor constructor's), if any."""
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, InputError) and not type(error).__name__.startswith("RayTaskError"):
+            return error
+        error, seen = getattr(error, "cause", None), seen + 1
+    return None
+
+
+# ---------------------------------------------------------------- the batch
+
+
+def run_all(
+    jobs: Sequence[Job],
+    executor: Executor,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    on_row: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Run a batch: skip the finished jobs, generate the rest with `executor`, publish and
+    QA each clip as it arrives. Returns the summary rows in prompt order (one a job);
+    progress(done, total) is called after each clip, on_row(row) with each row."""
+    screen(jobs)
+    rows: dict[int, dict] = {}
+
+    def record(row: dict) -> None:
+        rows[row["index"]] = row
+        if on_row is not None:
+            on_row(row)
+        if progress is not None:
+            progress(len(rows), len(jobs))
+
+    pending = []
+    for job in jobs:
+        if is_finished(job.output):
+            record(summary_row(job, "skipped"))
+        else:
+            pending.append(job)
+    for job, clip in executor(pending):
+        record(finish(job, clip))
+    return [rows[job.index] for job in jobs]
+
+
+def write_summary(rows: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Write the summary rows as CSV, atomically."""
+    from kinema.io.atomic import replacing
+
+    target = Path(os.fspath(path))
+    with replacing(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["index"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return target

@@ -21,15 +21,17 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	mkdir -p $(OUT)
-	$(BIN)/kinema world render "a big red circle moving right on a black background" -o $(OUT)/demo.mp4 --seed 0
-	$(BIN)/kinema world check $(OUT)/demo.mp4 "a big red circle moving right on a black background"
+	$(BIN)/kinema generate "a big red circle moving right on a black background" -o $(OUT)/demo.mp4 --seed 0
+	@echo "The world checker's verdict (the built-in model passes about 1 clip in 8 so far:"
+	@echo "src/kinema/weights/builtin/README.md has its numbers):"
+	@$(BIN)/kinema world check $(OUT)/demo.mp4 "a big red circle moving right on a black background" || true
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests tools
+	$(BIN)/ruff format --check src tests tools
 
 clean:
 	rm -rf $(VENV) $(OUT)

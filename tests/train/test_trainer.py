@@ -99,3 +99,13 @@ def test_exported_fp16_weights_warm_start_a_run(tmp_path):
         strict=True,
     ):
         assert torch.allclose(a, b, atol=1e-2, rtol=1e-2), name
+
+
+def test_a_kill_between_the_checkpoint_renames_keeps_the_previous_one(tmp_path):
+    import os
+
+    preset = get_preset("vae-tiny")
+    Trainer(preset, tmp_path / "run").run(max_steps=2, progress=False)
+    # the moment save_checkpoint has moved the old folder aside and not yet put the new one in
+    os.replace(tmp_path / "run", tmp_path / ".run.old")
+    assert Trainer(preset, tmp_path / "run").step == 2

@@ -83,8 +83,19 @@ def load_weights(folder: str | os.PathLike, name: str = "model.safetensors") -> 
     return {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in tensors.items()}
 
 
+def recover_checkpoint(folder: str | os.PathLike) -> None:
+    """Put back the previous checkpoint when a kill fell between save_checkpoint's two
+    renames (the old folder moved aside, the new one not yet in place)."""
+    target = Path(os.fspath(folder))
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.is_dir():
+        os.replace(old, target)
+
+
 def load_train_state(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The resume state of a checkpoint folder, None when there is none."""
     folder = Path(os.fspath(folder))
+    recover_checkpoint(folder)
     if not (folder / "train_state.json").is_file():
         return None
     return load_weights(folder, "train_state.safetensors"), json.loads(

@@ -8,12 +8,14 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from kinema.diffusion.flow import flow_loss, sample_time
 from kinema.models.dit import DiT, DiTConfig
 from kinema.models.vae import VAEConfig, VideoVAE
 from kinema.train.checkpoint import CheckpointError, load_config, load_weights
 from kinema.train.data import pixels_to_tensor, preset_samples
+from kinema.train.distributed import Shard
 from kinema.train.latent_cache import LatentCache, build_cache, cache_folder, encode_clips
 from kinema.train.presets import Preset
 from kinema.world import parse, render_frames
@@ -26,9 +28,28 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
-def training_batch(preset: Preset, step: int) -> list[Sample]:
-    """The samples of a step: step·B … step·B + B − 1 of stream 0 (exact resume)."""
-    return preset_samples(preset, 0, step * preset.batch, (step + 1) * preset.batch)
+def training_batch(preset: Preset, step: int, rows: slice | None = None) -> list[Sample]:
+    """The samples of a step: step·B … step·B + B − 1 of stream 0 (exact resume), or the
+    `rows` of them that one of several processes takes."""
+    rows = rows or slice(0, preset.batch)
+    return preset_samples(preset, 0, step * preset.batch + rows.start, step * preset.batch + rows.stop)
+
+
+class ShardedVAEForward(nn.Module):
+    """VideoVAE.forward for one process's rows of a global batch: the reparameterisation
+    noise is drawn for the whole batch and sliced, so each item gets the noise it gets in
+    a single process (and the random state moves on as it does there)."""
+
+    def __init__(self, vae: VideoVAE, batch: int, rows: slice):
+        super().__init__()
+        self.vae, self.batch, self.rows = vae, batch, rows
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = self.vae.encode_dist(x)
+        noise = torch.randn((self.batch, *mean.shape[1:]), dtype=mean.dtype, device=mean.device)
+        z = mean + noise[self.rows] * (0.5 * logvar).exp()
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        return self.vae.decode_raw(z), kl
 
 
 class VAEStage:
@@ -37,10 +58,13 @@ class VAEStage:
     With the preset's freeze_encoder, only the decoder learns (from init_from weights):
     the latents stay exactly what they were, so a DiT trained on them stays valid while
     the pictures it is decoded into get sharper.
+
+    Among several processes (`shard`) each takes its rows of the step's batch; every loss
+    term is a mean over equally many items a process, so the processes' mean is the batch's.
     """
 
-    def __init__(self, preset: Preset, device: torch.device | str = "cpu"):
-        self.preset, self.device = preset, torch.device(device)
+    def __init__(self, preset: Preset, device: torch.device | str = "cpu", shard: Shard | None = None):
+        self.preset, self.device, self.shard = preset, torch.device(device), shard or Shard()
         self.config = VAEConfig.from_dict({**VAEConfig().to_dict(), **preset.model})
         self._val: torch.Tensor | None = None
 
@@ -52,8 +76,15 @@ class VAEStage:
                     p.requires_grad_(False)
         return model
 
-    def loss(self, model: VideoVAE, step: int) -> tuple[torch.Tensor, dict]:
-        frames = np.stack([s.frames for s in training_batch(self.preset, step)])
+    def training_module(self, model: VideoVAE) -> nn.Module:
+        """What a training step calls `model` through (and DDP wraps among several processes)."""
+        if self.shard.world == 1:
+            return model
+        return ShardedVAEForward(model, self.preset.batch, self.shard.rows(self.preset.batch))
+
+    def loss(self, model: nn.Module, step: int) -> tuple[torch.Tensor, dict]:
+        rows = self.shard.rows(self.preset.batch)
+        frames = np.stack([s.frames for s in training_batch(self.preset, step, rows)])
         x = pixels_to_tensor(frames).to(self.device, non_blocking=True)
         recon, kl = model(x)
         recon = recon.float()  # under autocast the decoder's output is bf16
@@ -168,38 +199,57 @@ class DiTStage:
 
     On a GPU the latent cache and its prompts' token states live on the device, so a step
     moves only indices; validation generates on CPU copies with the pipeline users run.
+
+    Among several processes (`shard`) each takes its rows of the step's batch; the loss's
+    weighted mean is rescaled to the whole batch's weight, since a process's rows carry
+    a different share of it (conditioned latents weigh 0).
     """
 
     text_dropout = 0.1
 
-    def __init__(self, preset: Preset, device: torch.device | str = "cpu"):
+    def __init__(self, preset: Preset, device: torch.device | str = "cpu", shard: Shard | None = None):
         from kinema.models.text import MiniLMTextEncoder
 
         if not preset.vae:
             raise CheckpointError(f"preset '{preset.name}' needs a trained VAE checkpoint (--vae)")
-        self.preset, self.device = preset, torch.device(device)
+        self.preset, self.device, self.shard = preset, torch.device(device), shard or Shard()
         self.vae = load_vae(preset.vae).to(self.device)
         self.config = DiTConfig(**{"latent_channels": self.vae.config.latent_channels, **preset.model})
         self.text = MiniLMTextEncoder(device=self.device)
         self.cache, self.prompts = None, None
         self._cpu_parts = None
         if preset.cache_clips:
-            folder = build_cache(
-                self.vae, preset, cache_folder(preset), preset.cache_clips, workers=preset.render_workers
-            )
+            folder = cache_folder(preset)
+            if self.shard.main:  # the others wait, then read what it wrote
+                build_cache(self.vae, preset, folder, preset.cache_clips, workers=preset.render_workers)
+            self.shard.barrier()
             self.cache = LatentCache(folder, preset.cache_clips).to(self.device)
             self.prompts = PromptTable(self.text, self.cache.prompts, self.device)
 
+    def _cache_indices(self, step: int) -> np.ndarray:
+        """The cache clips of a step's whole batch, drawn from the step number."""
+        rng = np.random.default_rng([self.preset.seed, step, 11])
+        return rng.integers(len(self.cache), size=self.preset.batch)
+
     def batch(self, step: int) -> tuple[list[str], torch.Tensor, torch.Tensor, np.ndarray]:
-        """Prompts, latents, keyframe latents and window offsets of a step: from the cache
-        when there is one (indices drawn from the step number), else rendered and encoded now."""
+        """Prompts, latents, keyframe latents and window offsets of a step (this process's
+        rows of it): from the cache when there is one, else rendered and encoded now."""
+        rows = self.shard.rows(self.preset.batch)
         if self.cache is not None:
-            rng = np.random.default_rng([self.preset.seed, step, 11])
-            return self.cache.batch(rng.integers(len(self.cache), size=self.preset.batch))
-        samples = training_batch(self.preset, step)
+            return self.cache.batch(self._cache_indices(step)[rows])
+        samples = training_batch(self.preset, step, rows)
         pixels = pixels_to_tensor(np.stack([s.frames for s in samples])).to(self.device)
         offsets = np.array([s.offset for s in samples])
         return ([s.prompt for s in samples], *encode_clips(self.vae, pixels), offsets)
+
+    def _batch_offsets(self, step: int, offsets: np.ndarray) -> np.ndarray:
+        """The window offsets of the step's whole batch, given this process's rows of them:
+        condition kinds are drawn for the whole batch, and they depend on every offset."""
+        if self.shard.world == 1:
+            return offsets
+        if self.cache is not None:
+            return self.cache.offsets[self._cache_indices(step)]
+        return np.array(self.shard.gather(offsets.tolist()))
 
     def encode_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         if self.prompts is not None and all(p in self.prompts for p in prompts):
@@ -209,13 +259,22 @@ class DiTStage:
     def build(self) -> DiT:
         return DiT(self.config)
 
-    def loss(self, model: DiT, step: int) -> tuple[torch.Tensor, dict]:
+    def training_module(self, model: DiT) -> nn.Module:
+        """What a training step calls `model` through (and DDP wraps among several processes)."""
+        return model
+
+    def loss(self, model: nn.Module, step: int) -> tuple[torch.Tensor, dict]:
         prompts, x0, keyframes, offsets = self.batch(step)
+        # every random draw is made for the whole batch (b items) and sliced to our rows
+        b, rows = self.preset.batch, self.shard.rows(self.preset.batch)
         rng = np.random.default_rng([self.preset.seed, step, 7])
-        b, _, t, h, w = x0.shape
-        prompts = ["" if rng.random() < self.text_dropout else p for p in prompts]
-        kinds = condition_kinds(offsets, rng)
-        mask = torch.stack([condition_mask(CONDITION_KINDS[k], t, h, w, rng) for k in kinds])
+        _, _, t, h, w = x0.shape
+        dropped = [rng.random() < self.text_dropout for _ in range(b)][rows]
+        prompts = ["" if drop else p for drop, p in zip(dropped, prompts, strict=True)]
+        all_kinds = condition_kinds(self._batch_offsets(step, offsets), rng)
+        all_mask = torch.stack([condition_mask(CONDITION_KINDS[k], t, h, w, rng) for k in all_kinds])
+        kinds, mask = all_kinds[rows], all_mask[rows]
+        weight_share = float((1 - mask).sum()) / max(float((1 - all_mask).sum()), 1e-8)
         mask = mask.to(self.device, non_blocking=True)
         cond = x0.clone()
         keyed = [i for i, k in enumerate(kinds) if CONDITION_KINDS[k] in ("first_last", "keyframes")]
@@ -223,15 +282,20 @@ class DiTStage:
             keyed = torch.tensor(keyed, device=self.device)
             cond[keyed, :, 1:] = keyframes[keyed]
         text, text_mask = self.encode_text(prompts)
-        times = sample_time(b, device=self.device)
+        times = sample_time(b, device=self.device)[rows]
+        noise = torch.randn((b, *x0.shape[1:]), device=self.device, dtype=x0.dtype)[rows]
 
         def velocity(x_t, tt):
             return model(x_t, tt, text, text_mask, cond=cond, cond_mask=mask)
 
         # conditioned latents travel towards their clean condition, as the sampler holds them
         target = torch.where(mask.bool(), cond, x0)
-        loss = flow_loss(velocity, target, t=times, weight=1 - mask)
-        return loss, {"conditioned": float((kinds > 0).mean())}
+        loss = flow_loss(velocity, target, t=times, noise=noise, weight=1 - mask)
+        if self.shard.world > 1:
+            # flow_loss divides by this process's weight; DDP averages over the processes:
+            # together they give the whole batch's weighted mean, as one process computes it
+            loss = loss * (self.shard.world * weight_share)
+        return loss, {"conditioned": float((all_kinds > 0).mean())}
 
     def _validation_parts(self, model: DiT):
         """The model, VAE and text encoder on the CPU, where users generate."""

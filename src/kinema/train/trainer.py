@@ -5,6 +5,10 @@ Exactness comes from two facts: a step's batch is a pure function of the step nu
 (the shapes world renders it on demand), and every random state is saved with the
 weights. A run killed between checkpoints redoes the same steps and lands on the same
 numbers.
+
+Under torchrun (or `accelerate launch`) the same command trains on several processes, each
+on its slice of every step's batch (see distributed.py): rank 0 alone writes checkpoints,
+logs and plots, and validates, while the others wait for it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from kinema.errors import InputError
 from kinema.train.checkpoint import (
     load_config,
     load_train_state,
@@ -27,6 +33,7 @@ from kinema.train.checkpoint import (
     optimizer_to_tensors,
     save_checkpoint,
 )
+from kinema.train.distributed import join, wrap
 from kinema.train.plot import plot_curves
 from kinema.train.presets import Preset, preset_command
 from kinema.train.stages import STAGES
@@ -50,6 +57,11 @@ class Trainer:
     On a CUDA `device` the forward and backward passes run under bf16 autocast (weights,
     optimizer and EMA stay fp32); checkpoints are written from CPU copies either way, so a
     run trained on a GPU resumes or exports on a CPU.
+
+    Started by torchrun with WORLD_SIZE > 1, it joins the process group (a bare "cuda"
+    `device` becomes the GPU of LOCAL_RANK) and trains with DistributedDataParallel on the
+    preset's batch split evenly between the processes; every process resumes from the
+    same checkpoint, and the numbers match a single process's to fp32 rounding.
     """
 
     def __init__(
@@ -60,9 +72,13 @@ class Trainer:
         device: str | torch.device = "cpu",
     ):
         self.preset, self.out = preset, Path(out)
-        self.device = torch.device(device)
+        self.shard, self.device = join(torch.device(device))
+        if preset.batch % self.shard.world:
+            raise InputError(
+                f"batch {preset.batch} does not split evenly between {self.shard.world} processes"
+            )
         torch.manual_seed(preset.seed)
-        self.stage = STAGES[preset.stage](preset, device=self.device)
+        self.stage = STAGES[preset.stage](preset, device=self.device, shard=self.shard)
         self.model = self.stage.build().to(self.device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         decay, no_decay = [], []
@@ -83,11 +99,13 @@ class Trainer:
         self.seconds = 0.0  # training time over all runs
         self.init_from = str(init_from) if init_from is not None else None
         self._resume(init_from)
+        # what a step calls the model through: the model itself, or DDP around it
+        self.step_module = wrap(self.stage.training_module(self.model), self.shard, self.device)
 
     # ---------------------------------------------------------------- state
 
     def _resume(self, init_from: str | Path | None) -> None:
-        state = load_train_state(self.out) if self.out.exists() else None
+        state = load_train_state(self.out)
         if state is None:
             if init_from is not None:
                 weights = load_weights(init_from)
@@ -113,6 +131,13 @@ class Trainer:
             self.stage.finalise(self.ema)
 
     def save(self) -> Path:
+        """Write the checkpoint (rank 0; every process must call this, and the others wait)."""
+        if self.shard.main:
+            self._write()
+        self.shard.barrier()
+        return self.out
+
+    def _write(self) -> None:
         self._finalise()
         opt_tensors, opt_scalars = optimizer_to_tensors(self.optimizer)
         tensors = {f"raw.{k}": v for k, v in self.model.state_dict().items()}
@@ -147,18 +172,18 @@ class Trainer:
             score_name,
             f"{self.preset.name}: step {self.step}",
         )
-        return self.out
 
     # ---------------------------------------------------------------- loop
 
     def train_step(self) -> dict:
-        """One optimisation step at the schedule's learning rate; the EMA follows."""
+        """One optimisation step at the schedule's learning rate; the EMA follows. Among
+        several processes the returned loss and metrics are this process's."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.preset, self.step)
         self.model.train()
         cuda = self.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss, metrics = self.stage.loss(self.model, self.step)
+            loss, metrics = self.stage.loss(self.step_module, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         trained = [p for p in self.model.parameters() if p.requires_grad]
@@ -188,13 +213,17 @@ class Trainer:
     ) -> dict:
         """Train until the preset's steps, `max_steps` more steps, or `max_minutes` pass.
 
-        validate=False skips validation (a GPU run whose validation happens elsewhere)."""
-        p = self.preset
+        validate=False skips validation (a GPU run whose validation happens elsewhere).
+        Among several processes every one must call this; all return rank 0's result."""
+        p, main = self.preset, self.shard.main
         end = p.steps if max_steps is None else min(p.steps, self.step + max_steps)
         deadline = time.monotonic() + 60 * max_minutes if max_minutes else math.inf
         last_save = time.monotonic()
         log_path = log_path or self.out.with_suffix(".log.jsonl")
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if main:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        # rank 0's clock decides when to stop and save, so all processes do it at one step
+        agree = self.shard.agree
         columns = [
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -202,10 +231,13 @@ class Trainer:
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
         ]
-        with Progress(*columns, disable=not progress) as bar, open(log_path, "a") as log:
+        with (
+            Progress(*columns, disable=not (progress and main)) as bar,
+            open(log_path if main else os.devnull, "a") as log,
+        ):
             task = bar.add_task(p.name, total=end, completed=self.step, info="")
             window_start, window_steps = time.monotonic(), 0
-            while self.step < end and time.monotonic() < deadline:
+            while self.step < end and not agree(time.monotonic() >= deadline):
                 t0 = time.monotonic()
                 metrics = self.train_step()
                 self.seconds += time.monotonic() - t0
@@ -213,7 +245,7 @@ class Trainer:
                 if self.step % p.log_every == 0 or self.step == end:
                     rate = window_steps * p.batch / max(time.monotonic() - window_start, 1e-9)
                     window_start, window_steps = time.monotonic(), 0
-                    metrics = {k: float(v) for k, v in metrics.items()}
+                    metrics = self.shard.mean({k: float(v) for k, v in metrics.items()})
                     self.history["loss"].append([self.step, round(metrics["loss"], 6)])
                     log.write(
                         json.dumps({"step": self.step, "samples_per_s": round(rate, 2), **metrics}) + "\n"
@@ -223,14 +255,16 @@ class Trainer:
                         task, completed=self.step, info=f"loss {metrics['loss']:.4f} · {rate:.1f} samples/s"
                     )
                 if validate and self.step % p.validate_every == 0:
-                    val = self.validate()
-                    log.write(json.dumps({"step": self.step, "validation": val}) + "\n")
-                    log.flush()
-                if time.monotonic() - last_save > 60 * p.checkpoint_minutes:
+                    if main:
+                        val = self.validate()
+                        log.write(json.dumps({"step": self.step, "validation": val}) + "\n")
+                        log.flush()
+                    self.shard.barrier()
+                if agree(time.monotonic() - last_save > 60 * p.checkpoint_minutes):
                     self.save()
                     last_save = time.monotonic()
-            if validate and (not self.history["val"] or self.history["val"][-1][0] != self.step):
+            if validate and main and (not self.history["val"] or self.history["val"][-1][0] != self.step):
                 self.validate()
             self.save()
         last_val = self.history["val"][-1][1] if self.history["val"] else {}
-        return {"step": self.step, "validation": last_val, "checkpoint": str(self.out)}
+        return self.shard.broadcast({"step": self.step, "validation": last_val, "checkpoint": str(self.out)})

@@ -163,14 +163,7 @@ def generate(
     screen_prompt(prompt)
     if negative:
         screen_prompt(negative)
-    if frames is not None:
-        _check_frames(frames)
-    if steps is not None and not 1 <= steps <= 1000:
-        raise InputError(f"--steps must be between 1 and 1000, got {steps}")
-    if guidance is not None and not 0 <= guidance <= 50:
-        raise InputError(f"--guidance must be between 0 and 50, got {guidance}")
-    if fps is not None and not 0 < fps <= 240:
-        raise InputError(f"--fps must be in (0, 240], got {fps}")
+    _check_clip_options(frames, steps, guidance, fps)
     dims = _parse_size(size) if size else None
     check_output_path(output)
     if narration is not None:
@@ -290,14 +283,7 @@ def batch(
     """Generate a clip for every prompt of a file, on a Ray cluster; resumable; DIR/summary.csv holds QA."""
     from kinema.jobs.batch import SUMMARY, RayExecutor, Sequential, Settings, plan, run_all, write_summary
 
-    if frames is not None:
-        _check_frames(frames)
-    if steps is not None and not 1 <= steps <= 1000:
-        raise InputError(f"--steps must be between 1 and 1000, got {steps}")
-    if guidance is not None and not 0 <= guidance <= 50:
-        raise InputError(f"--guidance must be between 0 and 50, got {guidance}")
-    if fps is not None and not 0 < fps <= 240:
-        raise InputError(f"--fps must be in (0, 240], got {fps}")
+    _check_clip_options(frames, steps, guidance, fps)
     if not 0 <= seed < 2**62:
         raise InputError(f"--seed must be between 0 and 2**62 - 1, got {seed}")
     if workers is not None and workers < 1:
@@ -1076,6 +1062,20 @@ def export(
 
 
 # ---------------------------------------------------------------- shared helpers
+
+
+def _check_clip_options(
+    frames: int | None, steps: int | None, guidance: float | None, fps: float | None
+) -> None:
+    """The ranges every generating command checks before it loads a model."""
+    if frames is not None:
+        _check_frames(frames)
+    if steps is not None and not 1 <= steps <= 1000:
+        raise InputError(f"--steps must be between 1 and 1000, got {steps}")
+    if guidance is not None and not 0 <= guidance <= 50:
+        raise InputError(f"--guidance must be between 0 and 50, got {guidance}")
+    if fps is not None and not 0 < fps <= 240:
+        raise InputError(f"--fps must be in (0, 240], got {fps}")
 
 
 def _check_frames(frames: int) -> None:

@@ -19,16 +19,6 @@ import torch
 class TextEncoder(Protocol):
     dim: int  # width of the token states
 
-    def _pad(self, states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-prompt states (L_i, dim) → (tokens (B, L, dim), zero where padded; mask (B, L))."""
-        length = max([1, *(s.shape[0] for s in states)])
-        tokens = torch.zeros(len(states), length, self.dim, device=self.device)
-        mask = torch.zeros(len(states), length, dtype=torch.bool, device=self.device)
-        for i, s in enumerate(states):
-            tokens[i, : s.shape[0]] = s
-            mask[i, : s.shape[0]] = True
-        return tokens, mask
-
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens (B, L, dim) float32, mask (B, L) bool, True = real token)."""
         ...

@@ -951,7 +951,8 @@ def train(
     result = Trainer(recipe, folder, init_from=init_from, device=where).run(
         max_steps=steps, max_minutes=minutes, progress=progress
     )
-    typer.echo(json.dumps(result))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line for the whole run
+        typer.echo(json.dumps(result))
 
 
 # ---------------------------------------------------------------- trust

@@ -238,10 +238,15 @@ class VideoVAE(nn.Module):
                 m.caching, m.cache = False, None
         return torch.cat(out, dim=2).clamp(-1, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reconstruction and KL term for training: returns (recon, kl)."""
+    def forward(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruction and KL term for training: returns (recon, kl). `noise` is the
+        reparameterisation noise, shaped like the latents (drawn here when None)."""
         mean, logvar = self.encode_dist(x)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        # fp32 noise whatever autocast made of `mean`: the same draws on every device and rank
+        noise = torch.randn(mean.shape, device=mean.device) if noise is None else noise
+        z = mean + noise * (0.5 * logvar).exp()
         recon = self.decode_raw(z)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         return recon, kl

@@ -45,11 +45,9 @@ class ShardedVAEForward(nn.Module):
         self.vae, self.batch, self.rows = vae, batch, rows
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, logvar = self.vae.encode_dist(x)
-        noise = torch.randn((self.batch, *mean.shape[1:]), dtype=mean.dtype, device=mean.device)
-        z = mean + noise[self.rows] * (0.5 * logvar).exp()
-        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
-        return self.vae.decode_raw(z), kl
+        latent = self.vae.latent_shape(x.shape[2], x.shape[3], x.shape[4])
+        noise = torch.randn((self.batch, *latent), device=x.device)
+        return self.vae(x, noise=noise[self.rows])
 
 
 class VAEStage:

@@ -236,6 +236,9 @@ class _Worker:
     """A Ray actor's state: the loaded pipeline, kept for every job it is given."""
 
     def __init__(self, settings: Settings):
+        import torch
+
+        torch.set_num_threads(1)  # the one CPU the actor was given: workers do not oversubscribe
         self.settings = settings
         self.pipe = load_pipeline(settings)
 

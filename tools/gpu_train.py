@@ -57,7 +57,7 @@ def build_cache(work: Path, runs: list[str]) -> None:
     from kinema.train.latent_cache import LatentCache, build_cache, cache_folder
     from kinema.train.stages import load_vae
 
-    presets = [run_preset(n, work) for n in runs if run_preset(n, work).stage == "dit"]
+    presets = [p for p in (run_preset(n, work) for n in runs) if p.stage == "dit"]
     if not presets:
         return
     folders = {cache_folder(p) for p in presets}

@@ -156,7 +156,7 @@ def generate(
     from kinema.io import check_output_path
     from kinema.pipelines.loading import load
     from kinema.provenance.policy import screen_prompt
-    from kinema.publish import Origin, publish
+    from kinema.publish import Origin, clip_settings, publish
 
     if not prompt.strip():
         raise InputError("empty prompt: say what the clip should show")
@@ -214,20 +214,19 @@ def generate(
         video, narrated = narrate_video(
             video, narration, voice=voice, scope=scope, disclose_aloud=disclose_aloud
         )
-    d = pipe.defaults
     settings = {
-        "prompt": prompt,
-        "negative_prompt": negative,
-        "seed": seed,
-        "frames": video.num_frames,
-        "size": [video.width, video.height],
-        "fps": video.fps,
-        "steps": d["steps"] if steps is None else steps,
-        "guidance": d["guidance"] if guidance is None else guidance,
-        "sampler": d["sampler"],
-        **({"loop": True} if loop else {}),
-        **({"int8": True} if int8 else {}),
-        **({"memory_savers": savers} if savers else {}),
+        **clip_settings(
+            pipe,
+            video,
+            prompt=prompt,
+            seed=seed,
+            negative=negative,
+            steps=steps,
+            guidance=guidance,
+            loop=loop,
+            int8=int8,
+            memory_savers=savers,
+        ),
         **narrated,
     }
     sources = [p for p in (image, last_image) if p is not None]

@@ -53,6 +53,34 @@ class Origin:
 WORLD_RENDERER = Origin("kinema world renderer (WORLD.md v1)", trained=False)
 
 
+def clip_settings(
+    pipe,
+    video: Video,
+    *,
+    prompt: str,
+    seed: int,
+    negative: str = "",
+    steps: int | None = None,
+    guidance: float | None = None,
+    **flags,
+) -> dict:
+    """The settings a generated clip's sidecar and mark record: what was asked, the model's
+    defaults where nothing was, and the flags that were set (loop, int8, memory_savers)."""
+    d = pipe.defaults
+    return {
+        "prompt": prompt,
+        "negative_prompt": negative,
+        "seed": seed,
+        "frames": video.num_frames,
+        "size": [video.width, video.height],
+        "fps": video.fps,
+        "steps": d["steps"] if steps is None else steps,
+        "guidance": d["guidance"] if guidance is None else guidance,
+        "sampler": d["sampler"],
+        **{name: value for name, value in flags.items() if value},
+    }
+
+
 def settings_path(output: str | os.PathLike) -> Path:
     """The JSON sidecar: OUT.json beside a file, settings.json inside a frame folder."""
     out = Path(os.fspath(output))

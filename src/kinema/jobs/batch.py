@@ -24,7 +24,7 @@ from pathlib import Path
 
 from kinema.errors import InputError
 from kinema.io import Video
-from kinema.publish import Origin, publish, settings_path
+from kinema.publish import Origin, clip_settings, publish, settings_path
 
 FORMATS = ("mp4", "webm", "gif", "png")  # png: a folder of PNG frames per prompt
 SUMMARY = "summary.csv"
@@ -151,20 +151,16 @@ def generate(pipe, job: Job, settings: Settings) -> Clip:
         guidance=settings.guidance,
         fps=settings.fps,
     )
-    d = pipe.defaults
-    record = {
-        "prompt": job.prompt,
-        "negative_prompt": "",
-        "seed": job.seed,
-        "frames": video.num_frames,
-        "size": [video.width, video.height],
-        "fps": video.fps,
-        "steps": d["steps"] if settings.steps is None else settings.steps,
-        "guidance": d["guidance"] if settings.guidance is None else settings.guidance,
-        "sampler": d["sampler"],
-        **({"int8": True} if settings.int8 else {}),
-        **({"memory_savers": list(settings.savers)} if settings.savers else {}),
-    }
+    record = clip_settings(
+        pipe,
+        video,
+        prompt=job.prompt,
+        seed=job.seed,
+        steps=settings.steps,
+        guidance=settings.guidance,
+        int8=settings.int8,
+        memory_savers=list(settings.savers),
+    )
     return Clip(video, record, Origin(pipe.name, pipe.model_hash), round(time.monotonic() - start, 3))
 
 

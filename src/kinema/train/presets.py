@@ -118,26 +118,22 @@ PRESETS: dict[str, Preset] = {
         vae="runs/vae",
         cache_clips=131_072,
     ),
-    # the GPU-trained DiT continued on a CPU (start it with --init-from): windows start at
-    # frame 0, where the prompt's motion begins, except a quarter that start mid-cycle
-    # under a condition that spans time (how extensions and long clips learn the turns)
-    "dit-finetune": Preset(
-        "dit-finetune",
-        "dit",
-        model={"width": 256, "depth": 8, "heads": 4},
-        batch=32,
-        lr=1e-4,
-        warmup=50,
-        steps=12_000,
-        frames=17,
-        size=64,
-        validate_every=500,
-        vae="runs/vae",
-        cache_clips=12_288,
-        offset_fraction=0.25,
-        checkpoint_minutes=4.0,
-    ),
 }
+# the GPU-trained DiT continued on a CPU (start it with --init-from): windows start at
+# frame 0, where the prompt's motion begins, except a quarter that start mid-cycle
+# under a condition that spans time (how extensions and long clips learn the turns)
+PRESETS["dit-finetune"] = dataclasses.replace(
+    PRESETS["dit"],
+    name="dit-finetune",
+    batch=32,
+    lr=1e-4,
+    warmup=50,
+    steps=12_000,
+    validate_every=500,
+    cache_clips=12_288,
+    offset_fraction=0.25,
+    checkpoint_minutes=4.0,
+)
 # the same with one token per latent cell (320 tokens): finer positions, 4× the work
 PRESETS["dit-p1"] = dataclasses.replace(
     PRESETS["dit"], name="dit-p1", model={**PRESETS["dit"].model, "patch": [1, 1, 1]}, batch=256

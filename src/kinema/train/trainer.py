@@ -81,10 +81,12 @@ class Trainer:
         self.stage = STAGES[preset.stage](preset, device=self.device, shard=self.shard)
         self.model = self.stage.build().to(self.device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        decay, no_decay = [], []
-        for p in self.model.parameters():
-            if p.requires_grad:  # a stage may freeze part of its model (the VAE's encoder)
-                (decay if p.dim() >= 2 else no_decay).append(p)
+        # listed once: every step clips, steps and averages the same tensors
+        self._raw_params, self._ema_params = list(self.model.parameters()), list(self.ema.parameters())
+        # a stage may freeze part of its model (the VAE's encoder)
+        self._trained = [p for p in self._raw_params if p.requires_grad]
+        decay = [p for p in self._trained if p.dim() >= 2]
+        no_decay = [p for p in self._trained if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": preset.weight_decay},
@@ -186,13 +188,11 @@ class Trainer:
             loss, metrics = self.stage.loss(self.step_module, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        trained = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(trained, self.preset.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._trained, self.preset.grad_clip)
         self.optimizer.step()
         with torch.no_grad():
             decay = min(self.preset.ema_decay, (1 + self.step) / (10 + self.step))
-            ema, raw = list(self.ema.parameters()), list(self.model.parameters())
-            torch._foreach_lerp_(ema, raw, 1 - decay)
+            torch._foreach_lerp_(self._ema_params, self._raw_params, 1 - decay)
         self.step += 1
         # tensors, not floats: reading a value waits for the GPU, so only logged steps do
         return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), **metrics}

@@ -1,9 +1,12 @@
 """Train the built-in model on one lent GPU inside a fixed time, and pack what it made.
 
-    python tools/gpu_train.py --out DIR --seconds 540 --runs dit,dit-p1,vae-decoder
+    python tools/gpu_train.py --out DIR --seconds 540 --runs dit,dit-p1,vae-decoder \
+        [--init dit=/tmp/dit-init]
 
 The parent copies the VAE into the work folder, renders the DiT presets' latent cache on
-every core and encodes it on the GPU. Then each run trains in its own process, all on
+every core and encodes it on the GPU. A VAE run starts from that VAE, a run named in
+`--init` from the checkpoint given there (`tools/carry_weights.py` carries one), the
+others from scratch. Then each run trains in its own process, all on
 the one GPU (small models leave most of it idle, so they share it well): a run measures
 its steps/s after a warm-up and sets its preset's steps so that the cosine schedule ends
 at the deadline (recorded as `--set steps=N` in its config's command), saves its
@@ -133,17 +136,23 @@ def main() -> None:
     parser.add_argument("--runs", default="dit,dit-p1,vae-decoder")
     parser.add_argument("--work", type=Path, default=Path("/tmp/kinema-runs"))
     parser.add_argument("--vae", type=Path, default=Path("src/kinema/weights/builtin/vae"))
+    parser.add_argument(
+        "--init", action="append", default=[], help="NAME=FOLDER: start run NAME from that checkpoint"
+    )
     args = parser.parse_args()
     begin = time.time()
     deadline = begin + args.seconds - 15  # the parent's packing comes after
     runs = args.runs.split(",")
+    inits = dict(item.split("=", 1) for item in args.init)
+    if set(inits) - set(runs):
+        raise SystemExit(f"--init names runs that are not run: {sorted(set(inits) - set(runs))}")
     args.work.mkdir(parents=True, exist_ok=True)
     if not (args.work / "vae").exists():
         shutil.copytree(args.vae, args.work / "vae")
     build_cache(args.work, runs)
     children = {}
     for name in runs:
-        init_from = str(args.work / "vae") if name.startswith("vae") else None
+        init_from = inits.get(name) or (str(args.work / "vae") if name.startswith("vae") else None)
         command = [sys.executable, __file__, "--worker", name, str(args.work), str(deadline), init_from or ""]
         stdout = open(args.work / f"{name}.stdout", "w")
         children[name] = subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT)

@@ -61,6 +61,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+LENGTH_PROMPT = "a red circle moving right on a black background"
+
+
 def bench(model: str | None = None, repeats: int = 2) -> dict:
     """Seconds per default clip end to end (text encoding and writing included), seconds
     per DiT step, achieved GFLOP/s against the matmul peak, and peak RSS."""
@@ -121,22 +124,55 @@ def measure(
     *,
     int8: bool = False,
     savers: list[str] | tuple[str, ...] = (),
-    steps: int = 2,
+    steps: int | None = 2,
     generate: bool = True,
+    frames: int | None = None,
 ) -> dict:
     """Load a model as configured and make the default clip (with `steps` sampler steps:
-    the peak does not grow with their number); this process's peak RSS (and CUDA peak).
+    the peak does not grow with their number; None: the model's), or one of `frames`
+    frames with the checker's identity over it; this process's peak RSS (and CUDA peak).
     Meant to run alone in a fresh process; with generate=False it only imports."""
     start = time.perf_counter()
     result: dict = {}
     if generate:
         pipe = load(model, device, savers=savers, int8=int8)
-        video = pipe("a red circle moving right on a black background", seed=0, steps=steps)
-        result.update(model=pipe.name, frames=video.num_frames, size=[video.width, video.height])
+        made = time.perf_counter()
+        video = pipe(LENGTH_PROMPT, seed=0, steps=steps, frames=frames)
+        result.update(
+            model=pipe.name,
+            frames=video.num_frames,
+            size=[video.width, video.height],
+            generate_seconds=round(time.perf_counter() - made, 2),
+        )
+        if frames is not None:
+            from kinema.world import check
+
+            identity = check(video.frames, LENGTH_PROMPT)["identity"]["frames_with_every_object"]
+            result["identity_fraction"] = round(identity / video.num_frames, 3)
     result.update(seconds=round(time.perf_counter() - start, 2), peak_rss_mb=round(peak_rss_mb(), 1))
     if device == "cuda":
         result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return result
+
+
+def lengths(model: str | None = None, frames: tuple[int, ...] = (32, 64, 128, 256)) -> dict:
+    """Long clips at the model's default steps, each in a fresh process: seconds, seconds
+    per frame and peak RSS against length (windowed generation keeps the peak flat), and
+    the share of frames where the checker finds the object (identity over the clip)."""
+    runs = [
+        {"frames": n, **_measure_in_subprocess({"model": model, "steps": None, "frames": n})} for n in frames
+    ]
+    for run in runs:
+        if "generate_seconds" in run:
+            run["seconds_per_frame"] = round(run["generate_seconds"] / run["frames"], 3)
+    base = runs[0].get("peak_rss_mb")
+    return {
+        "prompt": LENGTH_PROMPT,
+        "runs": runs,
+        "peak_rss_ratio_longest_to_shortest": round(runs[-1]["peak_rss_mb"] / base, 3)
+        if base and "peak_rss_mb" in runs[-1]
+        else None,
+    }
 
 
 def _measure_in_subprocess(config: dict) -> dict:

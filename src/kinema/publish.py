@@ -89,8 +89,10 @@ def settings_path(output: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".json")
 
 
-def _digest(data: object) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+def review_item_id(record: dict, target: Path) -> str:
+    """The review item's id of a file: a digest of its settings record and where it lies."""
+    data = {"settings": record, "path": str(target.resolve())}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def watermark_payload(key: bytes, origin: Origin, settings: dict) -> bytes:
@@ -144,7 +146,7 @@ def publish(
         video = embed(video, payload, watermark_key(home))
         binding = SoftBinding(WATERMARK_ALGORITHM, payload.hex())
         record["watermark"] = {"algorithm": WATERMARK_ALGORITHM, "payload": payload.hex()}
-    item_id = _digest({"settings": record, "path": str(target.resolve())})[:12]
+    item_id = review_item_id(record, target)
     record = {"id": item_id, **record}
     spec = ManifestSpec(
         title=target.name,

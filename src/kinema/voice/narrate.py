@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import wave
 from dataclasses import dataclass, replace
@@ -33,6 +32,7 @@ from kinema.provenance import review
 from kinema.provenance.audio_watermark import ALGORITHM, audio_key, embed_audio, payload_for
 from kinema.provenance.c2pa import ALGORITHMIC_MEDIA, Generation, ManifestSpec, SoftBinding, sign_file
 from kinema.provenance.keys import ensure_keys
+from kinema.publish import review_item_id
 from kinema.state import kinema_home
 from kinema.voice.profiles import VoiceChoice, apply_tilt, resolve_voice
 from kinema.voice.tts import DEFAULT_VOICE, MAX_RATE_WPM, check_text, synthesize
@@ -216,9 +216,7 @@ def write_narration(
         "seconds": round(audio.seconds, 3),
         "rate": audio.rate,
     }
-    item_id = hashlib.sha256(
-        json.dumps({"settings": sidecar, "path": str(target.resolve())}, sort_keys=True, default=str).encode()
-    ).hexdigest()[:12]
+    item_id = review_item_id(sidecar, target)
     sidecar = {"id": item_id, **sidecar}
     spec = ManifestSpec(
         title=target.name,

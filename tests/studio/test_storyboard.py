@@ -83,6 +83,17 @@ def test_board_renders_joins_and_caches(tiny_model, tmp_path, capsys):
         (("image: start.png", "image: ../escape.png"), "shot 1, field 'image'"),
         (("frames: 5", "frames: 5\n    colour: red"), "shot 3, field 'colour'"),
         (("transition: crossfade:2", "transition: crossfade:20"), "shorter than the shot"),
+        (("frames: 9", "frames: 9\n    candidates: 0"), "shot 1, field 'candidates'"),
+        (("seconds: 1", "seconds: 1\n    retakes: -1"), "shot 2, field 'retakes'"),
+        (("frames: 5", "frames: 5\n    qa_threshold: 2"), "shot 3, field 'qa_threshold'"),
+        (("shots:", "candidates: many\nshots:"), "storyboard, field 'candidates'"),
+        (("shots:", "colour: red\nshots:"), "storyboard, field 'colour'"),
+        (("shots:", "report: ../run.html\nshots:"), "storyboard, field 'report'.*outside"),
+        (("shots:", "report: run.txt\nshots:"), "storyboard, field 'report'.*must end in .html"),
+        (
+            ("shots:", "contact_sheet: nowhere/sheet.png\nshots:"),
+            "field 'contact_sheet'.*folder that does not exist",
+        ),
     ],
 )
 def test_bad_boards_are_refused_before_work(tmp_path, change, message):
@@ -90,3 +101,40 @@ def test_bad_boards_are_refused_before_work(tmp_path, change, message):
     with pytest.raises(InputError, match=message):
         load_board(board)
     assert not (tmp_path / CACHE_DIR).exists()
+
+
+def test_board_takes_and_report_work_through_the_command(tiny_model, tmp_path, capsys):
+    text = "candidates: 2\nretakes: 1\nreport: run.html\ncontact_sheet: sheet.png\n" + BOARD
+    board = _board(tmp_path, text)
+    args = ["storyboard", board, "-o", tmp_path / "film.mp4", "--model", tiny_model, "--steps", "1", "--json"]
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    shots = json.loads(out)["shots"]
+    for entry in shots:
+        seeds = [t["seed"] for t in entry["takes"]]
+        assert seeds[:2] == [entry["takes"][0]["seed"], entry["takes"][0]["seed"] + 1] and len(seeds) <= 3
+        assert entry["seed"] in seeds and entry["retakes"] == len(seeds) - 2
+    made = len(list((tmp_path / CACHE_DIR).glob("*.npy")))
+    assert made == sum(len(e["takes"]) for e in shots)
+    assert (tmp_path / "run.html").stat().st_size > 0 and (tmp_path / "sheet.png").stat().st_size > 0
+    code, out, _ = run(capsys, *args)
+    assert code == 0 and all(e["cached"] for e in json.loads(out)["shots"])
+    assert len(list((tmp_path / CACHE_DIR).glob("*.npy"))) == made
+
+
+def test_command_line_overrides_set_every_shots_takes_and_the_outputs(tmp_path):
+    board = load_board(_board(tmp_path, "candidates: 2\n" + BOARD))
+    assert [s.candidates for s in board] == [2, 2, 2]
+    changed = board.with_takes(candidates=4, qa_threshold=0.5)
+    assert [(s.candidates, s.retakes, s.qa_threshold) for s in changed] == [(4, 0, 0.5)] * 3
+    assert board.with_takes() is board and changed[0].prompt == board[0].prompt
+    with pytest.raises(InputError, match="retakes"):
+        board.with_takes(retakes=-2)
+    elsewhere = tmp_path / "out"
+    elsewhere.mkdir()
+    out = changed.writing(report=elsewhere / "r.html", contact_sheet=elsewhere / "s.png")
+    assert (out.report, out.contact_sheet) == (elsewhere / "r.html", elsewhere / "s.png")
+    with pytest.raises(InputError, match="--report .* must end in .html"):
+        board.writing(report=elsewhere / "r.pdf")
+    with pytest.raises(InputError, match="--contact-sheet .* folder that does not exist"):
+        board.writing(contact_sheet=tmp_path / "missing" / "s.png")

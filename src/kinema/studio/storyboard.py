@@ -1,17 +1,25 @@
 """Storyboards: a YAML (or JSON) list of shots made one by one and cut together.
 
+    title: the chase                # optional, heads the report
+    candidates: 4                   # optional board defaults, each shot may override them:
+    retakes: 2                      #   seeds tried per shot, extra seeds while none passes QA,
+    qa_threshold: 0.7               #   and the QA score a kept take needs (studio/bestof.py)
+    report: run.html                # optional: an HTML report of the run, and a PNG contact
+    contact_sheet: sheet.png        #   sheet, written inside the board's folder
     shots:
       - prompt: a red circle moving right on a black background
         frames: 16          # or seconds: 2
-        seed: 1
+        seed: 1             # candidates use seed, seed+1, …; retakes the seeds after
         image: start.png    # optional first frame, a path inside the board's folder
         transition: continue   # to the next shot: cut | crossfade:N | continue
 
-`continue` starts the next shot on this shot's last frame (image-to-video) and joins the
-two without repeating it. The whole board is validated before anything is generated,
-and every error names the shot and the field. Finished shots are cached by a hash of
-everything that decides their pixels, so a rerun after a crash or an edit makes only
-the shots that changed.
+`continue` starts the next shot on this shot's kept last frame (image-to-video) and
+joins the two without repeating it; a shot that starts from an image (its own or the
+one before's last frame) shows it exactly at frame 0 (settle_first_frame). The whole
+board is validated before anything is generated, and every error names the shot (or
+the board) and the field. Every take is cached by a hash of everything that decides its pixels, so a rerun after a crash or an
+edit makes only the takes that changed; QA is recomputed from the cached pixels, so the
+same takes are kept again.
 """
 
 from __future__ import annotations
@@ -20,19 +28,33 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from kinema.errors import InputError
-from kinema.io import Video, read_image
+from kinema.io import Video, read_image, write_png
 from kinema.io.atomic import replacing
+from kinema.studio.bestof import (
+    DEFAULT_THRESHOLD,
+    MAX_TAKES,
+    SEAM_FLOOR,
+    SEAM_RATIO,
+    Choice,
+    best_of,
+    check_counts,
+    frame_differences,
+)
 from kinema.studio.stitch import parse_transition, stitch
 
 CACHE_DIR = ".kinema-cache"
-_FIELDS = {"prompt", "frames", "seconds", "seed", "image", "transition"}
+SETTLE_FRAMES = 4  # frames over which a continued shot's first-frame error fades (one latent step)
+_TAKE_FIELDS = {"candidates", "retakes", "qa_threshold"}
+_FIELDS = {"prompt", "frames", "seconds", "seed", "image", "transition", *_TAKE_FIELDS}
+_BOARD_FIELDS = {"shots", "title", "report", "contact_sheet", *_TAKE_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -43,13 +65,74 @@ class Shot:
     seed: int
     image: Path | None
     transition: str  # to the next shot
+    candidates: int = 1
+    retakes: int = 0
+    qa_threshold: float = DEFAULT_THRESHOLD
 
 
-def _fail(index: int, field: str, problem: str) -> InputError:
-    return InputError(f"shot {index}, field '{field}': {problem}")
+@dataclass(frozen=True)
+class Board(Sequence[Shot]):
+    """A validated board: its shots (indexable like a list) and the board-wide fields."""
+
+    shots: tuple[Shot, ...]
+    path: Path
+    title: str | None = None
+    report: Path | None = None  # HTML report to write after a run
+    contact_sheet: Path | None = None  # PNG contact sheet to write after a run
+
+    def __getitem__(self, i):
+        return self.shots[i]
+
+    def __len__(self) -> int:
+        return len(self.shots)
+
+    def __iter__(self) -> Iterator[Shot]:
+        return iter(self.shots)
+
+    def with_takes(
+        self, candidates: int | None = None, retakes: int | None = None, qa_threshold: float | None = None
+    ) -> Board:
+        """The board with every shot's takes set (None keeps what the board says), as
+        command-line options do; refuses (InputError) values out of range."""
+        changes = {
+            k: v
+            for k, v in (("candidates", candidates), ("retakes", retakes), ("qa_threshold", qa_threshold))
+            if v is not None
+        }
+        if not changes:
+            return self
+        check_counts(
+            changes.get("candidates", 1),
+            changes.get("retakes", 0),
+            changes.get("qa_threshold", DEFAULT_THRESHOLD),
+        )
+        return replace(self, shots=tuple(replace(shot, **changes) for shot in self.shots))
+
+    def writing(
+        self, report: str | os.PathLike | None = None, contact_sheet: str | os.PathLike | None = None
+    ) -> Board:
+        """The board set to write its report and contact sheet at these paths (anywhere,
+        unlike the board's own fields); refuses (InputError) a wrong suffix or a missing folder."""
+        changes = {}
+        for name, value, suffixes in (
+            ("report", report, (".html", ".htm")),
+            ("contact_sheet", contact_sheet, (".png",)),
+        ):
+            if value is not None:
+                path = Path(os.fspath(value))
+                problem = _unwritable(path, suffixes)
+                if problem:
+                    raise InputError(f"--{name.replace('_', '-')} '{value}' {problem}")
+                changes[name] = path
+        return replace(self, **changes) if changes else self
 
 
-def load_board(path: str | os.PathLike, fps: float = 8.0) -> list[Shot]:
+def _fail(index: int | None, field: str, problem: str) -> InputError:
+    where = "storyboard" if index is None else f"shot {index}"
+    return InputError(f"{where}, field '{field}': {problem}")
+
+
+def load_board(path: str | os.PathLike, fps: float = 8.0) -> Board:
     """Parse and validate a board; refuses (InputError) anything wrong before any work."""
     board = Path(os.fspath(path))
     try:
@@ -60,26 +143,94 @@ def load_board(path: str | os.PathLike, fps: float = 8.0) -> list[Shot]:
         raise InputError(f"storyboard '{board}' is not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict) or not isinstance(data.get("shots"), list) or not data["shots"]:
         raise InputError(f"storyboard '{board}' needs a non-empty list under 'shots:'")
+    unknown = sorted(str(k) for k in set(data) - _BOARD_FIELDS)
+    if unknown:
+        raise _fail(None, unknown[0], f"unknown field; a board takes {', '.join(sorted(_BOARD_FIELDS))}")
     root = board.parent.resolve()
+    defaults = _takes(None, data, {"candidates": 1, "retakes": 0, "qa_threshold": DEFAULT_THRESHOLD})
+    title = data.get("title")
+    if title is not None and not isinstance(title, str):
+        raise _fail(None, "title", "must be text")
     shots = []
     for i, raw in enumerate(data["shots"], start=1):
         if not isinstance(raw, dict):
             raise _fail(i, "shot", "each shot is a mapping of fields (prompt, frames, …)")
-        unknown = sorted(set(raw) - _FIELDS)
+        unknown = sorted(str(k) for k in set(raw) - _FIELDS)
         if unknown:
             raise _fail(i, unknown[0], f"unknown field; shots take {', '.join(sorted(_FIELDS))}")
         prompt = raw.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise _fail(i, "prompt", "missing or empty")
         shots.append(
-            Shot(i, prompt, _frames(i, raw, fps), _seed(i, raw), _image(i, raw, root), _transition(i, raw))
+            Shot(
+                i,
+                prompt,
+                _frames(i, raw, fps),
+                _seed(i, raw),
+                _image(i, raw, root),
+                _transition(i, raw),
+                **_takes(i, raw, defaults),
+            )
         )
     for shot in shots:
         if shot.transition.startswith("crossfade") and parse_transition(shot.transition) >= shot.frames:
             raise _fail(
                 shot.index, "transition", f"a crossfade must be shorter than the shot ({shot.frames} frames)"
             )
-    return shots
+    return Board(
+        tuple(shots),
+        board,
+        title,
+        _written(data, "report", (".html", ".htm"), root),
+        _written(data, "contact_sheet", (".png",), root),
+    )
+
+
+def _takes(i: int | None, raw: dict, defaults: dict) -> dict:
+    """candidates, retakes and qa_threshold of a shot (or the board's defaults)."""
+    out = dict(defaults)
+    for name, low in (("candidates", 1), ("retakes", 0)):
+        if name in raw:
+            value = raw[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_TAKES:
+                raise _fail(i, name, f"must be a whole number from {low} to {MAX_TAKES}, got {value!r}")
+            out[name] = value
+    if "qa_threshold" in raw:
+        value = raw["qa_threshold"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise _fail(i, "qa_threshold", f"must be a number from 0 to 1, got {value!r}")
+        out["qa_threshold"] = float(value)
+    return out
+
+
+def _inside(i: int | None, name: str, value: object, root: Path) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(i, name, "must be a path")
+    path = (root / value).resolve()
+    if root not in path.parents:
+        raise _fail(i, name, f"'{value}' is outside the storyboard's folder")
+    return path
+
+
+def _written(data: dict, name: str, suffixes: tuple[str, ...], root: Path) -> Path | None:
+    if data.get(name) is None:
+        return None
+    path = _inside(None, name, data[name], root)
+    problem = _unwritable(path, suffixes)
+    if problem:
+        raise _fail(None, name, f"'{data[name]}' {problem}")
+    return path
+
+
+def _unwritable(path: Path, suffixes: tuple[str, ...]) -> str | None:
+    """Why a run's report (or sheet) could not be written at `path`, or None."""
+    if path.suffix.lower() not in suffixes:
+        return f"must end in {' or '.join(suffixes)}"
+    if not path.parent.is_dir():
+        return "is in a folder that does not exist"
+    if path.is_dir():
+        return "is a folder"
+    return None
 
 
 def _frames(i: int, raw: dict, fps: float) -> int:
@@ -98,19 +249,15 @@ def _frames(i: int, raw: dict, fps: float) -> int:
 
 def _seed(i: int, raw: dict) -> int:
     seed = raw.get("seed", i)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise _fail(i, "seed", f"must be a whole number ≥ 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**62:
+        raise _fail(i, "seed", f"must be a whole number from 0 to 2**62, got {seed!r}")
     return seed
 
 
 def _image(i: int, raw: dict, root: Path) -> Path | None:
     if raw.get("image") is None:
         return None
-    if not isinstance(raw["image"], str):
-        raise _fail(i, "image", "must be a path")
-    path = (root / raw["image"]).resolve()
-    if root not in path.parents:
-        raise _fail(i, "image", f"'{raw['image']}' is outside the storyboard's folder")
+    path = _inside(i, "image", raw["image"], root)
     if not path.is_file():
         raise _fail(i, "image", f"'{raw['image']}' does not exist")
     return path
@@ -130,14 +277,20 @@ def _transition(i: int, raw: dict) -> str:
 # ---------------------------------------------------------------- making the shots
 
 
-def shot_key(shot: Shot, model_hash: str | None, first_frame: np.ndarray | None, settings: dict) -> str:
-    """A hash of everything that decides a shot's pixels."""
+def shot_key(
+    shot: Shot,
+    model_hash: str | None,
+    first_frame: np.ndarray | None,
+    settings: dict,
+    seed: int | None = None,
+) -> str:
+    """A hash of everything that decides a take's pixels (the shot's seed unless `seed`)."""
     digest = hashlib.sha256(
         json.dumps(
             {
                 "prompt": shot.prompt,
                 "frames": shot.frames,
-                "seed": shot.seed,
+                "seed": shot.seed if seed is None else seed,
                 "model": model_hash,
                 **settings,
             },
@@ -166,22 +319,56 @@ def _store(folder: Path, key: str, frames: np.ndarray) -> None:
             np.save(fh, frames, allow_pickle=False)
 
 
-def render_board(
+@dataclass
+class ShotResult:
+    shot: Shot
+    choice: Choice  # every take, and the kept one's clip
+    start: int = 0  # the finished clip's index of the shot's frame 0
+
+
+@dataclass
+class BoardRun:
+    """What a board run made: the finished clip, each shot's takes, and the seams."""
+
+    video: Video
+    shots: list[ShotResult]
+    seams: list[dict]  # one per boundary, see seam_check
+    log: list[dict]  # JSON-ready, one entry per shot (the sidecar's "shots")
+    settings: dict = field(default_factory=dict)  # model, steps, fps, board
+
+
+def settle_first_frame(first: np.ndarray, frames: np.ndarray, fade: int = SETTLE_FRAMES) -> np.ndarray:
+    """A take that starts from `first` (uint8 H×W×3), made to show it exactly at frame 0.
+
+    The model shows its VAE's reconstruction of the image there, a level or two off on
+    average and more at edges; joined to the shot it continues, that error is a jump at
+    the seam. The error (first − frames[0]) is added to frames 0..fade-1 with weight
+    1 − k/fade, so it fades out before the take's own motion has moved far.
+    """
+    out = frames.astype(np.float32)
+    error = first.astype(np.float32) - out[0]
+    for k in range(min(fade, len(out))):
+        out[k] += error * (1 - k / fade)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def run_board(
     pipe,
-    shots: list[Shot],
+    shots: Sequence[Shot],
     board_dir: Path,
     fps: float,
     steps: int | None = None,
-    progress=None,
+    progress: Callable[[int, int], None] | None = None,
     check_image=None,
-) -> tuple[Video, list[dict]]:
-    """Make every shot (cached ones are read back) and join them; returns the clip and a
-    per-shot log (prompt, frames, seed, cached or made)."""
+) -> BoardRun:
+    """Make every shot best-of its candidates with its retakes (cached takes are read
+    back), join them, and measure the seams; returns the BoardRun."""
     from kinema.pipelines.conditioning import fit_image
 
     width = height = pipe.defaults["size"]
-    cache = board_dir / CACHE_DIR
-    clips, log, carry = [], [], None
+    cache = Path(board_dir) / CACHE_DIR
+    settings = {"steps": steps, "size": [width, height]}
+    results, carry = [], None
     for n, shot in enumerate(shots):
         first = carry
         if shot.image is not None:
@@ -189,37 +376,134 @@ def render_board(
             if check_image:
                 check_image(pixels, str(shot.image))
             first, _ = fit_image(pixels, width, height)
-        key = shot_key(shot, pipe.model_hash, first, {"steps": steps, "size": [width, height]})
-        frames = _cached(cache, key)
-        made = frames is None
-        if made:
-            keyframes = {0: first} if first is not None else None
-            frames = pipe(
-                shot.prompt, seed=shot.seed, frames=shot.frames, steps=steps, fps=fps, keyframes=keyframes
-            ).frames
-            _store(cache, key, frames)
-        log.append(
-            {
-                "shot": shot.index,
-                "prompt": shot.prompt,
-                "frames": shot.frames,
-                "seed": shot.seed,
-                "cached": not made,
-            }
+
+        def make(seed: int, shot: Shot = shot, first: np.ndarray | None = first) -> tuple[Video, bool]:
+            key = shot_key(shot, pipe.model_hash, first, settings, seed=seed)
+            frames = _cached(cache, key)
+            made = frames is None
+            if made:
+                keyframes = {0: first} if first is not None else None
+                frames = pipe(
+                    shot.prompt, seed=seed, frames=shot.frames, steps=steps, fps=fps, keyframes=keyframes
+                ).frames
+                _store(cache, key, frames)
+            if first is not None:
+                frames = settle_first_frame(first, frames)
+            return Video(frames, fps), not made
+
+        choice = best_of(
+            make,
+            shot.prompt,
+            shot.seed,
+            shot.candidates,
+            shot.retakes,
+            shot.qa_threshold,
+            before=carry if shot.image is None else None,
         )
-        clips.append(Video(frames, fps))
-        carry = frames[-1] if shot.transition == "continue" else None
+        results.append(ShotResult(shot, choice))
+        carry = choice.video.frames[-1] if shot.transition == "continue" else None
         if progress:
             progress(n + 1, len(shots))
-    return _join(clips, shots), log
+    video, boundaries = _join([r.choice.video for r in results], list(shots))
+    for r, b in zip(results[1:], boundaries, strict=True):
+        # a continued shot's frame 0 is the previous shot's last frame, shown once
+        r.start = b["steps"][0] + (0 if b["transition"] == "continue" else 1)
+    seams = seam_check(video.frames, boundaries)
+    log = []
+    for r in results:
+        entry = {
+            "shot": r.shot.index,
+            "prompt": r.shot.prompt,
+            "frames": r.shot.frames,
+            "transition": r.shot.transition,
+            **r.choice.record(),
+            "cached": all(t.cached for t in r.choice.takes),
+        }
+        seam = next((s for s in seams if s["after_shot"] == r.shot.index), None)
+        if seam is not None:
+            entry["seam"] = seam
+        log.append(entry)
+    run_settings = {
+        "model": getattr(pipe, "name", None),
+        "model_hash": pipe.model_hash,
+        "steps": steps,
+        "fps": fps,
+        "size": [width, height],
+    }
+    return BoardRun(video, results, seams, log, run_settings)
 
 
-def _join(clips: list[Video], shots: list[Shot]) -> Video:
-    result = clips[0]
+def render_board(
+    pipe,
+    shots: Sequence[Shot],
+    board_dir: Path,
+    fps: float,
+    steps: int | None = None,
+    progress=None,
+    check_image=None,
+) -> tuple[Video, list[dict]]:
+    """Run the board (see run_board) and, when it is a Board that asks for them, write its
+    HTML report and contact sheet; returns the finished clip and the per-shot log."""
+    from kinema.studio.report import contact_sheet, write_report
+
+    run = run_board(pipe, shots, board_dir, fps, steps, progress, check_image)
+    if isinstance(shots, Board):
+        run.settings["board"] = str(shots.path)
+        if shots.contact_sheet is not None:
+            write_png(contact_sheet(run), shots.contact_sheet)
+        if shots.report is not None:
+            write_report(run, shots.report, title=shots.title or shots.path.stem)
+    return run.video, run.log
+
+
+def _join(clips: list[Video], shots: list[Shot]) -> tuple[Video, list[dict]]:
+    """The shots joined by their transitions, and each boundary: the shot it follows,
+    its transition and the steps t → t+1 of the joined clip that cross it."""
+    result, boundaries = clips[0], []
     for clip, previous in zip(clips[1:], shots[:-1], strict=True):
+        end = result.num_frames
         if previous.transition == "continue":  # the next shot opens on the frame this one ended on
             tail = clip.frames[1:] if clip.num_frames > 1 else clip.frames
             result = Video(np.concatenate([result.frames, tail]), result.fps)
+            crossing = [end - 1]
         else:
+            overlap = parse_transition(previous.transition)
             result = stitch([result, clip], previous.transition)
-    return result
+            # a crossfade's blended frames sit at end-overlap .. end-1
+            crossing = list(range(end - overlap - 1, end))
+        boundaries.append(
+            {"after_shot": previous.index, "transition": previous.transition, "steps": crossing}
+        )
+    return result, boundaries
+
+
+def seam_check(frames: np.ndarray, boundaries: list[dict]) -> list[dict]:
+    """The extension seam rule at every boundary of a joined clip.
+
+    A boundary's difference is the largest mean absolute frame difference of the steps
+    that cross it; the clip's inner step is the median over every other step (at least
+    SEAM_FLOOR). The rule (difference ≤ SEAM_RATIO × inner) is judged for `continue`,
+    whose seam should be invisible; cuts and crossfades are reported with "ok": None.
+    """
+    diffs = frame_differences(frames)
+    crossing = {s for b in boundaries for s in b["steps"]}
+    inner = [d for i, d in enumerate(diffs) if i not in crossing]
+    median = max(float(np.median(inner)) if inner else 0.0, SEAM_FLOOR)
+    out = []
+    for b in boundaries:
+        difference = float(max((diffs[s] for s in b["steps"] if 0 <= s < len(diffs)), default=0.0))
+        judged = b["transition"] == "continue"
+        ratio = difference / median
+        out.append(
+            {
+                "after_shot": b["after_shot"],
+                "transition": b["transition"],
+                "frame": b["steps"][0] + 1,  # where the next shot starts to show
+                "difference": round(difference, 3),
+                "median_inner": round(median, 3),
+                "ratio": round(ratio, 3),
+                "limit": SEAM_RATIO if judged else None,
+                "ok": bool(ratio <= SEAM_RATIO) if judged else None,
+            }
+        )
+    return out

@@ -27,10 +27,9 @@ from kinema.io.atomic import replacing, write_json
 from kinema.provenance import review
 from kinema.provenance.c2pa import Generation, ManifestSpec, SoftBinding, sidecar_path, sign_file
 from kinema.provenance.keys import ensure_keys, watermark_key
+from kinema.provenance.watermark import ALGORITHM as WATERMARK_ALGORITHM
 from kinema.provenance.watermark import PAYLOAD_BYTES, embed
 from kinema.state import kinema_home
-
-WATERMARK_ALGORITHM = "org.kinema.watermark.v1"
 
 
 @dataclass(frozen=True)

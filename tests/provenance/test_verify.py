@@ -43,7 +43,7 @@ def spec(title: str, **changes) -> ManifestSpec:
     fields = dict(
         title=title,
         generation=Generation(model="kinema-shapes-tiny", seed=7, prompt=PROMPT),
-        soft_binding=SoftBinding("org.kinema.watermark.v1", PAYLOAD.hex()),
+        soft_binding=SoftBinding(watermark.ALGORITHM, PAYLOAD.hex()),
     )
     fields.update(changes)
     return ManifestSpec(**fields)
@@ -93,6 +93,7 @@ def test_published_mp4_is_trusted_with_watermark(tmp_path, keys):
     assert c2pa["claims"]["generation"]["prompt"] == PROMPT
     assert c2pa["trust_anchor"] == str(keys.root_cert)
     assert mark["detected"] is True and mark["payload"] == PAYLOAD.hex()
+    assert mark["payload_valid"] is True
     assert isinstance(mark["score"], float) and mark["matches_manifest"] is True
     assert report["summary"].startswith("manifest trusted")
     assert report["summary"].endswith("kinema watermark found")
@@ -144,6 +145,7 @@ def test_without_local_keys_nothing_is_created(tmp_path):
     mark = report["watermark"]
     assert mark == {
         "detected": False,
+        "payload_valid": False,
         "payload": None,
         "score": 0.0,
         "checked": False,
@@ -159,6 +161,7 @@ def test_unsigned_unmarked_file_is_absent(tmp_path, keys):
     clip().save(path)
     report = verify_file(path)
     assert report["c2pa"]["state"] == "Absent" and not report["watermark"]["detected"]
+    assert report["watermark"]["payload_valid"] is False and report["watermark"]["payload"] is None
     assert report["summary"] == "no manifest; no kinema watermark found"
 
 
@@ -190,6 +193,32 @@ def test_other_media_kinds(tmp_path, keys, name):
         assert report["c2pa"]["source"] == "sidecar"
     if name == "frames":
         assert report["media"]["kind"] == "frames"
+
+
+def unreadable(video: Video) -> Video:
+    """VIDEO with a mark under the local key whose pilot is intact but whose data cells
+    are scrambled: what a heavily attacked clip can leave."""
+    key = watermark_key(kinema_home())
+    layout = watermark._layout(key)
+    grid = watermark._chip_grid(PAYLOAD, key).reshape(-1)
+    grid[layout.data_cells] = np.random.default_rng(3).choice([-1.0, 1.0], len(layout.data_cells))
+    mark = watermark._render(grid.reshape(watermark._GRID, -1), video.height, video.width, 1)
+    frames = video.frames.astype(np.float32) + 4 * mark[None, ..., None]
+    return video.with_frames(np.clip(frames, 0, 255).round().astype(np.uint8))
+
+
+def test_a_mark_with_an_unreadable_payload_is_found_but_not_matched(tmp_path, keys):
+    gray = Video(np.full((8, 64, 64, 3), 128, np.uint8), fps=8)
+    path = published(tmp_path, "frames", keys, unreadable(gray), mark=False)
+    report = verify_file(path)
+    mark = report["watermark"]
+    assert mark["detected"] is True and mark["payload_valid"] is False
+    assert mark["payload"] is None and mark["matches_manifest"] is None
+    assert report["c2pa"]["state"] == "Trusted"
+    assert report["summary"].endswith("; kinema watermark found (payload unreadable)")
+    write_video(read_video(path), tmp_path / "copy.mp4", crf=18)  # stripped: no manifest
+    report = verify_file(tmp_path / "copy.mp4")
+    assert report["summary"] == "kinema watermark found (payload unreadable); no manifest (stripped?)"
 
 
 def test_only_the_first_two_seconds_are_decoded(tmp_path, keys):

@@ -1,4 +1,5 @@
-"""The invisible watermark: round trip, invisibility, robustness, false positives."""
+"""The invisible watermark: round trip, invisibility, payload integrity, robustness, false
+positives."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from kinema.io import Video, read_video
+from kinema.io import Video
 from kinema.provenance import watermark as wm
-from kinema.provenance.watermark import PAYLOAD_BYTES, detect, embed, psnr
+from kinema.provenance.watermark import PAYLOAD_BYTES, detect, detect_raw, embed, pilot_scores, psnr
+from kinema.provenance.watermark_bench import ATTACKS, crop, resize_half, through_file
 
 KEY = b"kinema-test-key"
 PAYLOAD = bytes.fromhex("0123456789abcdef")
@@ -47,54 +49,6 @@ def texture(size=512, frames=8, seed=0) -> Video:
     )
 
 
-def through(video: Video, path, crf=None) -> Video:
-    video.save(path, crf=crf)
-    return read_video(path)
-
-
-def per_frame(video: Video, fn) -> Video:
-    return video.with_frames(np.stack([fn(f) for f in video.frames]))
-
-
-def resize_half(v: Video) -> Video:
-    h, w = v.height, v.width
-    return per_frame(
-        v,
-        lambda f: cv2.resize(cv2.resize(f, (w // 2, h // 2), interpolation=cv2.INTER_AREA), (w, h)),
-    )
-
-
-def crop(v: Video, corner: bool, resize_back: bool) -> Video:
-    h, w = v.height, v.width
-    ch, cw = round(h * 0.1), round(w * 0.1)
-    y0, x0 = (ch, cw) if corner else (ch // 2, cw // 2)
-
-    def f(x):
-        c = x[y0 : y0 + h - ch, x0 : x0 + w - cw]
-        return cv2.resize(c, (w, h)) if resize_back else c
-
-    return per_frame(v, f)
-
-
-def bright(v: Video, k: float) -> Video:
-    return v.with_frames(np.clip(v.frames * np.float32(k), 0, 255).round().astype(np.uint8))
-
-
-ATTACKS = {
-    "h264_crf23": lambda v, tmp: through(v, tmp / "a.mp4", 23),
-    "h264_crf30": lambda v, tmp: through(v, tmp / "a.mp4", 30),
-    "vp9": lambda v, tmp: through(v, tmp / "a.webm"),
-    "gif": lambda v, tmp: through(v, tmp / "a.gif"),
-    "resize_half_and_back": lambda v, tmp: resize_half(v),
-    "crop_center_resize": lambda v, tmp: crop(v, corner=False, resize_back=True),
-    "crop_corner_resize": lambda v, tmp: crop(v, corner=True, resize_back=True),
-    "crop_center": lambda v, tmp: crop(v, corner=False, resize_back=False),
-    "crop_corner": lambda v, tmp: crop(v, corner=True, resize_back=False),
-    "brightness_0.8": lambda v, tmp: bright(v, 0.8),
-    "brightness_1.2": lambda v, tmp: bright(v, 1.2),
-    "drop_every_other_frame": lambda v, tmp: Video(v.frames[::2], v.fps / 2),
-}
-
 CLIPS = {
     "black_red": lambda: shapes(bg=BLACK, colour=RED),
     "white_blue": lambda: shapes(bg=WHITE, colour=BLUE, seed=2),
@@ -113,11 +67,78 @@ def test_round_trip_gives_the_exact_payload():
     out = embed(clip, PAYLOAD, KEY)
     assert out.frames.shape == clip.frames.shape and out.fps == clip.fps
     r = detect(out, KEY)
-    assert r.detected and r.payload == PAYLOAD
+    assert r.detected and r.payload_valid and r.payload == PAYLOAD
     assert r.score > r.threshold + 3
     assert 0 <= r.bit_errors < 0.1 * r.coded_bits
     d = r.to_dict()
     assert d["payload"] == PAYLOAD.hex() and d["detected"] is True and d["p_value"] < 1e-6
+    assert d["payload_valid"] is True
+    assert detect_raw(out, KEY) == (r, PAYLOAD)
+
+
+def test_the_check_is_crc16_ccitt_inside_the_coded_message():
+    assert wm._check(b"123456789").tolist() == [int(b) for b in f"{0x29B1:016b}"]
+    message = wm._message(PAYLOAD)
+    assert len(message) == wm.PAYLOAD_BITS + wm.CHECK_BITS == 80
+    assert wm.ALGORITHM.endswith(".v2") and wm._VERSION.endswith(b"v2")
+    # every coded bit sits on exactly three data cells (no weak, less repeated bits)
+    lay = wm._layout(KEY)
+    assert np.all(np.bincount(lay.data_bit) == 3) and len(wm._encode(message)) == wm._coded_bits()
+
+
+def handmade(pilot_gain: float = 1.0, scramble_data: bool = False) -> Video:
+    """A gray clip marked by hand: the pilot scaled by PILOT_GAIN, the data cells intact or
+    scrambled (what a heavily attacked clip can leave)."""
+    lay = wm._layout(KEY)
+    grid = wm._chip_grid(PAYLOAD, KEY).reshape(-1)
+    grid[lay.pilot_cells] *= pilot_gain
+    if scramble_data:
+        grid[lay.data_cells] = np.random.default_rng(3).choice([-1.0, 1.0], size=len(lay.data_cells))
+    mark = wm._render(grid.reshape(wm._GRID, wm._GRID), 64, 64, 1)
+    base = shapes(bg=GRAY, colour=GREEN, frames=4).frames.astype(np.float32)
+    return Video(np.clip(base + 4 * mark[None, ..., None], 0, 255).round().astype(np.uint8))
+
+
+def test_a_mark_whose_data_is_destroyed_is_detected_with_an_unreadable_payload():
+    # pilot intact, data scrambled: "a kinema watermark is present, payload unreadable"
+    r, raw = detect_raw(handmade(scramble_data=True), KEY)
+    assert r.detected and r.score > r.threshold + 3
+    assert not r.payload_valid and r.payload is None and raw != PAYLOAD
+    assert r.to_dict()["payload"] is None and r.to_dict()["payload_valid"] is False
+
+
+def test_a_weaker_pilot_is_enough_when_the_payload_passes_its_check():
+    r = detect(handmade(pilot_gain=0.2), KEY)
+    assert r.check_threshold <= r.score < r.threshold
+    assert r.detected and r.payload_valid and r.payload == PAYLOAD
+    # the same pilot with a payload that fails its check is no detection
+    r = detect(handmade(pilot_gain=0.2, scramble_data=True), KEY)
+    assert r.check_threshold <= r.score < r.threshold
+    assert not r.detected and r.payload is None and r.bit_errors is None
+
+
+def test_random_decodes_fail_the_check():
+    # what a detected but heavily attacked clip gives the decoder: noise. A CRC-16 lets
+    # about 1 in 65,536 of those through; none of these 300 may pass.
+    rng = np.random.default_rng(5)
+    passed = 0
+    for _ in range(300):
+        bits = wm._viterbi(rng.normal(0, 1, wm._coded_bits()))
+        payload = np.packbits(bits[: wm.PAYLOAD_BITS]).tobytes()
+        passed += np.array_equal(bits[wm.PAYLOAD_BITS :], wm._check(payload))
+    assert passed == 0
+
+
+def test_pilot_scores_equal_the_scores_detect_gives():
+    keys = [b"one", b"two", KEY]
+    for video in (marked("black_red"), texture(96, frames=2)):
+        scores, threshold, check_threshold = pilot_scores(video, keys)
+        for key, score in zip(keys, scores, strict=True):
+            r = detect(video, key)
+            assert score == pytest.approx(r.score) and threshold == r.threshold
+            assert check_threshold == r.check_threshold < threshold
+    scores, threshold, _ = pilot_scores(marked("black_red"), keys)
+    assert scores[2] > threshold > max(scores[:2])
 
 
 def test_embedding_is_deterministic():
@@ -152,10 +173,10 @@ def test_psnr_is_at_least_38_db_in_every_frame(clip):
 def test_survives_attack_at_64(name, attack, tmp_path):
     attacked = ATTACKS[attack](marked(name), tmp_path)
     r = detect(attacked, KEY)
+    assert r.payload in (None, PAYLOAD)  # never a wrong payload
     if name == "white_blue" and attack == "brightness_1.2":
         # ×1.2 clips everything above 212 to 255: an invisible mark on white is erased
         # there, whatever the design. What is asked: no wrong payload is ever reported.
-        assert not r.detected or r.payload == PAYLOAD
         return
     assert r.detected, r.to_dict()
     assert r.payload == PAYLOAD, r.to_dict()
@@ -163,13 +184,13 @@ def test_survives_attack_at_64(name, attack, tmp_path):
 
 def test_small_red_circle_on_black_survives_h264_crf23(tmp_path):
     clip = shapes(bg=BLACK, colour=RED, d=0.16, seed=5)
-    r = detect(through(embed(clip, PAYLOAD, KEY), tmp_path / "c.mp4", 23), KEY)
+    r = detect(through_file(embed(clip, PAYLOAD, KEY), tmp_path / "c.mp4", 23), KEY)
     assert r.detected and r.payload == PAYLOAD
 
 
 def test_gray_background_survives_codecs(tmp_path):
     m = embed(shapes(bg=GRAY, colour=GREEN, seed=3), PAYLOAD, KEY)
-    for attacked in (through(m, tmp_path / "g.mp4", 30), resize_half(crop(m, False, True))):
+    for attacked in (through_file(m, tmp_path / "g.mp4", 30), resize_half(crop(m, False, True))):
         r = detect(attacked, KEY)
         assert r.detected and r.payload == PAYLOAD
 
@@ -178,7 +199,7 @@ def test_512_texture_survives_h264_and_crop(tmp_path):
     clip = texture(512, frames=8)
     m = embed(clip, PAYLOAD, KEY)
     assert psnr(clip.frames, m.frames) >= 38.0
-    attacked = crop(through(m, tmp_path / "t.mp4", 23), corner=True, resize_back=False)
+    attacked = crop(through_file(m, tmp_path / "t.mp4", 23), corner=True, resize_back=False)
     r = detect(attacked, KEY)
     assert r.detected and r.payload == PAYLOAD, r.to_dict()
     assert r.tiles > 1
@@ -213,7 +234,7 @@ def test_unmarked_clips_and_wrong_keys_are_not_detected():
         if i % 2:  # marked, but under another key
             clip = embed(clip, rng.bytes(PAYLOAD_BYTES), rng.bytes(16))
         r = detect(clip, rng.bytes(16))
-        assert not r.detected and r.payload is None and r.bit_errors is None
+        assert not r.detected and not r.payload_valid and r.payload is None and r.bit_errors is None
         scores.append(r.score)
     # the threshold sits far above what unmarked content reaches (it is set for 1e-6)
     assert max(scores) < detect(shapes(), KEY).threshold - 1.0
@@ -221,13 +242,22 @@ def test_unmarked_clips_and_wrong_keys_are_not_detected():
 
 
 def test_error_correction_fixes_flipped_bits():
-    bits = np.unpackbits(np.frombuffer(PAYLOAD, np.uint8))
-    coded = wm._conv_encode(bits)
+    message = wm._message(PAYLOAD)
+    coded = wm._encode(message)
     rng = np.random.default_rng(0)
-    soft = 1.0 - 2.0 * coded
-    flip = rng.choice(len(coded), size=len(coded) // 10, replace=False)
-    soft[flip] *= -1
-    assert np.array_equal(wm._viterbi(soft), bits)
+    for _ in range(5):
+        soft = 1.0 - 2.0 * coded
+        flip = rng.choice(len(coded), size=len(coded) // 10, replace=False)
+        soft[flip] *= -1
+        assert np.array_equal(wm._viterbi(soft), message)
+
+
+def test_tail_biting_code_has_no_start_or_end_weakness():
+    # errors at the very start and end of the word are corrected like any others
+    message = wm._message(bytes(range(8)))
+    soft = 1.0 - 2.0 * wm._encode(message)
+    soft[[0, 1, 2, -1, -2, -3]] *= -1
+    assert np.array_equal(wm._viterbi(soft), message)
 
 
 def test_refusals():

@@ -8,8 +8,8 @@ other container PyAV can decode) with one JSON-ready dict and never raises for o
      "c2pa": {"state": "Trusted|Valid|Invalid|Absent", "reason": ..., "codes": [...],
               "source": "embedded|sidecar|None", "claims": {...} | None,
               "ingredients": [...]},
-     "watermark": {"detected": bool, "payload": "<hex>" | None, "score": float,
-                   "checked": bool, "matches_manifest": bool | None, ...},
+     "watermark": {"detected": bool, "payload_valid": bool, "payload": "<hex>" | None,
+                   "score": float, "checked": bool, "matches_manifest": bool | None, ...},
      "summary": "<one sentence>"}
 
 The trust anchor is the local root certificate under KINEMA_HOME/keys; without local
@@ -17,6 +17,9 @@ keys a good manifest is at best Valid. The watermark key is derived from the loc
 signing key (`keys.watermark_key`); without local keys the watermark is not looked for
 (checked false, reason "no local keys"), and no keys are created. Only the first ~2
 seconds of a clip are decoded for the watermark (it is decodable from any one second).
+A detected mark whose payload fails its integrity check (a heavily attacked clip) is
+reported as found with payload_valid false and payload None ("payload unreadable"); its
+match with the manifest's soft binding is then unknown (None), not false.
 
 A path that does not exist, is not media, or cannot be decoded at all raises VerifyError
 (an InputError: the CLI exits 2). A damaged file that still decodes some frames (a
@@ -78,7 +81,7 @@ def verify_file(path: str | os.PathLike) -> dict[str, Any]:
     c2pa = _manifest(target, keys.root_cert if have_keys else None)
     mark = _watermark(video, home, have_keys, keys.folder) if video is not None else _not_checked("no video")
     binding = ((c2pa.get("claims") or {}).get("soft_binding") or {}).get("payload_hex")
-    if mark.get("detected") and binding:
+    if mark.get("detected") and mark.get("payload_valid") and binding:
         mark["matches_manifest"] = mark.get("payload") == binding.lower()
     else:
         mark["matches_manifest"] = None
@@ -224,7 +227,14 @@ def _finite(value: Any) -> Any:
 
 
 def _not_checked(reason: str) -> dict[str, Any]:
-    return {"detected": False, "payload": None, "score": 0.0, "checked": False, "reason": reason}
+    return {
+        "detected": False,
+        "payload_valid": False,
+        "payload": None,
+        "score": 0.0,
+        "checked": False,
+        "reason": reason,
+    }
 
 
 def _media(path: Path, video: Video, damage: str | None) -> dict[str, Any]:
@@ -276,7 +286,9 @@ def _video_summary(c2pa: dict[str, Any], mark: dict[str, Any]) -> str:
         first = "no manifest"
     if mark.get("detected"):
         second = "kinema watermark found"
-        if mark.get("matches_manifest") is False:
+        if not mark.get("payload_valid"):
+            second += " (payload unreadable)"
+        elif mark.get("matches_manifest") is False:
             second += " (payload differs from the manifest's soft binding)"
         if state == "Absent":
             return f"{second}; no manifest (stripped?)"

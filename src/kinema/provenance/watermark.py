@@ -8,9 +8,12 @@ Design (classical spread spectrum, no learned model):
   cells average out the host picture; 4-px cells survive codecs), and the detector folds
   the frame modulo the tile period.
 - Each cell is a ±1 chip. A keyed share of the cells is a known pilot (sync + detection);
-  the rest carry the payload, coded by a rate-1/3, K=7 convolutional code (soft Viterbi)
-  and repeated over the cells through a keyed interleaver, with keyed scrambling signs.
-  All key-dependent choices come from HMAC-SHA256(key, label) seeds.
+  the rest carry the message: the 64-bit payload and its CRC-16 (so a decode that went
+  wrong says so instead of returning wrong bits), whitened by a keyed pad, coded by a
+  tail-biting rate-1/3, K=9 convolutional code punctured to a third of the data cells
+  (soft Viterbi), each coded bit on exactly three cells through a keyed interleaver, with
+  keyed scrambling signs. All key-dependent choices come from HMAC-SHA256(key, label)
+  seeds.
 - The chip grid is rendered as smooth bumps (nearest-upsampled, then Gaussian-blurred)
   and added to the luma (the same value to R, G and B), the same in every frame: frame
   averaging raises the SNR and dropped frames cost nothing. Smooth, cell-sized bumps
@@ -26,14 +29,22 @@ Design (classical spread spectrum, no learned model):
   z-score against the whole correlation surface (self-calibrating against the content);
   the threshold accounts for the number of hypotheses searched, for a false-positive rate
   of about 1e-6 per clip. The payload cells at the best geometry are then decoded,
-  each weighted by how well the pilot survived around it (maximum-ratio combining).
+  each weighted by how well the pilot survived around it (maximum-ratio combining), and
+  the payload is reported only when its CRC-16 holds: a clip can carry a detected mark
+  whose payload is unreadable (heavy attacks), never a wrong payload that looks right
+  (a random decode passes the check with probability 2**-16).
+- The check is evidence too: a weaker pilot (a threshold for a 1e-2 false-positive rate)
+  whose payload passes its CRC-16 is also a detection, at a combined false-positive rate
+  of 1e-2 × 2**-16 ≈ 1.5e-7 per clip. Heavily compressed small clips gain most.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -44,6 +55,10 @@ from kinema.io import Video
 
 PAYLOAD_BYTES = 8  # 64 bits
 PAYLOAD_BITS = PAYLOAD_BYTES * 8
+CHECK_BITS = 16  # CRC-16/CCITT over the payload, inside the coded message
+_MESSAGE_BITS = PAYLOAD_BITS + CHECK_BITS
+# The C2PA soft-binding name of this design; the version changes whenever the layout does.
+ALGORITHM = "org.kinema.watermark.v2"
 DEFAULT_STRENGTH = 1.0
 # Each frame's PSNR after embedding at strength 1 (never below MIN_PSNR_DB at any strength).
 TARGET_PSNR_DB = 38.3
@@ -63,19 +78,28 @@ _MARGIN = 2  # search this many canonical samples outside the nominal offset ran
 # False-positive rate per clip: the detection threshold is the Gaussian z whose tail, times
 # the hypotheses searched, is this (measured surfaces have thinner tails than Gaussian).
 _FPR = 1e-6
-_POLYS = (0o133, 0o171, 0o165)  # rate 1/3, constraint length 7 (as in LTE)
-_K = 7
-_VERSION = b"kinema-watermark-v1"
+# The pilot threshold for a detection whose payload also passes its CRC-16 (see above).
+_FPR_CHECKED = 1e-2
+_POLYS = (0o557, 0o663, 0o711)  # rate 1/3, constraint length 9 (free distance 18)
+_K = 9
+_REPEAT = 3  # cells per coded bit
+_WRAP = 5 * _K  # steps of circular context on each side of the tail-biting decode
+_VERSION = b"kinema-watermark-v2"
 
 
 @dataclass(frozen=True)
 class WatermarkResult:
     """What detection found.
 
-    detected: the pilot's score passed the threshold for a ~1e-6 false-positive rate.
-    payload: the decoded bytes when detected, else None.
+    detected: a kinema watermark under this key is present: the pilot's score passed the
+    threshold (a ~1e-6 false-positive rate), or it passed check_threshold and the payload
+    passed its CRC-16 (~1.5e-7).
+    payload_valid: the decoded payload passed its CRC-16 (False when not detected).
+    payload: the decoded bytes when detected and valid, else None (detected with an
+    invalid payload means "a kinema watermark is present, its payload is unreadable").
     score: z-score of the best pilot correlation over the geometry search.
     threshold: the score needed for detection (grows slowly with the hypotheses searched).
+    check_threshold: the lower score that is enough with a payload that passes its check.
     hypotheses: geometries × offsets searched for this frame size.
     bit_errors: coded bits the error correction fixed (None when not detected).
     coded_bits: coded bits in the codeword, for scale.
@@ -84,9 +108,11 @@ class WatermarkResult:
     """
 
     detected: bool
+    payload_valid: bool
     payload: bytes | None
     score: float
     threshold: float
+    check_threshold: float
     hypotheses: int
     bit_errors: int | None
     coded_bits: int
@@ -96,16 +122,19 @@ class WatermarkResult:
 
     @property
     def p_value(self) -> float:
-        """Bound on the chance of a score this high in an unmarked clip (Bonferroni)."""
+        """Bound on the chance of a score this high in an unmarked clip (Bonferroni), from the
+        pilot alone: a detection under check_threshold also rests on the CRC-16 (× 2**-16)."""
         return min(1.0, self.hypotheses * 0.5 * math.erfc(self.score / math.sqrt(2)))
 
     def to_dict(self) -> dict:
         """JSON-ready form; the payload as lower-case hex."""
         return {
             "detected": self.detected,
+            "payload_valid": self.payload_valid,
             "payload": self.payload.hex() if self.payload is not None else None,
             "score": round(self.score, 3),
             "threshold": round(self.threshold, 3),
+            "check_threshold": round(self.check_threshold, 3),
             "p_value": self.p_value,
             "bit_errors": self.bit_errors,
             "coded_bits": self.coded_bits,
@@ -140,7 +169,7 @@ def _layout(key: bytes) -> _Layout:
     n_pilot = int(round(_PILOT_FRACTION * n))
     pilot_cells, data_cells = np.sort(perm[:n_pilot]), perm[n_pilot:]
     n_coded = _coded_bits()
-    # Every coded bit gets the same number of cells (±1): a keyed interleaver.
+    # Every coded bit gets exactly _REPEAT cells (±1): a keyed interleaver.
     data_bit = np.arange(len(data_cells)) % n_coded
     signs = _rng(key, b"signs")
     return _Layout(
@@ -149,7 +178,7 @@ def _layout(key: bytes) -> _Layout:
         data_cells=data_cells,
         data_bit=data_bit,
         data_signs=signs.choice([-1.0, 1.0], size=len(data_cells)),
-        pad=_rng(key, b"pad").integers(0, 2, size=PAYLOAD_BITS).astype(np.uint8),
+        pad=_rng(key, b"pad").integers(0, 2, size=_MESSAGE_BITS).astype(np.uint8),
     )
 
 
@@ -162,8 +191,43 @@ def _check_key(key: bytes) -> bytes:
 # ---------------------------------------------------------------- convolutional code
 
 
+def _data_cells() -> int:
+    return _GRID * _GRID - int(round(_PILOT_FRACTION * _GRID * _GRID))
+
+
 def _coded_bits() -> int:
-    return (PAYLOAD_BITS + _K - 1) * len(_POLYS)
+    """Coded bits sent: one per _REPEAT data cells (222 of the 240 the code makes)."""
+    return _data_cells() // _REPEAT
+
+
+@lru_cache(maxsize=1)
+def _kept() -> np.ndarray:
+    """Indices of the coded bits that are sent: the punctured ones, spread evenly along
+    the message, are all from the third generator (the other two carry the full code).
+
+    Puncturing rather than repeating some bits more than others: bits on fewer cells
+    would be the weak ones, and 80 message bits at rate 1/3 make more coded bits than
+    the data cells hold three times over.
+    """
+    n, r = _MESSAGE_BITS, len(_POLYS)
+    drop = n * r - _coded_bits()
+    gone = {r * int((i + 0.5) * n / drop) + r - 1 for i in range(drop)}
+    return np.array([i for i in range(n * r) if i not in gone], np.int64)
+
+
+def _check(payload: bytes) -> np.ndarray:
+    """The payload's CRC-16/CCITT (polynomial 0x1021, initial 0xFFFF) as CHECK_BITS bits.
+
+    A CRC rather than a keyed MAC: the layout is keyed already, and a CRC catches every
+    error burst up to 16 bits long (Viterbi errors come in short bursts), not just most.
+    """
+    crc = binascii.crc_hqx(payload, 0xFFFF)
+    return np.unpackbits(np.frombuffer(crc.to_bytes(2, "big"), np.uint8))
+
+
+def _message(payload: bytes) -> np.ndarray:
+    """Payload bits then check bits (_MESSAGE_BITS), before whitening."""
+    return np.concatenate([np.unpackbits(np.frombuffer(payload, np.uint8)), _check(payload)])
 
 
 @lru_cache(maxsize=1)
@@ -182,40 +246,55 @@ def _trellis() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _conv_encode(bits: np.ndarray) -> np.ndarray:
+    """All len(_POLYS) outputs per message bit, tail-biting: the encoder starts in the state
+    its last K-1 input bits leave it in, so it ends where it started and needs no tail."""
     nxt, out = _trellis()
-    s, coded = 0, []
-    for b in np.concatenate([bits, np.zeros(_K - 1, np.uint8)]):
+    s = 0
+    for b in bits[-(_K - 1) :]:
+        s = nxt[s, b]
+    coded = []
+    for b in bits:
         coded.append(out[s, b])
         s = nxt[s, b]
     return np.concatenate(coded)
 
 
+def _encode(message: np.ndarray) -> np.ndarray:
+    """The coded bits sent for a message: the tail-biting code, punctured (_coded_bits())."""
+    return _conv_encode(message)[_kept()]
+
+
 def _viterbi(soft: np.ndarray) -> np.ndarray:
-    """Soft-decision Viterbi; soft > 0 favours coded bit 0. Returns the payload bits."""
+    """Soft-decision Viterbi decode of the sent coded bits (soft > 0 favours bit 0).
+
+    Punctured positions count as erasures (0). The tail-biting word is decoded circularly
+    extended by _WRAP steps on each side from an unknown state, keeping the middle: a
+    standard near-maximum-likelihood decode. Returns the _MESSAGE_BITS message bits.
+    """
     _, out = _trellis()
     n_states, r = out.shape[0], len(_POLYS)
-    steps = len(soft) // r
+    full = np.zeros(_MESSAGE_BITS * r)
+    full[_kept()] = soft
+    n, wrap = _MESSAGE_BITS, min(_WRAP, _MESSAGE_BITS)
+    ext = np.concatenate([full[(n - wrap) * r :], full, full[: wrap * r]]).reshape(-1, r)
     # State d = (b << (K-2)) | (s >> 1) is reached from s = 2*(d mod half) + {0, 1} on bit b.
     half = n_states // 2
     d = np.arange(n_states)
     b_in = d // half
     pred = np.stack([2 * (d % half), 2 * (d % half) + 1], axis=1)  # (S, 2)
     sign = 1.0 - 2.0 * out[pred, b_in[:, None]].astype(np.float64)  # (S, 2, r)
-    metric = np.full(n_states, -np.inf)
-    metric[0] = 0.0
-    back = np.zeros((steps, n_states), np.int64)
-    for t in range(steps):
-        cand = metric[pred] + sign @ soft[t * r : (t + 1) * r]  # (S, 2)
+    metric = np.zeros(n_states)
+    back = np.zeros((len(ext), n_states), np.int64)
+    for t, received in enumerate(ext):
+        cand = metric[pred] + sign @ received  # (S, 2)
         choice = np.argmax(cand, axis=1)
         metric = cand[d, choice]
-        if t >= steps - (_K - 1):  # tail: only zeros were fed
-            metric = np.where(b_in == 0, metric, -np.inf)
         back[t] = pred[d, choice]
-    state, bits = 0, np.zeros(steps, np.uint8)
-    for t in range(steps - 1, -1, -1):
+    state, bits = int(np.argmax(metric)), np.zeros(len(ext), np.uint8)
+    for t in range(len(ext) - 1, -1, -1):
         bits[t] = b_in[state]
         state = back[t, state]
-    return bits[:PAYLOAD_BITS]
+    return bits[wrap : wrap + n]
 
 
 # ---------------------------------------------------------------- the mark
@@ -223,8 +302,7 @@ def _viterbi(soft: np.ndarray) -> np.ndarray:
 
 def _chip_grid(payload: bytes, key: bytes) -> np.ndarray:
     lay = _layout(key)
-    bits = np.unpackbits(np.frombuffer(payload, np.uint8)) ^ lay.pad
-    coded = _conv_encode(bits)
+    coded = _encode(_message(payload) ^ lay.pad)
     grid = np.zeros(_GRID * _GRID, np.float32)
     grid[lay.pilot_cells] = lay.pilot_signs
     grid[lay.data_cells] = (1.0 - 2.0 * coded[lay.data_bit]) * lay.data_signs
@@ -376,9 +454,9 @@ def _hypotheses_for(h: int, w: int) -> int:
     return sum(len(_offsets(g)) ** 2 for g in _geometries(h, w))
 
 
-def _threshold(hypotheses: int) -> float:
-    """Gaussian z whose one-sided tail, times the hypotheses searched, is _FPR."""
-    p = _FPR / hypotheses
+def _threshold(hypotheses: int, fpr: float = _FPR) -> float:
+    """Gaussian z whose one-sided tail, times the hypotheses searched, is `fpr`."""
+    p = fpr / hypotheses
     lo, hi = 0.0, 20.0
     for _ in range(60):
         mid = 0.5 * (lo + hi)
@@ -433,13 +511,18 @@ def _pilot_spectrum(key: bytes) -> np.ndarray:
     return np.fft.rfft2(_render(grid.reshape(_GRID, _GRID), _CANON, _CANON, 1))
 
 
-def _search(prepared: np.ndarray, key: bytes) -> tuple[float, _Geometry, int, int]:
+def _fold_spectra(prepared: np.ndarray) -> list[tuple[_Geometry, np.ndarray]]:
+    """conj(FFT) of the folded frame for every geometry: all that the search needs of the
+    clip, whatever the key (so many keys can be tried against one clip cheaply)."""
+    return [(g, np.conj(np.fft.rfft2(_folded(prepared, g)))) for g in _geometries(*prepared.shape)]
+
+
+def _search(spectra: list[tuple[_Geometry, np.ndarray]], key: bytes) -> tuple[float, _Geometry, int, int]:
     """Best (z, geometry, dy, dx) of the pilot over the geometries; corr[d] = Σ fold[x]·tpl[x+d]."""
     f_tpl = _pilot_spectrum(key)
     best: tuple[float, _Geometry, int, int] = (-np.inf, _Geometry(1, 1.0), 0, 0)
-    for g in _geometries(*prepared.shape):
-        fold = _folded(prepared, g)
-        corr = np.fft.irfft2(np.conj(np.fft.rfft2(fold)) * f_tpl, s=fold.shape)
+    for g, f_fold in spectra:
+        corr = np.fft.irfft2(f_fold * f_tpl, s=(_CANON, _CANON))
         sd = float(corr.std())
         if sd <= 0:
             continue
@@ -509,28 +592,61 @@ def detect(video: Video, key: bytes) -> WatermarkResult:
 
     Returns a WatermarkResult; `detected` is False for unmarked clips and other keys with
     probability about 1 - 1e-6. The payload is the soft-Viterbi decode at the geometry
-    found: with bit_errors up to ~30 of the 210 coded bits it was right in every
-    measurement; above ~38 it may be wrong. Refuses an empty key.
+    found, reported only when its CRC-16 holds (payload_valid); a detected mark whose
+    decode fails the check has payload None. Refuses an empty key.
     """
+    return _detect(video, key, decode_always=False)[0]
+
+
+def detect_raw(video: Video, key: bytes) -> tuple[WatermarkResult, bytes]:
+    """detect's result, and the 64 payload bits the decoder made at the best geometry
+    whether or not the mark was detected and its check held: for measuring bit accuracy
+    (watermark_bench), never to be reported as a payload. Refuses an empty key."""
+    return _detect(video, key, decode_always=True)
+
+
+def _detect(video: Video, key: bytes, decode_always: bool) -> tuple[WatermarkResult, bytes]:
     key = _check_key(key)
     prepared = _prepared(video.frames)
-    z, g, dy, dx = _search(prepared, key)
+    z, g, dy, dx = _search(_fold_spectra(prepared), key)
     hypotheses = _hypotheses_for(*prepared.shape)
-    threshold = _threshold(hypotheses)
-    found = dict(
+    threshold, check_threshold = _threshold(hypotheses), _threshold(hypotheses, _FPR_CHECKED)
+    raw, valid, errors = bytes(PAYLOAD_BYTES), False, None
+    # frames with nothing to correlate (constant, or too small) give z = -inf: no decode
+    if (z >= check_threshold or decode_always) and math.isfinite(z):
+        soft = _soft_bits(prepared, key, g, dy, dx)
+        bits = _viterbi(soft)
+        message = bits ^ _layout(key).pad
+        raw = np.packbits(message[:PAYLOAD_BITS]).tobytes()
+        valid = z >= check_threshold and bool(np.array_equal(message[PAYLOAD_BITS:], _check(raw)))
+        errors = int(np.sum((soft < 0).astype(np.uint8) != _encode(bits)))
+    detected = bool(z >= threshold) or valid
+    errors = errors if detected else None
+    result = WatermarkResult(
+        detected=detected,
+        payload_valid=valid,
+        payload=raw if valid else None,
         score=z,
         threshold=threshold,
+        check_threshold=check_threshold,
         hypotheses=hypotheses,
+        bit_errors=errors,
         coded_bits=_coded_bits(),
         scale=g.scale,
         tiles=g.tiles,
         offset=(dx / _CANON, dy / _CANON),
     )
-    if not z >= threshold:
-        return WatermarkResult(detected=False, payload=None, bit_errors=None, **found)
-    soft = _soft_bits(prepared, key, g, dy, dx)
-    bits = _viterbi(soft)
-    recoded = _conv_encode(bits)
-    errors = int(np.sum((soft < 0).astype(np.uint8) != recoded))
-    payload = np.packbits(bits ^ _layout(key).pad).tobytes()
-    return WatermarkResult(detected=True, payload=payload, bit_errors=errors, **found)
+    return result, raw
+
+
+def pilot_scores(video: Video, keys: Iterable[bytes]) -> tuple[np.ndarray, float, float]:
+    """The pilot score of `video` under each of `keys`, with the two thresholds detect uses
+    at this frame size (threshold, check_threshold): the false-positive measurement, with
+    the frames prepared and folded once for all keys. Each score equals
+    `detect(video, key).score`; a score under check_threshold is never a detection.
+    """
+    prepared = _prepared(video.frames)
+    spectra = _fold_spectra(prepared)
+    scores = np.array([_search(spectra, _check_key(k))[0] for k in keys], np.float64)
+    hypotheses = _hypotheses_for(*prepared.shape)
+    return scores, _threshold(hypotheses), _threshold(hypotheses, _FPR_CHECKED)

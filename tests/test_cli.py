@@ -200,3 +200,42 @@ def test_narrate_and_verify_the_audio_watermark(capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1 and not (tmp_path / "n.gif").exists()
     code, _, err = run(capsys, "narrate", "hello", "-o", str(tmp_path / "x.wav"), "--voice", "nobody")
     assert code == 2 and "nobody" in err
+
+
+def test_detect_scores_a_clip_with_the_caveat(capsys, tmp_path):
+    from kinema.io import Video
+    from kinema.world import parse, render_frames
+
+    path = Video(render_frames(parse(PROMPT), seed=0, frames=8, size=64), 8.0).save(tmp_path / "c.mp4")
+    code, out, _ = run(capsys, "detect", str(path))
+    report = json.loads(out)
+    assert code == 0 and 0.0 <= report["score"] <= 1.0 and report["file"] == str(path)
+    assert report["caveat"] == "triage only: never the sole basis for a decision"
+    assert report["label"] in ("likely kinema model", "uncertain", "likely not kinema model")
+
+
+def test_detect_and_bench_watermark_refuse_bad_input(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    for args, message in (
+        (["detect", str(tmp_path / "missing.mp4")], "does not exist"),
+        (["detect", str(tmp_path / "notes.txt")], "notes.txt"),
+        (["detect"], "needs a FILE"),
+        (["detect", "--retrain"], "--out"),
+        (["detect", "--retrain", "--out", str(tmp_path / "no" / "w.json")], "does not exist"),
+        (["detect", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "w.json")], "--retrain"),
+        (["bench", "--watermark", "--clips", "0"], "--clips"),
+        (["bench", "--watermark", "--memory"], "--watermark"),
+        (["bench", "--clips", "3"], "--watermark"),
+    ):
+        code, out, err = run(capsys, *args)
+        assert code == 2 and err.count("\n") == 1 and message in err and out == "", (args, err)
+    assert not (tmp_path / "w.json").exists()
+
+
+@pytest.mark.slow
+def test_bench_watermark_prints_the_table(capsys):
+    code, out, _ = run(capsys, "bench", "--watermark", "--clips", "1")
+    result = json.loads(out)["watermark"]
+    assert code == 0 and result["sizes"] == [64, 256] and result["clips_per_size"] == 1
+    assert {r["attack"] for r in result["robustness"]} >= {"h264_crf23", "vp9", "gif", "brightness_1.2"}
+    assert result["false_positives"]["trials"] == 200 and result["summary"]["wrong_payloads"] == 0

@@ -139,6 +139,11 @@ def generate(
     disclose_aloud: DiscloseOption = False,
     image: Annotated[Path | None, typer.Option(help="First frame: the clip starts on this image.")] = None,
     last_image: Annotated[Path | None, typer.Option(help="Last frame: the clip ends on this image.")] = None,
+    candidates: Annotated[
+        int, typer.Option(help="Make N takes (seeds seed, seed+1, …) and keep the best by QA.")
+    ] = 1,
+    retakes: Annotated[int, typer.Option(help="While no take passes QA, try up to R more seeds.")] = 0,
+    qa_threshold: Annotated[float, typer.Option(help="QA score (0..1) a kept take needs.")] = 0.7,
     model: ModelOption = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     cpu_offload: CpuOffloadOption = False,
@@ -173,6 +178,9 @@ def generate(
         check_text(narration)
         if check_narration_output(output) == "wav":  # a .gif or frame folder has raised already
             raise InputError("generate writes a clip: narrate into .mp4 or .webm")
+    from kinema.studio.bestof import check_counts, generate_best
+
+    check_counts(candidates, retakes, qa_threshold)
     savers = _savers(cpu_offload, vae_tiling, vae_slicing, attention_slicing)
     pipe = load(model, device=device, savers=savers, int8=int8)
     if dims:
@@ -189,24 +197,39 @@ def generate(
     first = _condition_image(image, "--image", width, height)
     last = _condition_image(last_image, "--last-image", width, height)
     seed = _seed(seed)
-    video = _with_progress(
-        lambda progress: pipe(
-            prompt,
-            seed=seed,
-            frames=frames,
-            size=(width, height),
-            steps=steps,
-            guidance=guidance,
-            negative=negative,
-            fps=fps,
-            progress=progress,
-            keyframes={0: first} if first is not None else None,
-            last_image=last,
-            loop=loop,
-        ),
-        "generating",
-        as_json,
+    clip = dict(
+        frames=frames,
+        size=(width, height),
+        steps=steps,
+        guidance=guidance,
+        negative=negative,
+        fps=fps,
+        keyframes={0: first} if first is not None else None,
+        last_image=last,
+        loop=loop,
     )
+    takes = {}
+    if candidates > 1 or retakes > 0:
+        choice = _with_progress(
+            lambda progress: generate_best(
+                pipe,
+                prompt,
+                seed=seed,
+                candidates=candidates,
+                retakes=retakes,
+                threshold=qa_threshold,
+                progress=progress,
+                **clip,
+            ),
+            "generating",
+            as_json,
+        )
+        video, seed = choice.video, choice.best.seed  # the kept take's seed is the one recorded
+        takes = {"takes": choice.record()}
+    else:
+        video = _with_progress(
+            lambda progress: pipe(prompt, seed=seed, progress=progress, **clip), "generating", as_json
+        )
     narrated = {}
     if narration is not None:
         from kinema.voice.narrate import narrate_video
@@ -228,6 +251,7 @@ def generate(
             memory_savers=savers,
         ),
         **narrated,
+        **takes,
     }
     sources = [p for p in (image, last_image) if p is not None]
     record = publish(
@@ -507,19 +531,10 @@ def _parse_sides(text: str) -> tuple[int, int, int, int]:
 
 def _read_mask(path: Path, width: int, height: int):
     """A binary mask PNG → bool (H, W), True = regenerate; refuses anything else."""
-    import numpy as np
-
     from kinema.io import read_image
+    from kinema.pipelines.conditioning import mask_region
 
-    pixels = read_image(path)
-    if pixels.shape[:2] != (height, width):
-        raise InputError(f"mask {path} is {pixels.shape[1]}x{pixels.shape[0]}; the clip is {width}x{height}")
-    white, black = (pixels == 255).all(-1), (pixels == 0).all(-1)
-    if not (white | black).all():
-        raise InputError(f"mask {path} must be pure black (keep) and white (regenerate), nothing else")
-    if not white.any():
-        raise InputError(f"mask {path} is all black: nothing to regenerate")
-    return np.asarray(white)
+    return mask_region(read_image(path), width, height, name=f"mask {path}")
 
 
 @app.command("qa")
@@ -581,6 +596,19 @@ def storyboard(
     output: OutputOption,
     steps: Annotated[int | None, typer.Option(help="Sampler steps for every shot.")] = None,
     fps: Annotated[float, typer.Option(help="Frames per second of the finished clip.")] = 8.0,
+    candidates: Annotated[
+        int | None, typer.Option(help="Takes per shot (seeds seed, seed+1, …); overrides the board.")
+    ] = None,
+    retakes: Annotated[
+        int | None, typer.Option(help="Extra seeds per shot while no take passes QA; overrides the board.")
+    ] = None,
+    qa_threshold: Annotated[
+        float | None, typer.Option(help="QA score (0..1) a kept take needs; overrides the board.")
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the run's HTML report here (.html).")] = None,
+    contact_sheet: Annotated[
+        Path | None, typer.Option(help="Write the run's PNG contact sheet here (.png).")
+    ] = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -593,7 +621,9 @@ def storyboard(
 
     if not 0 < fps <= 240:
         raise InputError(f"--fps must be in (0, 240], got {fps}")
-    shots = load_board(board, fps)
+    shots = (
+        load_board(board, fps).with_takes(candidates, retakes, qa_threshold).writing(report, contact_sheet)
+    )
     for shot in shots:
         screen_prompt(shot.prompt)
         _check_frames(shot.frames)
@@ -811,16 +841,33 @@ def evaluate(
     model: ModelOption = None,
     prompts: Annotated[int, typer.Option(help="Prompts per set.")] = 20,
     steps: Annotated[int | None, typer.Option(help="Sampler steps (default: the model's).")] = None,
+    modes: Annotated[
+        bool,
+        typer.Option(
+            "--modes",
+            help="The conditioning modes instead (image-to-video, keyframes, extension, loop, remix, inpaint).",
+        ),
+    ] = False,
 ) -> None:
     """World-checker pass rates on fixed prompt sets (seen pairs, held-out pairs, two objects)."""
     from kinema.pipelines.loading import load
     from kinema.train.evaluate import evaluate as run_eval
+    from kinema.train.evaluate_modes import evaluate_modes
 
     if prompts < 1:
         raise InputError(f"--prompts must be at least 1, got {prompts}")
     pipe = load(model)
-    results = _with_progress(lambda progress: run_eval(pipe, prompts, steps, progress), "evaluating", False)
-    for name, r in results["sets"].items():
+    if modes:
+        results = _with_progress(
+            lambda progress: evaluate_modes(pipe, prompts, steps, progress=progress), "evaluating", False
+        )
+        rows = results["modes"]
+    else:
+        results = _with_progress(
+            lambda progress: run_eval(pipe, prompts, steps, progress), "evaluating", False
+        )
+        rows = results["sets"]
+    for name, r in rows.items():
         typer.echo(f"{name:<14} {r['passed']:>3}/{r['total']:<3} {100 * r['pass_rate']:5.1f} %", err=True)
     typer.echo(json.dumps(results, default=_json_default))
 
@@ -835,19 +882,84 @@ def bench(
         ),
     ] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda (--memory).")] = "cpu",
+    lengths: Annotated[
+        bool,
+        typer.Option(
+            "--lengths",
+            help="Seconds per frame, peak memory and identity of 32- to 256-frame clips, each in a fresh process.",
+        ),
+    ] = False,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web", help="API latency of a real server: 50 concurrent status polls while 20 jobs run."
+        ),
+    ] = False,
+    watermark: Annotated[
+        bool,
+        typer.Option(
+            "--watermark",
+            help="Watermark robustness (every attack, 64 and 256 px) and false positives, not speed.",
+        ),
+    ] = False,
+    clips: Annotated[
+        int,
+        typer.Option(help="--watermark: shapes-world clips per size (false-positive trials: 200 a clip)."),
+    ] = 50,
 ) -> None:
     """Speed and memory of the default clip on this machine, as JSON."""
     from kinema import bench as benchmarks
 
+    if watermark:
+        if memory or lengths or web or model is not None or device != "cpu":
+            raise InputError("bench --watermark takes only --clips (no model, --memory or --device)")
+        if clips < 1:
+            raise InputError(f"--clips must be at least 1, got {clips}")
+        from kinema.provenance import watermark_bench
+
+        result = _with_progress(
+            lambda progress: watermark_bench.run(_world_clip, clips, progress=progress),
+            "watermark bench",
+            False,
+            "clips",
+        )
+        typer.echo(json.dumps(result, default=_json_default))
+        return
+    if clips != 50:
+        raise InputError("--clips applies to bench --watermark")
     if device not in ("cpu", "cuda"):
         raise InputError(f"--device must be cpu or cuda, got {device}")
     if device != "cpu" and not memory:
         raise InputError("--device applies to bench --memory; the speed bench runs on the CPU")
-    if memory:
+    if web:
+        if memory or lengths or device != "cpu":
+            raise InputError("bench --web takes only --model (no --memory, --lengths or --device)")
+        from kinema.web.loadbench import run_loadbench
+
+        typer.echo(json.dumps(run_loadbench(model=model), default=_json_default))
+        return
+    if lengths and (memory or device != "cpu"):
+        raise InputError("bench --lengths runs on the CPU alone (no --memory or --device)")
+    if lengths:
+        result = benchmarks.lengths(model)
+    elif memory:
         result = benchmarks.memory(model, device)
     else:
         result = benchmarks.bench(model)
     typer.echo(json.dumps(result, default=_json_default))
+
+
+def _world_clip(index: int, size: int):
+    """Shapes-world clip number INDEX for the watermark bench: a scene and layout drawn from
+    the index, 16 frames (2 s at 8 fps) of SIZE×SIZE."""
+    import numpy as np
+
+    from kinema.io import Video
+    from kinema.world import render_frames
+    from kinema.world.dataset import sample_scene
+
+    scene = sample_scene(np.random.default_rng([0x3A7E, index]))
+    return Video(render_frames(scene, seed=index, frames=16, size=size), 8.0)
 
 
 @world_app.command("render")
@@ -955,6 +1067,91 @@ def train(
 
 
 # ---------------------------------------------------------------- trust
+
+
+@app.command("detect")
+def detect(
+    file: Annotated[Path | None, typer.Argument(help="A video, image or frame folder to score.")] = None,
+    retrain: Annotated[
+        bool,
+        typer.Option(
+            "--retrain", help="Train the classifier anew: generates clips with the model (minutes)."
+        ),
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="--retrain: where to write the weights (JSON).")] = None,
+    clips: Annotated[
+        int, typer.Option(help="--retrain: prompts, each a generated and a rendered clip.")
+    ] = 150,
+    seed: Annotated[int, typer.Option(help="--retrain: seed of the prompts, variants and split.")] = 0,
+    cache: Annotated[
+        Path | None, typer.Option(help="--retrain: keep generated clips here and reuse them.")
+    ] = None,
+    model: ModelOption = None,
+) -> None:
+    """Triage score: was FILE made by kinema's built-in model? JSON on stdout.
+
+    Triage only: never the sole basis for a decision (`kinema verify` reads the evidence).
+    """
+    from kinema.provenance import triage
+
+    if not retrain:
+        if file is None:
+            raise InputError("detect needs a FILE (or --retrain)")
+        if out is not None or cache is not None or model is not None:
+            raise InputError("--out, --cache and --model apply to detect --retrain")
+        typer.echo(json.dumps(triage.detect_file(file), indent=2, default=_json_default))
+        return
+    if file is not None:
+        raise InputError("detect --retrain takes no FILE")
+    if out is None or out.suffix.lower() != ".json":
+        raise InputError("detect --retrain needs --out PATH.json")
+    if not out.parent.is_dir():
+        raise InputError(f"output folder '{out.parent}' does not exist")
+    if clips < 5:
+        raise InputError(f"--clips must be at least 5, got {clips}")
+    import numpy as np
+
+    from kinema.io import Video
+    from kinema.pipelines.loading import load
+    from kinema.world import format_prompt, parse, render_frames
+    from kinema.world.dataset import sample_scene
+
+    pipe = load(model)
+    frames, size, fps = pipe.defaults["frames"], pipe.defaults["size"], pipe.defaults["fps"]
+    prompts = [format_prompt(sample_scene(np.random.default_rng([0x7219, seed, i]))) for i in range(clips)]
+
+    def generate(prompt: str, index: int) -> Video:
+        return pipe(prompt, seed=seed * 1_000_000 + index)
+
+    def render(prompt: str, index: int) -> Video:
+        return Video(render_frames(parse(prompt), seed=index, frames=frames, size=size), fps)
+
+    if cache is not None:
+        generate = triage.cached(generate, cache, f"{(pipe.model_hash or pipe.name)[:16]}-s{seed}")
+    command = f"kinema detect --retrain --out {out} --clips {clips} --seed {seed}"
+    command += f" --model {model}" if model is not None else ""
+    trained_on = {
+        "generated": f"{pipe.name} (model hash {pipe.model_hash}), default settings, seeds "
+        f"{seed * 1_000_000}+i",
+        "rendered": "shapes-world renderer, same prompts, layout seed i",
+        "texture": "procedural multi-octave noise, panning (stand-in for real footage)",
+    }
+    report = _with_progress(
+        lambda progress: triage.retrain(
+            generate,
+            render,
+            prompts,
+            out,
+            command=command,
+            trained_on=trained_on,
+            seed=seed,
+            progress=progress,
+        ),
+        "training triage",
+        False,
+        "prompts",
+    )
+    typer.echo(json.dumps(report, default=_json_default))
 
 
 @keys_app.command("init")

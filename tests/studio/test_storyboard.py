@@ -138,3 +138,72 @@ def test_command_line_overrides_set_every_shots_takes_and_the_outputs(tmp_path):
         board.writing(report=elsewhere / "r.pdf")
     with pytest.raises(InputError, match="--contact-sheet .* folder that does not exist"):
         board.writing(contact_sheet=tmp_path / "missing" / "s.png")
+
+
+def test_storyboard_options_set_takes_and_write_the_report(tiny_model, tmp_path, capsys):
+    board = _board(tmp_path)
+    code, out, err = run(
+        capsys,
+        "storyboard",
+        board,
+        "-o",
+        tmp_path / "film.mp4",
+        "--model",
+        tiny_model,
+        "--steps",
+        "1",
+        "--candidates",
+        "2",
+        "--report",
+        tmp_path / "run.html",
+        "--contact-sheet",
+        tmp_path / "sheet.png",
+        "--json",
+    )
+    assert code == 0, err
+    shots = json.loads(out)["shots"]
+    assert all(len(s["takes"]) >= 2 for s in shots)
+    html = (tmp_path / "run.html").read_text()
+    assert "<html" in html and "a blue square growing on a white background" in html
+    assert (tmp_path / "sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--candidates", "0", "candidates"),
+        ("--qa-threshold", "2", "threshold"),
+        ("--report", "x.txt", "--report"),
+    ],
+)
+def test_storyboard_refuses_bad_take_options_before_generating(tmp_path, capsys, option, value, message):
+    board = _board(tmp_path)
+    code, _, err = run(capsys, "storyboard", board, "-o", tmp_path / "film.mp4", option, value)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "film.mp4").exists()
+
+
+def test_generate_keeps_the_best_of_several_takes(tiny_model, tmp_path, capsys):
+    out_path = tmp_path / "best.mp4"
+    code, out, err = run(
+        capsys,
+        "generate",
+        "a red circle moving right on a black background",
+        "-o",
+        out_path,
+        "--model",
+        tiny_model,
+        "--steps",
+        "1",
+        "--seed",
+        "5",
+        "--candidates",
+        "3",
+        "--json",
+    )
+    assert code == 0, err
+    record = json.loads(out)
+    assert sorted(t["seed"] for t in record["takes"]["takes"]) == [5, 6, 7]
+    assert record["seed"] == record["takes"]["seed"] and read_video(out_path).num_frames == 16
+    code, _, err = run(capsys, "generate", "a red circle", "-o", tmp_path / "x.mp4", "--candidates", "0")
+    assert code == 2 and "candidates" in err and not (tmp_path / "x.mp4").exists()

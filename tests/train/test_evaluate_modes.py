@@ -90,3 +90,25 @@ def test_evaluate_modes_runs_every_mode_on_a_tiny_model(tiny_model):
 def test_evaluate_modes_refuses_an_unknown_mode(tiny_model):
     with pytest.raises(ValueError, match="unknown modes"):
         evaluate_modes(load(str(tiny_model)), n=1, modes=("teleport",))
+
+
+def test_eval_modes_command_prints_a_table_and_json(tiny_model, capsys):
+    import json
+
+    from kinema.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--modes", "--prompts", "1", "--model", str(tiny_model), "--steps", "1"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 0, err
+    assert set(json.loads(out)["modes"]) == set(MODES)
+    assert all(mode in err for mode in MODES)
+
+
+def test_bench_lengths_refuses_memory_options(capsys):
+    from kinema.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--lengths", "--memory"])
+    _, err = capsys.readouterr()
+    assert info.value.code == 2 and "--lengths" in err

@@ -45,12 +45,25 @@ def server(tiny_model, tmp_path):
             url = match.group(1)
             break
     assert url, "serve printed no login URL"
+    _wait_for_port(port)  # the URL is printed before the app has started
     yield url
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def _wait_for_port(port: int, seconds: float = 60) -> None:
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port}")
 
 
 def _until(page, expression: str, seconds: float = 60) -> None:
@@ -68,15 +81,7 @@ def test_studio_in_chromium(server, tmp_path):
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(server)  # the login URL sets the cookie and lands on the studio
         expect(page.locator("#job-form")).to_be_visible()
@@ -144,3 +149,129 @@ def test_studio_in_chromium(server, tmp_path):
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390, wide[:8]
         phone.screenshot(path=str(ARTIFACTS / "studio-phone.png"), full_page=True)
         browser.close()
+
+
+def _launch(p):
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+        ],
+    )
+
+
+def _done(page, count: int, seconds: float = 180) -> None:
+    _until(page, f"document.querySelectorAll('.take[data-status=\"done\"]').length >= {count}", seconds)
+
+
+def test_extend_remix_inpaint_loop_publish_in_chromium(server, tmp_path):
+    """Edit a take through the gallery's buttons (extend, remix, inpaint with a painted
+    mask, loop), publish an approved one, and read the offline API reference."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    origin = server.split("/login")[0]
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        requested = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(server)
+        page.fill("textarea[name=prompt]", PROMPT)
+        page.fill("input[name=frames]", "9")
+        page.fill("input[name=steps]", "2")
+        page.fill("input[name=seed]", "3")
+        page.click("#job-form button[type=submit]")
+        _done(page, 1)
+        first = page.locator(".take").first
+        source = first.get_attribute("data-id")
+        for act in ("extend", "remix", "inpaint", "outpaint", "loop"):
+            expect(first.locator(f'[data-act="{act}"]')).to_be_visible()
+
+        # extend: four new frames after the take
+        first.locator('[data-act="extend"]').click()
+        dialog = page.locator("#edit")
+        expect(dialog).to_be_visible()
+        expect(dialog.locator("textarea[name=prompt]")).to_have_value(PROMPT)
+        dialog.locator("input[name=frames]").fill("4")
+        dialog.locator("input[name=steps]").fill("2")
+        page.screenshot(path=str(ARTIFACTS / "edit-extend.png"))
+        dialog.locator("#edit-go").click()
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#form-status")).to_contain_text("extend queued")
+        _done(page, 2)
+        newest = page.locator(".take").first
+        expect(newest.locator(".meta")).to_contain_text("extend forward +4 frames")
+        expect(newest.locator(".meta")).to_contain_text(f"of {source[:6]}")
+        # an edit's output can be edited again, but not looped (it is not a generation)
+        expect(newest.locator('[data-act="loop"]')).to_be_hidden()
+        _until(page, "document.querySelector('.take video').duration > 1.5", 30)  # 13 frames at 8 fps
+
+        # remix at a low strength
+        take = page.locator(f'.take[data-id="{source}"]')
+        take.locator('[data-act="remix"]').click()
+        dialog.locator("input[name=steps]").fill("2")
+        dialog.locator("input[name=strength]").fill("0.3")
+        expect(dialog.locator("#strength-value")).to_have_text("0.3")
+        dialog.locator("#edit-go").click()
+        _done(page, 3)
+        expect(page.locator(".take").first.locator(".meta")).to_contain_text("remix at 0.3")
+
+        # inpaint: queueing without a mask is refused in the dialog; then paint one
+        take.locator('[data-act="inpaint"]').click()
+        dialog.locator("input[name=steps]").fill("2")
+        dialog.locator("#edit-go").click()
+        expect(dialog.locator("#edit-status")).to_contain_text("paint the region")
+        box = dialog.locator("#paint-mask").bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.8, steps=12)
+        page.mouse.up()
+        page.screenshot(path=str(ARTIFACTS / "edit-inpaint.png"))
+        dialog.locator("#edit-go").click()
+        expect(dialog).to_be_hidden()
+        _done(page, 4)
+        expect(page.locator(".take").first.locator(".meta")).to_contain_text("inpaint")
+
+        # loop: the same prompt and seed as a seamless 30-frame loop
+        take.locator('[data-act="loop"]').click()
+        _done(page, 5, 300)
+        looped = page.locator(".take").first
+        expect(looped.locator(".meta")).to_contain_text("loop")
+        expect(looped.locator(".meta")).to_contain_text("seed 3")
+        page.screenshot(path=str(ARTIFACTS / "studio-edits.png"), full_page=True)
+        looped.locator('[data-act="publish"]').click()  # pending: the review gate refuses
+        expect(page.locator("#form-status")).to_contain_text("only approved takes can be published")
+
+        # review: approve the extended take, publish it, download the published copy
+        page.goto(origin + "/review")
+        item = page.locator("#review-list .take").filter(has_text="extend").first
+        expect(item).to_be_visible()
+        expect(item.locator('[data-act="publish"]')).to_be_hidden()  # pending: not publishable
+        item.locator('[data-act="approve"]').click()
+        page.select_option("#review-status", "approved")
+        approved = page.locator("#review-list .take").first
+        approved.locator('[data-act="publish"]').click()
+        expect(approved.locator('[data-act="published"]')).to_be_visible()
+        with page.expect_download() as download:
+            approved.locator('[data-act="published"]').click()
+        published = tmp_path / "published.mp4"
+        download.value.save_as(published)
+        page.screenshot(path=str(ARTIFACTS / "review-published.png"), full_page=True)
+
+        # the API reference: drawn on the server, nothing fetched from elsewhere
+        page.goto(origin + "/docs")
+        expect(page.locator("h1")).to_contain_text("API")
+        expect(page.locator('.endpoint[id="post--api-jobs"]')).to_contain_text("outpaint")
+        page.screenshot(path=str(ARTIFACTS / "docs.png"))
+        browser.close()
+    outside = [u for u in requested if not u.startswith(origin) and not u.startswith(("blob:", "data:"))]
+    assert not outside, outside
+    from kinema.provenance.verify import verify_file
+
+    claims = verify_file(published)["c2pa"]["claims"]
+    assert claims["review"]["decision"] == "approved"
+    assert [a["action"] for a in claims["actions"]][-1] == "c2pa.published"

@@ -19,7 +19,9 @@ it sees its parent gone); `recover()` alone re-queues jobs whose lease expired (
 call it between jobs, so independent worker processes heal each other).
 
 Files live under ROOT (default KINEMA_HOME/jobs): jobs.db, outputs/<id>.mp4 (+ its
-.json sidecar) and inputs/<upload id>.png. `cleanup` enforces an age and a size limit.
+.json sidecar), outputs/<id>.published.mp4 (an approved take exported through the review
+gate) and inputs/<upload id>.png. `cleanup` enforces an age and a size limit; it keeps the
+uploads and source takes that queued or running jobs still need.
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ class JobQueue:
         query, args = f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", [job_id]
         if owner is not None:
             query, args = query + " AND owner = ?", [*args, owner]
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(query, args).fetchone()
         if row is None:
             raise JobError(f"no job with id '{job_id}'")
@@ -184,7 +186,7 @@ class JobQueue:
         if status is not None:
             where, args = [*where, "status = ?"], [*args, status]
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        with self._db() as db:
+        with self._db(write=False) as db:
             total = db.execute(f"SELECT count(*) FROM jobs{clause}", args).fetchone()[0]
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM jobs{clause} ORDER BY created DESC, id LIMIT ? OFFSET ?",
@@ -222,6 +224,11 @@ class JobQueue:
         path = self.outputs / job.output
         return path if path.is_file() else None
 
+    def published_path(self, job_id: str) -> Path:
+        """Where the published (approved and exported) copy of a job's take goes; it is
+        removed with the job."""
+        return self.outputs / f"{check_id(job_id)}.published{OUTPUT_SUFFIX}"
+
     def save_input(self, owner: str, data: bytes, suffix: str = ".png") -> str:
         """Store an uploaded file (already checked by the caller) for OWNER; returns its id."""
         if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
@@ -244,7 +251,7 @@ class JobQueue:
         query, args = "SELECT name FROM inputs WHERE id = ?", [input_id]
         if owner is not None:
             query, args = query + " AND owner = ?", [*args, owner]
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(query, args).fetchone()
         if row is None or not (self.inputs / row[0]).is_file():
             raise JobError(f"no upload with id '{input_id}'")
@@ -338,26 +345,27 @@ class JobQueue:
         gone: list[str] = []
         finished = "('done', 'failed', 'cancelled')"
         with self._db() as db:
+            active = [
+                json.loads(r[0])
+                for r in db.execute("SELECT params FROM jobs WHERE status IN ('queued', 'running')")
+            ]
+            needed = {p.get(name) for p in active for name in ("image", "last_image", "mask")}
+            sources = {p.get("source") for p in active}  # takes that edits still read
             if max_age is not None:
                 rows = db.execute(
                     f"SELECT id FROM jobs WHERE status IN {finished} AND updated < ?", (now - max_age,)
                 ).fetchall()
-                gone += [r[0] for r in rows]
+                gone += [r[0] for r in rows if r[0] not in sources]
             if max_bytes is not None:
                 total = 0
                 for job_id, size in db.execute(
                     "SELECT id, size FROM jobs WHERE status = 'done' ORDER BY updated DESC"
                 ).fetchall():
                     total += size
-                    if total > max_bytes and job_id not in gone:
+                    if total > max_bytes and job_id not in gone and job_id not in sources:
                         gone.append(job_id)
             for job_id in gone:
                 db.execute(f"DELETE FROM jobs WHERE id = ? AND status IN {finished}", (job_id,))
-            params = [
-                json.loads(r[0])
-                for r in db.execute("SELECT params FROM jobs WHERE status IN ('queued', 'running')")
-            ]
-            needed = {p.get("image") for p in params}
             for input_id, name, created in db.execute("SELECT id, name, created FROM inputs").fetchall():
                 if input_id not in needed and created < now - 3600:
                     db.execute("DELETE FROM inputs WHERE id = ?", (input_id,))
@@ -385,11 +393,13 @@ class JobQueue:
             path.unlink(missing_ok=True)
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        """One connection, one IMMEDIATE transaction (committed on success)."""
+    def _db(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One connection, one transaction (committed on success): IMMEDIATE for writes;
+        reads take a WAL snapshot and wait for no lock, so status polls never queue
+        behind each other or behind a worker's progress writes."""
         with closing(sqlite3.connect(self.root / "jobs.db", timeout=30, isolation_level=None)) as db:
             db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield db
             except BaseException:

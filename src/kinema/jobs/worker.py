@@ -1,10 +1,18 @@
 """Worker processes: claim a job, run the pipeline through the library, publish, repeat.
 
-A job's params are what `kinema generate` takes (mode "t2v", or "i2v" with an uploaded
-first image): prompt, negative, seed (always fixed at submit time, so a re-run after a
-crash writes the same file), frames, size [W, H], steps, guidance, fps, loop. The file
-goes through `kinema.publish` (watermark, C2PA, sidecar, review queue) to
-outputs/<job id>.mp4, written under a temporary name and renamed into place.
+A job's params are what the commands take. Every mode has prompt, negative, seed (fixed
+at submit time, so a re-run after a crash writes the same file), steps and guidance; then
+
+    t2v, i2v, keyframes   frames, size [W, H], fps, loop; image / last_image: upload ids
+                          (as `kinema generate --image --last-image --loop`)
+    extend                source (a done job's id), frames to add, backward   (`kinema extend`)
+    remix                 source, strength                                    (`kinema remix`)
+    inpaint, outpaint     source, mask (upload id) or outpaint [L, T, R, B]   (`kinema inpaint`)
+
+The file goes through `kinema.publish` (watermark, C2PA manifest with the uploads or the
+source take as ingredients, sidecar, review queue) to outputs/<job id>.mp4, written under
+a temporary name and renamed into place. Inputs are policy-checked here as the commands
+check theirs (a face needs a consent record).
 
 `start_workers(n, ...)` starts N processes (spawn, so none inherits a server's threads);
 each exits when told to stop or when its parent process is gone.
@@ -21,11 +29,14 @@ from collections.abc import Callable
 from typing import Any
 
 from kinema.errors import InputError
-from kinema.jobs.queue import Cancelled, Job, JobQueue
+from kinema.jobs.queue import OUTPUT_SUFFIX, Cancelled, Job, JobQueue
 
-__all__ = ["run_job", "start_workers", "stop_workers", "work"]
+__all__ = ["EDITS", "GENERATE", "MODES", "run_job", "start_workers", "stop_workers", "work"]
 
 POLL_SECONDS = 0.5
+GENERATE = ("t2v", "i2v", "keyframes")
+EDITS = ("extend", "remix", "inpaint", "outpaint")
+MODES = (*GENERATE, *EDITS)
 CLEANUP_SECONDS = 300.0
 
 
@@ -48,45 +59,17 @@ def run_job(queue: JobQueue, job: Job, pipe, alive: Callable[[], bool] = lambda:
     beat = threading.Thread(target=_heartbeat, args=(queue, job, stop), daemon=True)
     beat.start()
     try:
-        p = job.params
-        keyframes = None
-        if p.get("mode") == "i2v":
-            keyframes = {0: _first_image(queue, job, pipe)}
-        frames = p.get("frames")
-        if p.get("loop") and frames is None:
-            frames = pipe.defaults.get("loop_period", 30)  # as `kinema generate --loop` does
-        video = pipe(
-            p["prompt"],
-            seed=int(p["seed"]),
-            frames=frames,
-            size=tuple(p["size"]) if p.get("size") else None,
-            steps=p.get("steps"),
-            guidance=p.get("guidance"),
-            negative=p.get("negative", ""),
-            fps=p.get("fps"),
-            keyframes=keyframes,
-            loop=bool(p.get("loop")),
-            progress=progress,
-        )
+        video, settings, edit, sources = _render(queue, job, pipe, progress)
         if not queue.heartbeat(job):
             raise Cancelled(job.id)
-        d = pipe.defaults
-        settings = {
-            "prompt": p["prompt"],
-            "negative_prompt": p.get("negative", ""),
-            "seed": int(p["seed"]),
-            "frames": video.num_frames,
-            "size": [video.width, video.height],
-            "fps": video.fps,
-            "steps": d["steps"] if p.get("steps") is None else p["steps"],
-            "guidance": d["guidance"] if p.get("guidance") is None else p["guidance"],
-            "sampler": d["sampler"],
-            **({"loop": True} if p.get("loop") else {}),
-        }
-        name = job.id + ".mp4"
-        sources = [queue.input_path(p["image"])] if p.get("mode") == "i2v" else []
+        name = job.id + OUTPUT_SUFFIX
         record = publish(
-            video, queue.outputs / name, settings, Origin(pipe.name, pipe.model_hash), ingredients=sources
+            video,
+            queue.outputs / name,
+            settings,
+            Origin(pipe.name, pipe.model_hash),
+            edit=edit,
+            ingredients=sources,
         )
     except Orphaned:
         stop.set()
@@ -186,14 +169,85 @@ def _heartbeat(queue: JobQueue, job: Job, stop: threading.Event) -> None:
         queue.heartbeat(job)
 
 
-def _first_image(queue: JobQueue, job: Job, pipe):
+def _render(queue: JobQueue, job: Job, pipe, progress) -> tuple[Any, dict, str | None, list]:
+    """Make JOB's clip: (video, settings for publish, edit name or None, ingredient paths)."""
+    from kinema.publish import clip_settings
+
+    p = job.params
+    mode = p.get("mode", "t2v")
+    common = {"seed": int(p["seed"]), "steps": p.get("steps"), "guidance": p.get("guidance")}
+    negative = p.get("negative", "")
+    if mode in EDITS:
+        return _edit(queue, job, pipe, progress, common)
+    size = tuple(p["size"]) if p.get("size") else (pipe.defaults["size"],) * 2
+    images = {name: _image(queue, job, p[name], size) for name in ("image", "last_image") if p.get(name)}
+    frames = p.get("frames")
+    if p.get("loop") and frames is None:
+        frames = pipe.defaults.get("loop_period", 30)  # as `kinema generate --loop` does
+    video = pipe(
+        p["prompt"],
+        frames=frames,
+        size=size,
+        negative=negative,
+        fps=p.get("fps"),
+        keyframes={0: images["image"][0]} if "image" in images else None,
+        last_image=images["last_image"][0] if "last_image" in images else None,
+        loop=bool(p.get("loop")),
+        progress=progress,
+        **common,
+    )
+    settings = clip_settings(pipe, video, prompt=p["prompt"], negative=negative, loop=p.get("loop"), **common)
+    return video, settings, None, [path for _, path in images.values()]
+
+
+def _edit(queue: JobQueue, job: Job, pipe, progress, common: dict) -> tuple[Any, dict, str, list]:
+    """extend, remix, inpaint or outpaint a done take of the same owner."""
+    from kinema.io import read_image, read_video
+    from kinema.provenance.policy import check_likeness
+    from kinema.publish import clip_settings
+
+    p = job.params
+    mode, prompt, negative = p["mode"], p["prompt"], p.get("negative", "")
+    source = queue.get(p["source"], job.owner)
+    path = queue.output_path(source)
+    if path is None:
+        raise InputError(f"take {source.id} is gone; there is nothing to {mode}")
+    video = read_video(path)
+    check_likeness(video.frames, source=f"take {source.id}")
+    kw = {"negative": negative, "progress": progress, **common}
+    flags: dict[str, Any] = {}
+    if mode == "extend":
+        result = pipe.extend(video, prompt, int(p["frames"]), backward=bool(p.get("backward")), **kw)
+        flags = {"added_frames": int(p["frames"]), "backward": bool(p.get("backward"))}
+    elif mode == "remix":
+        result = pipe.remix(video, prompt, strength=float(p["strength"]), **kw)
+        flags = {"strength": float(p["strength"])}
+    elif mode == "inpaint":
+        from kinema.pipelines.conditioning import mask_region
+
+        region = mask_region(read_image(queue.input_path(p["mask"], job.owner)), video.width, video.height)
+        result = pipe.inpaint(video, prompt, region, **kw)
+        flags = {"mask": p["mask"]}
+    elif mode == "outpaint":
+        result = pipe.outpaint(video, prompt, *(int(v) for v in p["outpaint"]), **kw)
+        flags = {"outpaint": [int(v) for v in p["outpaint"]]}
+    else:
+        raise InputError(f"unknown mode '{mode}'")
+    settings = clip_settings(pipe, result, prompt=prompt, negative=negative, **common)
+    settings.update(source=path.name, **flags)
+    return result, settings, mode, [path]
+
+
+def _image(queue: JobQueue, job: Job, upload: str, size: tuple[int, int]):
+    """An uploaded condition image, policy-checked and fitted to SIZE; and its path."""
     from kinema.io import read_image
     from kinema.pipelines.conditioning import fit_image
+    from kinema.provenance.policy import check_likeness
 
-    pixels = read_image(queue.input_path(job.params["image"], job.owner))
-    size = pipe.defaults["size"]
-    width, height = job.params.get("size") or (size, size)
-    return fit_image(pixels, width, height)[0]
+    path = queue.input_path(upload, job.owner)
+    pixels = read_image(path)
+    check_likeness(pixels, source=f"upload {upload}")
+    return fit_image(pixels, *size)[0], path
 
 
 def _discard_if_gone(queue: JobQueue, job: Job) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from kinema.errors import InputError
+
 
 def fit_image(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, str]:
     """Centre-crop an RGB image to the clip's aspect ratio, then resize it to the clip's size.
@@ -36,3 +38,17 @@ def frame_map(requested: int, generated: int) -> list[int]:
     if requested == 1:
         return [0]
     return [round(i * (generated - 1) / (requested - 1)) for i in range(requested)]
+
+
+def mask_region(pixels: np.ndarray, width: int, height: int, name: str = "the mask") -> np.ndarray:
+    """A mask image (H, W, 3) → bool (H, W), True = regenerate. Refuses (InputError) a mask
+    of another size than the clip's, one with any pixel neither pure black nor pure white,
+    and an all-black one (nothing to regenerate); NAME says which mask in the message."""
+    if pixels.shape[:2] != (height, width):
+        raise InputError(f"{name} is {pixels.shape[1]}x{pixels.shape[0]}; the clip is {width}x{height}")
+    white, black = (pixels == 255).all(-1), (pixels == 0).all(-1)
+    if not (white | black).all():
+        raise InputError(f"{name} must be pure black (keep) and white (regenerate), nothing else")
+    if not white.any():
+        raise InputError(f"{name} is all black: nothing to regenerate")
+    return np.asarray(white)

@@ -11,7 +11,7 @@ by the world checker and by pixel measurements:
 - extension: 16 new frames after a 16-frame render; the seam rule (below), and the
   checker on the new frames alone, without the direction of motion (WORLD.md: an
   extension is judged for colour, shape, identity and the join);
-- loop: a 32-frame loop; the seam rule between its last and first frames;
+- loop: a 30-frame loop (one period, as `generate --loop` makes); the seam rule between its last and first frames;
 - remix: a render remixed into a prompt with one of colour, shape or background changed
   (the motion kept); the checker on the new prompt;
 - inpaint: a box around the object's whole path regenerated under a prompt with a new
@@ -41,6 +41,7 @@ from kinema.world.scene import BACKGROUNDS, HELD_OUT_PAIRS
 SEAM_RATIO = 1.5
 SEAM_FLOOR = 1.0  # grey levels of mean absolute difference
 CENTROID_TOLERANCE = 0.05  # of the canvas
+LOOP_FRAMES = 30  # one ping-pong period, as `kinema generate --loop` makes
 MODES = ("image_to_video", "keyframes", "extension", "loop", "remix", "inpaint")
 
 
@@ -144,21 +145,26 @@ def _one(pipe: TextToVideo, mode: str, prompt: str, seed: int, steps: int | None
         new_ok = passes_without_motion(check(out[16:], prompt))
         return {"pass": bool(joined["ok"] and new_ok), "seam": joined, "new_frames_ok": new_ok}
     if mode == "loop":
-        out = pipe(prompt, frames=32, loop=True, **kw).frames
+        out = pipe(prompt, frames=LOOP_FRAMES, loop=True, **kw).frames
         closing = seam(out, len(out))
         return {"pass": closing["ok"], "seam": closing}
     if mode == "remix":
         kind = ("colour", "shape", "background")[seed % 3]
         target = changed_prompt(prompt, kind)
         out = pipe.remix(Video(ref), target, **kw).frames
-        return {"pass": bool(check(out, target)["pass"]), "change": kind, "prompt": target}
+        return {"pass": bool(check(out, target)["pass"]), "change": kind, "new_prompt": target}
     if mode == "inpaint":
         target = changed_prompt(prompt, "colour")
         region = object_box(ref, margin=4, factor=pipe.spatial_factor)
         out = pipe.inpaint(Video(ref), target, region, **kw).frames
         kept = bool(np.array_equal(out[:, ~region], ref[:, ~region]))
         ok = check(out, target)["pass"]
-        return {"pass": bool(kept and ok), "outside_identical": kept, "checker": bool(ok), "prompt": target}
+        return {
+            "pass": bool(kept and ok),
+            "outside_identical": kept,
+            "checker": bool(ok),
+            "new_prompt": target,
+        }
     raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
 
 

@@ -2,8 +2,10 @@
 
     create_app(home, model, workers) ─► FastAPI
         middleware: path check (400) ─► token (401) ─► same-site writes ─► rate limit (429)
-        /api/...   parse and check the request, then call kinema.jobs / kinema.provenance
-        /...       pages (kinema.web.pages): templates and a little plain JavaScript
+        /api/...   parse and check the request (jobs: kinema.web.modes), then call
+                   kinema.jobs / kinema.provenance
+        /...       pages (kinema.web.pages): templates and a little plain JavaScript;
+                   /docs is the API reference drawn from the spec, nothing from a CDN
 
 The app only parses requests and calls the library: jobs go to the durable queue
 (kinema.jobs) and run in worker processes started with the app; verify and review are
@@ -14,6 +16,7 @@ their content, never from their name.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import secrets
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kinema.errors import InputError
 from kinema.jobs.queue import ID_PATTERN, Job, JobError, JobQueue
 from kinema.state import HOME_ENV, kinema_home
+from kinema.web.modes import JobRequest, ModelFacts, job_params, recheck
 from kinema.web.tokens import TokenStore
 
 __all__ = ["Limits", "create_app"]
@@ -43,6 +48,14 @@ REVIEW_ID = re.compile(r"^[0-9a-f]{4,64}$")
 STATIC = Path(__file__).parent / "static"
 CSP = "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; frame-ancestors 'none'; form-action 'self'"
 MAX_SIDE = 4096  # of an uploaded image
+CLIP: dict[int | str, dict[str, Any]] = {200: {"description": "the clip", "content": {"video/mp4": {}}}}
+# documented in the spec, checked by the handlers (a bad id is a 400 with a message)
+JobId = Annotated[
+    str, PathParam(description="a job id: 16 hex digits", json_schema_extra={"pattern": ID_PATTERN.pattern})
+]
+ItemId = Annotated[
+    str, PathParam(description="a review item id", json_schema_extra={"pattern": REVIEW_ID.pattern})
+]
 
 
 @dataclass(frozen=True)
@@ -63,22 +76,15 @@ class Limits:
     output_age: float = 7 * 24 * 3600.0
 
 
-class JobRequest(BaseModel):
-    """A generation job: text-to-video, or image-to-video with an uploaded first image."""
+API_DESCRIPTION = """kinema's web studio API. Every request needs a token: the header
+`Authorization: Bearer <token>` (`kinema serve token create` makes one), or the page
+cookie plus `X-Kinema: 1` on writes. Errors answer `{"detail": "<what was wrong>"}`."""
 
-    model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["t2v", "i2v"] = "t2v"
-    prompt: str = Field(min_length=1, max_length=2000)
-    negative: str = Field(default="", max_length=2000)
-    seed: int | None = Field(default=None, ge=0, lt=2**63)
-    frames: int | None = Field(default=None, ge=1, le=100_000)
-    size: str | None = Field(default=None, max_length=20, description="S or WxH in pixels")
-    steps: int | None = Field(default=None, ge=1, le=1000)
-    guidance: float | None = Field(default=None, ge=0, le=50)
-    fps: float | None = Field(default=None, gt=0, le=240)
-    loop: bool = False
-    image: str | None = Field(default=None, description="upload id of the first image (i2v)")
+class Problem(BaseModel):
+    """A refusal: what was wrong, in one line."""
+
+    detail: str
 
 
 class Note(BaseModel):
@@ -120,10 +126,16 @@ def create_app(
     queue = JobQueue(home / "jobs")
     tokens = TokenStore(home)
     limiter = _RateLimiter(limits)
+    facts = ModelFacts.read(model)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         from kinema.jobs.worker import start_workers, stop_workers
+
+        # import what requests need now: a first request importing them holds the GIL
+        # and stalls every other request for as long (verify's imports take a second)
+        for name in ("kinema.provenance.policy", "kinema.provenance.review", "kinema.provenance.verify"):
+            importlib.import_module(name)
 
         queue.recover(all_running=True)  # the previous run's workers are gone
         queue.cleanup(limits.output_bytes, limits.output_age)
@@ -144,7 +156,25 @@ def create_app(
             if started[0]:
                 stop_workers(*started)
 
-    app = FastAPI(title="kinema studio", version=_version(), lifespan=lifespan)
+    app = FastAPI(
+        title="kinema studio",
+        version=_version(),
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load scripts from a CDN; pages.py serves /docs offline
+        redoc_url=None,
+        responses={
+            code: {"description": text, "model": Problem}
+            for code, text in (
+                (400, "bad input"),
+                (401, "no valid token"),
+                (404, "no such job or item (for this token)"),
+                (409, "not in a state for this"),
+                (413, "too large"),
+                (429, "too many requests"),
+            )
+        },
+    )
     app.state.queue, app.state.tokens, app.state.limits = queue, tokens, limits
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -158,7 +188,7 @@ def create_app(
             return await call_next(request)
         token, via_cookie = _token(request, tokens)
         if token is None:
-            if path.startswith("/api") or path in ("/openapi.json", "/docs", "/redoc"):
+            if path.startswith("/api") or path == "/openapi.json":
                 return _error(401, "a token is needed: 'Authorization: Bearer <token>' or visit /login")
             return RedirectResponse("/login", status_code=303)
         write = request.method not in ("GET", "HEAD", "OPTIONS")
@@ -180,8 +210,7 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")  # login URLs carry a token
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.url.path not in ("/docs", "/redoc"):  # FastAPI's docs pages load their own scripts
-            response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Content-Security-Policy", CSP)
         return response
 
     @app.exception_handler(InputError)
@@ -219,14 +248,20 @@ def create_app(
 
     @app.get("/api/me")
     def me(request: Request) -> dict[str, Any]:
-        """The token this request carries (its id owns the jobs) and the limits."""
+        """The token this request carries (its id owns the jobs), the limits, and the
+        model: its name, the modes it serves and its defaults."""
         token = request.state.token
-        return {"token": {"id": token.id, "name": token.name}, "limits": limits.__dict__}
+        return {
+            "token": {"id": token.id, "name": token.name},
+            "limits": limits.__dict__,
+            "model": facts.summary(),
+        }
 
     @app.post("/api/uploads", status_code=201)
     def upload(request: Request, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
-        """Upload a first image (PNG, JPEG, GIF or WebP; checked by decoding it) for an
-        image-to-video job; returns its id. Images showing a face need a consent record."""
+        """Upload an image (PNG, JPEG, GIF or WebP; checked by decoding it): a first or last
+        image (i2v, keyframes) or an inpaint mask (PNG); returns its id. Images showing a
+        face need a consent record."""
         from kinema.io import read_image
         from kinema.provenance.policy import check_likeness
 
@@ -246,42 +281,10 @@ def create_app(
 
     @app.post("/api/jobs", status_code=201)
     def submit(request: Request, job: JobRequest) -> dict[str, Any]:
-        """Queue a generation job; returns it (status "queued", its seed fixed)."""
-        from kinema.provenance.policy import screen_prompt
-
+        """Queue a generation job in any mode (t2v, i2v, keyframes, extend, remix, inpaint,
+        outpaint; loop with t2v and i2v); returns it (status "queued", its seed fixed)."""
         owner = request.state.token.id
-        prompt = job.prompt.strip()
-        if not prompt:
-            raise InputError("empty prompt: say what the clip should show")
-        for name, text in (("prompt", prompt), ("negative", job.negative)):
-            if len(text) > limits.prompt_chars:
-                raise InputError(f"{name} is {len(text)} characters; at most {limits.prompt_chars}")
-            if text:
-                screen_prompt(text)
-        if job.frames is not None and job.frames > limits.frames:
-            raise InputError(f"frames must be between 1 and {limits.frames}, got {job.frames}")
-        if job.steps is not None and job.steps > limits.steps:
-            raise InputError(f"steps must be between 1 and {limits.steps}, got {job.steps}")
-        params = {
-            "mode": job.mode,
-            "prompt": prompt,
-            "negative": job.negative.strip(),
-            "seed": job.seed if job.seed is not None else secrets.randbelow(2**31),
-            "frames": job.frames,
-            "size": _parse_size(job.size, limits.side) if job.size else None,
-            "steps": job.steps,
-            "guidance": job.guidance,
-            "fps": job.fps,
-            "loop": job.loop,
-        }
-        if job.mode == "i2v":
-            if not job.image:
-                raise InputError("image-to-video needs 'image': the id of an upload (POST /api/uploads)")
-            queue.input_path(job.image, owner)  # refuses an unknown or another token's upload
-            params["image"] = job.image
-        elif job.image:
-            raise InputError("'image' is for mode i2v")
-        return queue.submit(owner, params).to_dict()
+        return queue.submit(owner, job_params(job, owner, queue, limits, facts)).to_dict()
 
     @app.get("/api/jobs")
     def list_jobs(
@@ -295,33 +298,33 @@ def create_app(
         return {"items": [j.to_dict() for j in items], "total": total, "limit": limit, "offset": offset}
 
     @app.get("/api/jobs/{job_id}")
-    def get_job(request: Request, job_id: str) -> dict[str, Any]:
+    def get_job(request: Request, job_id: JobId) -> dict[str, Any]:
         """One job: status, progress {i, n}, params, error."""
         return _own_job(queue, request, job_id).to_dict()
 
     @app.post("/api/jobs/{job_id}/cancel")
-    def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
+    def cancel_job(request: Request, job_id: JobId) -> dict[str, Any]:
         """Cancel a queued job, or stop a running one at its next step."""
         job = _own_job(queue, request, job_id)
         return queue.cancel(job.id, job.owner).to_dict()
 
     @app.post("/api/jobs/{job_id}/again", status_code=201)
-    def again(request: Request, job_id: str) -> dict[str, Any]:
-        """More like this: the same job with a new seed."""
+    def again(request: Request, job_id: JobId) -> dict[str, Any]:
+        """More like this: the same job with a new seed (its uploads and source take must
+        still be there)."""
         job = _own_job(queue, request, job_id)
-        if job.params.get("image"):
-            queue.input_path(job.params["image"], job.owner)
+        recheck(job.params, job.owner, queue)
         return queue.submit(job.owner, {**job.params, "seed": secrets.randbelow(2**31)}).to_dict()
 
     @app.delete("/api/jobs/{job_id}", status_code=204)
-    def delete_job(request: Request, job_id: str) -> Response:
+    def delete_job(request: Request, job_id: JobId) -> Response:
         """Delete a job and its file (a running job stops)."""
         job = _own_job(queue, request, job_id)
         queue.delete(job.id, job.owner)
         return Response(status_code=204)
 
-    @app.get("/api/jobs/{job_id}/file")
-    def download(request: Request, job_id: str, download: bool = False) -> FileResponse:
+    @app.get("/api/jobs/{job_id}/file", response_class=FileResponse, responses=CLIP)
+    def download(request: Request, job_id: JobId, download: bool = False) -> FileResponse:
         """The job's clip (mp4). It is a working file: pending review until approved."""
         job = _own_job(queue, request, job_id)
         path = queue.output_path(job)
@@ -332,6 +335,32 @@ def create_app(
             media_type="video/mp4",
             filename=f"kinema-{job.id}.mp4",
             content_disposition_type="attachment" if download else "inline",
+        )
+
+    @app.post("/api/jobs/{job_id}/publish", status_code=201)
+    def publish_take(request: Request, job_id: JobId) -> dict[str, Any]:
+        """Publish an approved take (as `kinema export` does): a copy whose C2PA manifest
+        records the review decision. 409 until the take is approved on the review page."""
+        from kinema.provenance import review
+
+        job = _own_job(queue, request, job_id)
+        item = _review_item(queue, job)
+        review.export(item.id, queue.published_path(job.id))
+        return {"job": job.id, "review_id": item.id, "url": f"/api/jobs/{job.id}/published"}
+
+    @app.get("/api/jobs/{job_id}/published", response_class=FileResponse, responses=CLIP)
+    def download_published(request: Request, job_id: JobId) -> FileResponse:
+        """The published copy of an approved take (POST .../publish makes it)."""
+        job = _own_job(queue, request, job_id)
+        _review_item(queue, job)  # a take rejected after publishing is no longer handed out
+        path = queue.published_path(job.id)
+        if not path.is_file():
+            raise HTTPException(409, f"take {job.id} is approved but not published yet (POST .../publish)")
+        return FileResponse(
+            path,
+            media_type="video/mp4",
+            filename=f"kinema-{job.id}-published.mp4",
+            content_disposition_type="attachment",
         )
 
     # ------------------------------------------------------------------ verify
@@ -362,12 +391,12 @@ def create_app(
 
         owned = _owned_reviews(queue, request.state.token.id)
         items = [i for i in review.list_items(status) if i.id in owned]
-        return {"items": [_review_dict(i, owned[i.id]) for i in items]}
+        return {"items": [_review_dict(i, owned[i.id], queue) for i in items]}
 
     @app.post("/api/review/{item_id}/{decision}")
     def review_decide(
         request: Request,
-        item_id: str,
+        item_id: ItemId,
         decision: Literal["approve", "reject"],
         body: Annotated[Note | None, Body()] = None,
     ) -> dict[str, Any]:
@@ -382,7 +411,9 @@ def create_app(
         act = review.approve if decision == "approve" else review.reject
         note = body.note if body else ""
         item = act(item_id, note=note or None, reviewer=f"web:{request.state.token.name}")
-        return _review_dict(item, owned[item_id])
+        if decision == "reject":
+            queue.published_path(owned[item_id]).unlink(missing_ok=True)  # withdrawn
+        return _review_dict(item, owned[item_id], queue)
 
     from kinema.web.pages import router
 
@@ -453,7 +484,21 @@ def _owned_reviews(queue: JobQueue, owner: str) -> dict[str, str]:
             return owned
 
 
-def _review_dict(item, job_id: str) -> dict[str, Any]:
+def _review_item(queue: JobQueue, job: Job):
+    """The review item of a done take, refused (409) unless it is approved."""
+    from kinema.provenance import review
+
+    if queue.output_path(job) is None or not (job.record or {}).get("id"):
+        raise HTTPException(409, f"job {job.id} is {job.status}; it has no take to publish")
+    item = review.get(job.record["id"])
+    if item.status != "approved":
+        raise HTTPException(
+            409, f"take {job.id} is {item.status}; only approved takes can be published (see the Review page)"
+        )
+    return item
+
+
+def _review_dict(item, job_id: str, queue: JobQueue) -> dict[str, Any]:
     settings = item.settings
     return {
         "id": item.id,
@@ -465,6 +510,8 @@ def _review_dict(item, job_id: str) -> dict[str, Any]:
         "decided": item.decided,
         "prompt": settings.get("prompt"),
         "seed": settings.get("seed"),
+        "edit": (item.spec or {}).get("edit"),  # extend, remix, inpaint, outpaint; None: generated
+        "published": item.status == "approved" and queue.published_path(job_id).is_file(),
     }
 
 
@@ -506,16 +553,6 @@ def _check_declared_size(data: bytes, suffix: str) -> None:
         return
     if max(w, h) > MAX_SIDE:
         raise InputError(f"the image is {w}x{h}; at most {MAX_SIDE} pixels a side")
-
-
-def _parse_size(text: str, side: int) -> list[int]:
-    parts = text.lower().strip().split("x")
-    if not all(p.isdigit() for p in parts) or len(parts) not in (1, 2):
-        raise InputError(f"size takes S or WxH in pixels, got '{text}'")
-    values = [int(p) for p in parts] * (3 - len(parts))
-    if not all(16 <= v <= side for v in values):
-        raise InputError(f"size must be 16..{side} pixels a side, got '{text}'")
-    return values[:2]
 
 
 def _label(name: str) -> str:

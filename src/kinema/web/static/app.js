@@ -31,7 +31,14 @@ const short = (text, n = 80) => (text.length > n ? text.slice(0, n - 1) + "…" 
 
 // ------------------------------------------------------------------ studio
 
-const studio = { offset: 0, limit: 12, timer: null };
+const studio = { offset: 0, limit: 12, timer: null, jobs: new Map(), model: null };
+const GENERATED = ["t2v", "i2v", "keyframes"];
+
+async function uploadImage(file) {
+  const upload = new FormData();
+  upload.append("file", file, file.name || "upload.png");
+  return (await api("POST", "/api/uploads", upload)).id;
+}
 
 async function submitJob(event) {
   event.preventDefault();
@@ -44,12 +51,16 @@ async function submitJob(event) {
   if (fields.get("size")) body.size = fields.get("size");
   try {
     const image = fields.get("image");
+    const last = fields.get("last_image");
     if (image && image.size) {
       status.textContent = "uploading the first image…";
-      const upload = new FormData();
-      upload.append("file", image);
       body.mode = "i2v";
-      body.image = (await api("POST", "/api/uploads", upload)).id;
+      body.image = await uploadImage(image);
+    }
+    if (last && last.size) {
+      status.textContent = "uploading the last image…";
+      body.mode = "keyframes";
+      body.last_image = await uploadImage(last);
     }
     const job = await api("POST", "/api/jobs", body);
     status.textContent = `queued (seed ${job.seed})`;
@@ -63,11 +74,28 @@ async function submitJob(event) {
   status.classList.remove("error");
 }
 
+const MODE_WORDS = {
+  i2v: () => "from an image",
+  keyframes: () => "first–last frame",
+  extend: (p) => `extend ${p.backward ? "backward" : "forward"} +${p.frames} frames`,
+  remix: (p) => `remix at ${p.strength}`,
+  inpaint: () => "inpaint",
+  outpaint: (p) => `outpaint ${p.outpaint.join(",")}`,
+};
+
 function describe(job) {
   const p = job.params;
-  const size = p.size ? ` · ${p.size[0]}×${p.size[1]}` : "";
-  const progress = job.status === "running" && job.progress.n ? ` · step ${job.progress.i}/${job.progress.n}` : "";
-  return `${job.status}${progress} · seed ${p.seed}${p.frames ? ` · ${p.frames} frames` : ""}${size}${job.error ? ` · ${job.error}` : ""}`;
+  const mode = p.mode || "t2v";
+  const words = [job.status];
+  if (job.status === "running" && job.progress.n) words.push(`step ${job.progress.i}/${job.progress.n}`);
+  if (MODE_WORDS[mode]) words.push(MODE_WORDS[mode](p));
+  if (p.loop) words.push("loop");
+  words.push(`seed ${p.seed}`);
+  if (p.frames && mode !== "extend") words.push(`${p.frames} frames`);
+  if (p.size) words.push(`${p.size[0]}×${p.size[1]}`);
+  if (p.source) words.push(`of ${p.source.slice(0, 6)}`);
+  if (job.error) words.push(job.error);
+  return words.join(" · ");
 }
 
 function renderTake(job, old) {
@@ -87,6 +115,14 @@ function renderTake(job, old) {
   download.href = `${fileUrl(job.id)}?download=true`;
   $('[data-act="cancel"]', node).hidden = !["queued", "running"].includes(job.status);
   $('[data-act="compare"]', node).hidden = job.status !== "done";
+  $('[data-act="publish"]', node).hidden = job.status !== "done";
+  const modes = studio.model ? studio.model.modes : [];
+  for (const button of node.querySelectorAll("[data-mode]")) {
+    const mode = button.dataset.mode;
+    const served = mode === "loop" ? studio.model && studio.model.loop : modes.includes(mode);
+    button.hidden = job.status !== "done" || !served ||
+      (mode === "loop" && (job.params.loop || !["t2v", "i2v"].includes(job.params.mode || "t2v")));
+  }
   return node;
 }
 
@@ -100,6 +136,7 @@ async function refresh() {
     studio.timer = setTimeout(refresh, 5000);
     return;
   }
+  for (const job of page.items) studio.jobs.set(job.id, job);
   const gallery = $("#gallery");
   const existing = new Map([...gallery.children].map((n) => [n.dataset.id, n]));
   const nodes = page.items.map((job) => renderTake(job, existing.get(job.id)));
@@ -120,6 +157,25 @@ async function takeAction(event) {
   const act = button.dataset.act;
   try {
     if (act === "again") await api("POST", `/api/jobs/${id}/again`);
+    if (act === "loop") await api("POST", "/api/jobs", loopOf(studio.jobs.get(id)));
+    if (act === "publish") {
+      // the review gate decides: a pending or rejected take is refused with the reason
+      try {
+        const published = await api("POST", `/api/jobs/${id}/publish`);
+        $("#form-status").textContent = `published take ${id.slice(0, 6)}`;
+        const link = Object.assign(document.createElement("a"), { href: published.url, download: "" });
+        document.body.append(link);
+        link.click();
+        link.remove();
+      } catch (error) {
+        $("#form-status").textContent = error.message;
+      }
+      return;
+    }
+    if (["extend", "remix", "inpaint", "outpaint"].includes(act)) {
+      openEdit(studio.jobs.get(id), act, $("video", button.closest(".take")));
+      return;
+    }
     if (act === "cancel") await api("POST", `/api/jobs/${id}/cancel`);
     if (act === "delete" && confirm("Delete this take and its file?")) await api("DELETE", `/api/jobs/${id}`);
     if (act === "compare") {
@@ -133,7 +189,130 @@ async function takeAction(event) {
   refresh();
 }
 
-function initStudio() {
+function loopOf(job) {
+  // the same prompt and seed made as a loop (the model's loop length: frames left out)
+  const p = job.params;
+  const body = { mode: p.mode === "i2v" ? "i2v" : "t2v", prompt: p.prompt, negative: p.negative || "", seed: p.seed, loop: true };
+  for (const name of ["steps", "guidance", "fps", "image"]) if (p[name] !== null && p[name] !== undefined) body[name] = p[name];
+  if (p.size) body.size = `${p.size[0]}x${p.size[1]}`;
+  return body;
+}
+
+// ------------------------------------------------------------------ edits of a take
+
+const edit = { job: null, painted: false, drawing: false };
+
+function openEdit(job, mode, video) {
+  const dialog = $("#edit");
+  const form = $("#edit-form");
+  edit.job = job;
+  form.elements.mode.value = mode;
+  form.elements.source.value = job.id;
+  form.elements.prompt.value = job.params.prompt;
+  $("#edit-title").textContent = `${mode[0].toUpperCase()}${mode.slice(1)} take ${job.id.slice(0, 6)}`;
+  $("#edit-status").textContent = "";
+  $("#edit-status").classList.remove("error");
+  for (const set of form.querySelectorAll("fieldset[data-for]")) {
+    set.hidden = set.dataset.for !== mode;
+    set.disabled = set.dataset.for !== mode;
+  }
+  if (mode === "inpaint") startPainter(video);
+  dialog.showModal();
+}
+
+function startPainter(video) {
+  const frame = $("#paint-frame");
+  const mask = $("#paint-mask");
+  const width = video.videoWidth || 64;
+  const height = video.videoHeight || 64;
+  for (const canvas of [frame, mask]) { canvas.width = width; canvas.height = height; }
+  if (video.readyState >= 2) frame.getContext("2d").drawImage(video, 0, 0, width, height);
+  mask.getContext("2d").clearRect(0, 0, width, height);
+  edit.painted = false;
+}
+
+function paint(event) {
+  const mask = $("#paint-mask");
+  const rect = mask.getBoundingClientRect();
+  const x = Math.floor(((event.clientX - rect.left) / rect.width) * mask.width);
+  const y = Math.floor(((event.clientY - rect.top) / rect.height) * mask.height);
+  const brush = parseInt($("#edit-form").elements.brush.value, 10);
+  const context = mask.getContext("2d");
+  context.fillStyle = "#fff";
+  // whole pixels only: a mask must be pure black and white, never anti-aliased grey
+  context.fillRect(x - Math.floor(brush / 2), y - Math.floor(brush / 2), brush, brush);
+  edit.painted = true;
+}
+
+function maskBlob() {
+  // the painted layer → an opaque PNG: white where painted, black elsewhere
+  const mask = $("#paint-mask");
+  const painted = mask.getContext("2d").getImageData(0, 0, mask.width, mask.height);
+  const out = document.createElement("canvas");
+  out.width = mask.width;
+  out.height = mask.height;
+  const context = out.getContext("2d");
+  const pixels = context.createImageData(mask.width, mask.height);
+  for (let i = 0; i < pixels.data.length; i += 4) {
+    const value = painted.data[i + 3] > 0 ? 255 : 0;
+    pixels.data.set([value, value, value, 255], i);
+  }
+  context.putImageData(pixels, 0, 0);
+  return new Promise((resolve) => out.toBlob(resolve, "image/png"));
+}
+
+async function submitEdit(event) {
+  event.preventDefault();
+  const form = $("#edit-form");
+  const fields = form.elements;
+  const mode = fields.mode.value;
+  const body = { mode, source: fields.source.value, prompt: fields.prompt.value, negative: edit.job.params.negative || "" };
+  if (fields.seed.value) body.seed = parseInt(fields.seed.value, 10);
+  if (fields.steps.value) body.steps = parseInt(fields.steps.value, 10);
+  const status = $("#edit-status");
+  try {
+    if (mode === "extend") { body.frames = parseInt(fields.frames.value, 10); body.backward = fields.backward.checked; }
+    if (mode === "remix") body.strength = parseFloat(fields.strength.value);
+    if (mode === "outpaint") body.outpaint = ["left", "top", "right", "bottom"].map((n) => parseInt(fields[n].value || "0", 10));
+    if (mode === "inpaint") {
+      const file = fields.mask_file.files[0];
+      if (!file && !edit.painted) throw new Error("paint the region to regenerate, or upload a mask");
+      status.textContent = "uploading the mask…";
+      body.mask = await uploadImage(file || new File([await maskBlob()], "mask.png", { type: "image/png" }));
+    }
+    const job = await api("POST", "/api/jobs", body);
+    $("#form-status").textContent = `${mode} queued (seed ${job.seed})`;
+    $("#edit").close();
+    studio.offset = 0;
+    refresh();
+  } catch (error) {
+    status.textContent = error.message;
+    status.classList.add("error");
+  }
+}
+
+function initEdit() {
+  const form = $("#edit-form");
+  form.addEventListener("submit", submitEdit);
+  $("#edit-close").addEventListener("click", () => $("#edit").close());
+  form.elements.strength.addEventListener("input", () => { $("#strength-value").textContent = form.elements.strength.value; });
+  const mask = $("#paint-mask");
+  mask.addEventListener("pointerdown", (e) => { edit.drawing = true; mask.setPointerCapture(e.pointerId); paint(e); });
+  mask.addEventListener("pointermove", (e) => { if (edit.drawing) paint(e); });
+  mask.addEventListener("pointerup", () => { edit.drawing = false; });
+  $("#paint-clear").addEventListener("click", () => {
+    mask.getContext("2d").clearRect(0, 0, mask.width, mask.height);
+    edit.painted = false;
+  });
+}
+
+async function initStudio() {
+  try {
+    studio.model = (await api("GET", "/api/me")).model;
+  } catch (error) {
+    $("#form-status").textContent = error.message;
+  }
+  initEdit();
   $("#job-form").addEventListener("submit", submitJob);
   $("#gallery").addEventListener("click", takeAction);
   $("#prev").addEventListener("click", () => { studio.offset = Math.max(0, studio.offset - studio.limit); refresh(); });
@@ -177,10 +356,15 @@ async function loadReview() {
     node.dataset.id = item.id;
     $("video", node).src = fileUrl(item.job);
     $(".prompt", node).textContent = short(item.prompt || "(prompt hidden)", 140);
-    $(".meta", node).textContent = `${item.status} · seed ${item.seed} · id ${item.id}` +
+    $(".meta", node).textContent = `${item.status}${item.edit ? ` · ${item.edit}` : ""} · seed ${item.seed} · id ${item.id}` +
       (item.reviewer ? ` · ${item.reviewer}${item.note ? `: ${item.note}` : ""}` : "");
     $('[data-act="approve"]', node).hidden = item.status === "approved";
     $('[data-act="reject"]', node).hidden = item.status === "rejected";
+    $('[data-act="publish"]', node).hidden = item.status !== "approved" || item.published;
+    const published = $('[data-act="published"]', node);
+    published.hidden = !item.published;
+    published.href = `/api/jobs/${item.job}/published`;
+    node.dataset.job = item.job;
     return node;
   }));
   if (!data.items.length) list.textContent = "Nothing here.";
@@ -190,10 +374,11 @@ function initReview() {
   $("#review-status").addEventListener("change", loadReview);
   $("#review-list").addEventListener("click", async (event) => {
     const button = event.target.closest("[data-act]");
-    if (!button) return;
+    if (!button || button.tagName === "A") return;
     const node = button.closest(".take");
     try {
-      await api("POST", `/api/review/${node.dataset.id}/${button.dataset.act}`, { note: $(".note", node).value });
+      if (button.dataset.act === "publish") await api("POST", `/api/jobs/${node.dataset.job}/publish`);
+      else await api("POST", `/api/review/${node.dataset.id}/${button.dataset.act}`, { note: $(".note", node).value });
     } catch (error) {
       alert(error.message);
     }

@@ -9,6 +9,8 @@ import json
 import os
 import secrets
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -775,20 +777,33 @@ def serve(
     first = TokenStore(home).ensure_first()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
-    if first:
-        typer.echo(f"kinema studio: open {url}/login?token={first}", err=True)
-        typer.echo("  (this first token is shown once; `kinema serve token create` makes more)", err=True)
-    else:
-        typer.echo(
-            f"kinema studio: {url}  (sign in with a token; `kinema serve token create` makes one)", err=True
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(home, model=model, workers=workers),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
         )
-    uvicorn.run(
-        create_app(home, model=model, workers=workers),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
     )
+
+    def announce() -> None:
+        # only once the socket listens: a URL printed earlier may be opened too soon
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.05)
+        if first:
+            typer.echo(f"kinema studio: open {url}/login?token={first}", err=True)
+            typer.echo("  (this first token is shown once; `kinema serve token create` makes more)", err=True)
+        else:
+            typer.echo(
+                f"kinema studio: {url}  (sign in with a token; `kinema serve token create` makes one)",
+                err=True,
+            )
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run()
 
 
 @serve_token_app.command("create")

@@ -347,9 +347,15 @@ async function initCompare() {
 
 // ------------------------------------------------------------------ review
 
+let reviewRequests = 0;
+
 async function loadReview() {
+  // a decision and a filter change can each reload the list: only the latest request draws
+  // it, or an older answer arriving late would show the list as it was
+  const request = ++reviewRequests;
   const status = $("#review-status").value;
   const data = await api("GET", `/api/review${status ? `?status=${status}` : ""}`);
+  if (request !== reviewRequests) return;
   const list = $("#review-list");
   list.replaceChildren(...data.items.map((item) => {
     const node = $("#review-item").content.firstElementChild.cloneNode(true);

@@ -31,7 +31,7 @@ const short = (text, n = 80) => (text.length > n ? text.slice(0, n - 1) + "…" 
 
 // ------------------------------------------------------------------ studio
 
-const studio = { offset: 0, limit: 12, timer: null, jobs: new Map(), model: null };
+const studio = { offset: 0, limit: 12, timer: null, requests: 0, jobs: new Map(), model: null };
 const GENERATED = ["t2v", "i2v", "keyframes"];
 
 async function uploadImage(file) {
@@ -128,14 +128,19 @@ function renderTake(job, old) {
 
 async function refresh() {
   clearTimeout(studio.timer);
+  // the timer, a submit, an edit and the page buttons all refresh: only the latest request
+  // draws the gallery and sets the next timer (an older answer may arrive after it)
+  const request = ++studio.requests;
   let page;
   try {
     page = await api("GET", `/api/jobs?limit=${studio.limit}&offset=${studio.offset}`);
   } catch (error) {
+    if (request !== studio.requests) return;
     $("#form-status").textContent = error.message;
     studio.timer = setTimeout(refresh, 5000);
     return;
   }
+  if (request !== studio.requests) return;
   for (const job of page.items) studio.jobs.set(job.id, job);
   const gallery = $("#gallery");
   const existing = new Map([...gallery.children].map((n) => [n.dataset.id, n]));

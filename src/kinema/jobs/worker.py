@@ -105,10 +105,15 @@ def work(
     once: bool = False,
     max_bytes: int | None = None,
     max_age: float | None = None,
+    nice: int = 0,
 ) -> int:
     """The worker loop: claim and run jobs until STOP (an Event) is set, the parent
-    process is gone or, with ONCE, the queue is empty. Returns the number completed."""
+    process is gone or, with ONCE, the queue is empty. Returns the number completed.
+    NICE lowers this process's CPU priority by that much."""
     import kinema
+
+    if nice:
+        os.nice(nice)
 
     queue = JobQueue(root)
     worker = worker or f"{os.uname().nodename}:{os.getpid()}"
@@ -131,17 +136,27 @@ def work(
     return completed
 
 
+WORKER_NICE = 10  # generation yields the CPU to the server answering requests
+
+
 def start_workers(
     n: int, root: str | os.PathLike | None = None, model: str | None = None, **limits: Any
 ) -> tuple[list[mp.Process], Any]:
-    """Start N worker processes on the queue at ROOT; returns them and their stop Event."""
+    """Start N worker processes on the queue at ROOT, at a lower CPU priority than the
+    caller (WORKER_NICE); returns them and their stop Event."""
     context = mp.get_context("spawn")
     stop = context.Event()
     processes = []
     for index in range(n):
         process = context.Process(
             target=work,
-            kwargs={"root": str(root) if root else None, "model": model, "stop": stop, **limits},
+            kwargs={
+                "root": str(root) if root else None,
+                "model": model,
+                "stop": stop,
+                "nice": WORKER_NICE,
+                **limits,
+            },
             name=f"kinema-worker-{index}",
             daemon=True,
         )

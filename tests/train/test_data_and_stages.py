@@ -13,7 +13,14 @@ from kinema.train.checkpoint import load_config, load_weights
 from kinema.train.data import preset_samples
 from kinema.train.latent_cache import LatentCache, build_cache, cache_folder
 from kinema.train.presets import get_preset, override, preset_command
-from kinema.train.stages import CONDITION_KINDS, CONTEXT_KINDS, PromptTable, condition_kinds, load_vae
+from kinema.train.stages import (
+    CONDITION_KINDS,
+    CONTEXT_KINDS,
+    PromptTable,
+    condition_kinds,
+    condition_masks,
+    load_vae,
+)
 from kinema.train.trainer import Trainer
 from kinema.world.dataset import training_sample
 
@@ -40,6 +47,35 @@ def test_mid_cycle_windows_get_a_condition_that_spans_time():
     kinds = condition_kinds(offsets, rng)
     assert set(kinds[offsets > 0]) <= set(CONTEXT_KINDS)
     assert {CONDITION_KINDS[k] for k in kinds[offsets == 0]} >= {"none", "first"}
+
+
+def test_condition_masks_give_each_kind_its_shape():
+    t, h, w = 5, 8, 8
+    kinds = np.tile(np.arange(len(CONDITION_KINDS)), 200)
+    masks = condition_masks(kinds, t, h, w, np.random.default_rng(1))
+    assert masks.shape == (len(kinds), 1, t, h, w) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    frames = masks[:, 0].amax(dim=(2, 3))  # (B, T): is any cell of the frame given
+    whole = masks[:, 0].amin(dim=(2, 3))  # (B, T): is every cell of the frame given
+    by_kind = {name: kinds == i for i, name in enumerate(CONDITION_KINDS)}
+    assert masks[by_kind["none"]].sum() == 0
+    assert (frames[by_kind["first"]] == torch.tensor([1.0, 0, 0, 0, 0])).all()
+    assert (frames[by_kind["first_last"]] == torch.tensor([1.0, 0, 0, 0, 1])).all()
+    prefix = frames[by_kind["prefix"]]
+    lengths = prefix.sum(dim=1)
+    assert (lengths >= 1).all() and (lengths <= t - 2).all() and len(set(lengths.tolist())) == t - 2
+    assert all(
+        (row[: int(n)] == 1).all() and (row[int(n) :] == 0).all()
+        for row, n in zip(prefix, lengths, strict=True)
+    )
+    for name in ("first", "first_last", "prefix", "keyframes"):  # whole frames or nothing
+        assert torch.equal(frames[by_kind[name]], whole[by_kind[name]]), name
+    assert 0.3 < frames[by_kind["keyframes"]].mean() < 0.5
+    for mask in masks[by_kind["region"], 0]:  # every frame keeps all but one box, the same box
+        assert (mask == mask[0]).all()
+        hole = (mask[0] == 0).nonzero()
+        rows, cols = hole[:, 0], hole[:, 1]
+        box_h, box_w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        assert len(hole) == box_h * box_w and box_h > h // 4 and box_w > w // 4
 
 
 def test_cache_rendered_by_worker_processes_matches_one_process(tmp_path, tiny_vae):

@@ -127,34 +127,43 @@ def load_vae(folder) -> VideoVAE:
     return vae.eval().requires_grad_(False)
 
 
-def condition_mask(kind: str, latent_frames: int, h: int, w: int, rng: np.random.Generator) -> torch.Tensor:
-    """Which latents are given as clean conditions, (1, T, h, w) in {0, 1}.
+def condition_masks(
+    kinds: np.ndarray, latent_frames: int, h: int, w: int, rng: np.random.Generator
+) -> torch.Tensor:
+    """Which latents each clip is given as clean conditions: (B, 1, T, h, w) in {0, 1}, for
+    condition kinds (indices into CONDITION_KINDS), drawn for the whole batch at once (a
+    loop over clips cost more than the GPU's step at batch 1,024).
 
     One model learns every mode the conditioning issue needs: none (text-to-video), the
     first latent frame (image-to-video; the causal VAE encodes pixel frame 0 on its own),
     first and last (keyframes), a prefix (extension / long-video context), scattered
     keyframes, and a spatial region kept over time (inpainting).
     """
-    m = torch.zeros(1, latent_frames, h, w)
-    if kind == "first":
-        m[:, 0] = 1
-    elif kind == "first_last":
-        m[:, 0] = m[:, -1] = 1
-    elif kind == "prefix":
-        m[:, : int(rng.integers(1, max(2, latent_frames - 1)))] = 1
-    elif kind == "keyframes":
-        m[:, rng.random(latent_frames) < 0.4] = 1
-    elif kind == "region":  # keep everything but a box, which is to be generated
-        m[:] = 1
-        bh, bw = int(rng.integers(h // 4 + 1, h + 1)), int(rng.integers(w // 4 + 1, w + 1))
-        y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
-        m[:, :, y : y + bh, x : x + bw] = 0
-    return m
+    kinds = np.asarray(kinds)
+    b, t = len(kinds), latent_frames
+    m = np.zeros((b, t, h, w), np.float32)
+    frame = np.arange(t)
+    m[kinds == 1, 0] = 1  # first
+    m[kinds == 2, 0] = m[kinds == 2, -1] = 1  # first and last
+    prefix = np.flatnonzero(kinds == 3)
+    lengths = rng.integers(1, max(2, t - 1), size=len(prefix))
+    m[prefix] = (frame[None, :] < lengths[:, None])[:, :, None, None]
+    scattered = np.flatnonzero(kinds == 4)
+    m[scattered] = (rng.random((len(scattered), t)) < 0.4)[:, :, None, None]
+    region = np.flatnonzero(kinds == 5)  # keep everything but a box, which is to be generated
+    n = len(region)
+    bh, bw = rng.integers(h // 4 + 1, h + 1, size=n), rng.integers(w // 4 + 1, w + 1, size=n)
+    y, x = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
+    rows = (np.arange(h)[None] >= y[:, None]) & (np.arange(h)[None] < (y + bh)[:, None])
+    cols = (np.arange(w)[None] >= x[:, None]) & (np.arange(w)[None] < (x + bw)[:, None])
+    m[region] = (~(rows[:, :, None] & cols[:, None, :]))[:, None].astype(np.float32)
+    return torch.from_numpy(m)[:, None]
 
 
 CONDITION_KINDS = ("none", "first", "first_last", "prefix", "keyframes", "region")
 CONDITION_WEIGHTS = (0.45, 0.2, 0.1, 0.12, 0.05, 0.08)
 CONTEXT_KINDS = np.array([2, 3, 4, 5])  # first_last, prefix, keyframes, region
+KEYFRAME_KINDS = np.array([2, 4])  # first_last, keyframes: given single-frame encodings
 
 
 def condition_kinds(offsets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -267,17 +276,17 @@ class DiTStage:
         b, rows = self.preset.batch, self.shard.rows(self.preset.batch)
         rng = np.random.default_rng([self.preset.seed, step, 7])
         _, _, t, h, w = x0.shape
-        dropped = [rng.random() < self.text_dropout for _ in range(b)][rows]
+        dropped = (rng.random(b) < self.text_dropout)[rows]
         prompts = ["" if drop else p for drop, p in zip(dropped, prompts, strict=True)]
         all_kinds = condition_kinds(self._batch_offsets(step, offsets), rng)
-        all_mask = torch.stack([condition_mask(CONDITION_KINDS[k], t, h, w, rng) for k in all_kinds])
+        all_mask = condition_masks(all_kinds, t, h, w, rng)
         kinds, mask = all_kinds[rows], all_mask[rows]
         weight_share = float((1 - mask).sum()) / max(float((1 - all_mask).sum()), 1e-8)
         mask = mask.to(self.device, non_blocking=True)
         cond = x0.clone()
-        keyed = [i for i, k in enumerate(kinds) if CONDITION_KINDS[k] in ("first_last", "keyframes")]
-        if keyed:
-            keyed = torch.tensor(keyed, device=self.device)
+        keyed = np.flatnonzero(np.isin(kinds, KEYFRAME_KINDS))
+        if len(keyed):
+            keyed = torch.from_numpy(keyed).to(self.device, non_blocking=True)
             cond[keyed, :, 1:] = keyframes[keyed]
         text, text_mask = self.encode_text(prompts)
         times = sample_time(b, device=self.device)[rows]

@@ -84,6 +84,7 @@ def test_evaluate_modes_runs_every_mode_on_a_tiny_model(tiny_model):
         assert summary["total"] == 1 and 0 <= summary["pass_rate"] <= 1
     # pixels outside the inpainted region are the input's, whatever the model
     assert result["modes"]["inpaint"]["outside_identical_rate"] == 1.0
+    assert result["modes"]["outpaint"]["original_in_place_rate"] == 1.0
     assert np.isfinite(result["modes"]["image_to_video"]["first_frame_psnr_median"])
 
 

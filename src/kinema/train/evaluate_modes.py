@@ -10,12 +10,16 @@ by the world checker and by pixel measurements:
   centroid within 0.05 of the canvas of the render's at both ends;
 - extension: 16 new frames after a 16-frame render; the seam rule (below), and the
   checker on the new frames alone, without the direction of motion (WORLD.md: an
-  extension is judged for colour, shape, identity and the join);
+  extension is judged for colour, shape, identity and the join); extension_backward
+  the same with the 16 new frames before the render;
 - loop: a 30-frame loop (one period, as `generate --loop` makes); the seam rule between its last and first frames;
 - remix: a render remixed into a prompt with one of colour, shape or background changed
   (the motion kept); the checker on the new prompt;
 - inpaint: a box around the object's whole path regenerated under a prompt with a new
-  colour; every pixel outside it unchanged, and the checker on the new prompt.
+  colour; every pixel outside it unchanged, and the checker on the new prompt;
+- outpaint: a render OUTPAINT_BORDER pixels smaller on each side grown back to the model's
+  size; the new size, every original pixel in place, and the new area plain background
+  (the checker's background right and no extra object).
 
 Seam rule (the issue's): the mean absolute difference across the seam is at most 1.5×
 the median over the clip's other consecutive frame pairs. A clip of a still object has
@@ -42,7 +46,17 @@ SEAM_RATIO = 1.5
 SEAM_FLOOR = 1.0  # grey levels of mean absolute difference
 CENTROID_TOLERANCE = 0.05  # of the canvas
 LOOP_FRAMES = 30  # one ping-pong period, as `kinema generate --loop` makes
-MODES = ("image_to_video", "keyframes", "extension", "loop", "remix", "inpaint")
+OUTPAINT_BORDER = 8  # pixels added on each side of a render one model cell smaller
+MODES = (
+    "image_to_video",
+    "keyframes",
+    "extension",
+    "extension_backward",
+    "loop",
+    "remix",
+    "inpaint",
+    "outpaint",
+)
 
 
 def frame_differences(frames: np.ndarray) -> np.ndarray:
@@ -144,6 +158,22 @@ def _one(pipe: TextToVideo, mode: str, prompt: str, seed: int, steps: int | None
         joined = seam(out, 16)
         new_ok = passes_without_motion(check(out[16:], prompt))
         return {"pass": bool(joined["ok"] and new_ok), "seam": joined, "new_frames_ok": new_ok}
+    if mode == "extension_backward":
+        out = pipe.extend(Video(ref), prompt, 16, backward=True, **kw).frames
+        joined = seam(out, 16)
+        new_ok = passes_without_motion(check(out[:16], prompt))
+        return {"pass": bool(joined["ok"] and new_ok), "seam": joined, "new_frames_ok": new_ok}
+    if mode == "outpaint":
+        b = OUTPAINT_BORDER
+        small = render_frames(parse(prompt), seed=seed, frames=16, size=size - 2 * b)
+        out = pipe.outpaint(Video(small), prompt, b, b, b, b, **kw).frames
+        sized = out.shape[1:3] == (size, size)
+        kept = bool(sized and np.array_equal(out[:, b:-b, b:-b], small))
+        report = check(out, prompt)
+        plain = bool(
+            report["background"]["ok"] and not any(r.startswith("extra ") for r in report["reasons"])
+        )
+        return {"pass": kept and plain, "new_size": sized, "original_in_place": kept, "plain_border": plain}
     if mode == "loop":
         out = pipe(prompt, frames=LOOP_FRAMES, loop=True, **kw).frames
         closing = seam(out, len(out))
@@ -176,16 +206,18 @@ def _summary(mode: str, cases: list[dict]) -> dict:
             float(np.median([c["first_frame_psnr"] for c in cases])), 2
         )
         summary["checker_rate"] = round(sum(c["checker"] for c in cases) / len(cases), 3)
-    if mode in ("extension", "loop"):
+    if mode in ("extension", "extension_backward", "loop"):
         summary["seam_rate"] = round(sum(c["seam"]["ok"] for c in cases) / len(cases), 3)
         ratios = [c["seam"]["across"] / max(c["seam"]["inner_median"], 1e-6) for c in cases]
         summary["seam_ratio_median"] = round(float(np.median(ratios)), 2)
-    if mode == "extension":
+    if mode in ("extension", "extension_backward"):
         summary["new_frames_rate"] = round(sum(c["new_frames_ok"] for c in cases) / len(cases), 3)
     if mode == "keyframes":
         summary["centroid_error_median"] = round(
             float(np.median([max(c["centroid_error"]) for c in cases])), 3
         )
+    if mode == "outpaint":
+        summary["original_in_place_rate"] = round(sum(c["original_in_place"] for c in cases) / len(cases), 3)
     if mode == "inpaint":
         summary["outside_identical_rate"] = round(sum(c["outside_identical"] for c in cases) / len(cases), 3)
         summary["checker_rate"] = round(sum(c["checker"] for c in cases) / len(cases), 3)

@@ -242,6 +242,25 @@ def test_extend_remix_inpaint_loop_publish_in_chromium(server, tmp_path):
         looped = page.locator(".take").first
         expect(looped.locator(".meta")).to_contain_text("loop")
         expect(looped.locator(".meta")).to_contain_text("seed 3")
+
+        # a clip of the user's own, uploaded and extended in the same dialog
+        from kinema.io import Video, write_video
+        from kinema.world import parse, render_frames
+
+        mine = write_video(Video(render_frames(parse(PROMPT), frames=9), 8.0), tmp_path / "mine.mp4")
+        page.set_input_files("#clip-form input[name=clip]", str(mine))
+        page.select_option("#clip-form select[name=mode]", "extend")
+        page.click("#clip-form button[type=submit]")
+        expect(dialog).to_be_visible()
+        expect(page.locator("#edit-title")).to_contain_text("Extend clip mine.mp4")
+        dialog.locator("textarea[name=prompt]").fill(PROMPT)
+        dialog.locator("input[name=frames]").fill("4")
+        dialog.locator("input[name=steps]").fill("2")
+        dialog.locator("#edit-go").click()
+        expect(dialog).to_be_hidden()
+        _done(page, 6)
+        expect(page.locator(".take").first.locator(".meta")).to_contain_text("of your clip")
+        _until(page, "document.querySelector('.take video').duration > 1.5", 30)  # 9 + 4 frames
         page.screenshot(path=str(ARTIFACTS / "studio-edits.png"), full_page=True)
         looped.locator('[data-act="publish"]').click()  # pending: the review gate refuses
         expect(page.locator("#form-status")).to_contain_text("only approved takes can be published")

@@ -64,7 +64,7 @@ def test_each_mode_refuses_what_it_cannot_do(api):
     ).json()["id"]
     theirs = _upload(client, bob, _png(_mask()))
     cases = [
-        ({"mode": "extend", "frames": 4}, "needs 'source'"),
+        ({"mode": "extend", "frames": 4}, "needs one source"),
         ({"mode": "extend", "source": take}, "needs 'frames'"),
         ({"mode": "extend", "source": "0123456789abcdef", "frames": 4}, "no take"),
         ({"mode": "extend", "source": "../../etc/passwd", "frames": 4}, "no take"),
@@ -266,3 +266,86 @@ def test_the_request_knows_every_mode_the_worker_runs():
     assert get_args(JobRequest.model_fields["mode"].annotation) == MODES
     assert all(set(modes) <= set(MODES) for modes in TAKES.values()) and set(NEEDS) <= set(MODES)
     assert set(TAKES) <= set(JobRequest.model_fields)
+
+
+def _clip_bytes(tmp_path, frames=9, size=64, suffix=".mp4") -> bytes:
+    from kinema.io import Video, write_video
+    from kinema.world import parse, render_frames
+
+    pixels = render_frames(parse("a red circle moving right on a black background"), frames=frames, size=size)
+    return write_video(Video(pixels, 8.0), tmp_path / f"clip{frames}x{size}{suffix}").read_bytes()
+
+
+def test_uploaded_clips_are_checked_and_edit_like_takes(api, tmp_path):
+    client, alice, bob, queue, owner = api
+    take = _take(queue, owner)
+    response = client.post(
+        "/api/uploads", files={"file": ("mine.mp4", _clip_bytes(tmp_path), "video/mp4")}, headers=alice
+    )
+    assert response.status_code == 201, response.text
+    clip = response.json()
+    assert (clip["kind"], clip["width"], clip["height"], clip["frames"]) == ("clip", 64, 64, 9)
+    webm = _upload(client, alice, _clip_bytes(tmp_path, suffix=".webm"), "mine.webm")
+    odd = _upload(client, alice, _clip_bytes(tmp_path, size=60), "odd.mp4")
+    theirs = _upload(client, bob, _clip_bytes(tmp_path), "theirs.mp4")
+    mask = _upload(client, alice, _png(_mask()))
+    long = client.post(
+        "/api/uploads",
+        files={"file": ("long.mp4", _clip_bytes(tmp_path, frames=257, size=16), "video/mp4")},
+        headers=alice,
+    )
+    assert long.status_code == 400 and "more than 256 frames" in long.json()["detail"]
+    junk = client.post(
+        "/api/uploads",
+        files={"file": ("x.mp4", b"\x00\x00\x00\x18ftypmp42" + b"0" * 64, "video/mp4")},
+        headers=alice,
+    )
+    assert junk.status_code == 400 and junk.json()["detail"]
+    cases = [
+        ({"mode": "extend", "source": take, "source_clip": clip["id"], "frames": 4}, "needs one source"),
+        ({"mode": "extend", "source_clip": mask, "frames": 4}, "not a clip"),
+        ({"mode": "extend", "source_clip": theirs, "frames": 4}, "no upload"),
+        ({"mode": "remix", "source_clip": odd}, "nearest valid: 64"),
+        ({"mode": "extend", "source_clip": clip["id"], "frames": 250}, "the clip has 9 frames"),
+        ({"mode": "t2v", "source_clip": clip["id"]}, "'source_clip' is for mode"),
+        (
+            {
+                "mode": "inpaint",
+                "source_clip": clip["id"],
+                "mask": _upload(client, alice, _png(_mask(32, 32))),
+            },
+            "32x32",
+        ),
+    ]
+    for body, words in cases:
+        response = client.post("/api/jobs", json={"prompt": "a blue square", **body}, headers=alice)
+        assert response.status_code == 400, (body, response.text)
+        assert words in response.json()["detail"], (body, response.json()["detail"])
+    for body in (
+        {"mode": "extend", "source_clip": clip["id"], "frames": 4},
+        {"mode": "remix", "source_clip": webm},
+        {"mode": "inpaint", "source_clip": clip["id"], "mask": mask},
+        {"mode": "outpaint", "source_clip": clip["id"], "outpaint": [16, 0, 0, 0]},
+    ):
+        response = client.post("/api/jobs", json={"prompt": "a blue square", **body}, headers=alice)
+        assert response.status_code == 201, (body, response.text)
+        assert response.json()["params"]["source_clip"] == body["source_clip"]
+
+
+def test_an_uploaded_clip_is_extended_and_named_as_the_ingredient(tiny_model, tmp_path):
+    home = tmp_path / "home"
+    app = create_app(home, model=tiny_model, workers=1)
+    _, secret = TokenStore(home).create("clips")
+    auth = {"Authorization": f"Bearer {secret}"}
+    with TestClient(app) as client:
+        clip = _upload(client, auth, _clip_bytes(tmp_path), "mine.mp4")
+        job = client.post(
+            "/api/jobs",
+            json={"prompt": "a red circle", "mode": "extend", "source_clip": clip, "frames": 4, "steps": 2},
+            headers=auth,
+        ).json()
+        assert _wait(client, auth, [job["id"]])[job["id"]]["status"] == "done"
+        path = app.state.queue.output_path(app.state.queue.get(job["id"]))
+        assert read_video(path).num_frames == 9 + 4
+        c2pa = verify_file(path)["c2pa"]
+        assert [i.get("title") for i in c2pa["ingredients"]] == [f"{clip}.mp4"]

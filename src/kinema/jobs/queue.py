@@ -349,7 +349,7 @@ class JobQueue:
                 json.loads(r[0])
                 for r in db.execute("SELECT params FROM jobs WHERE status IN ('queued', 'running')")
             ]
-            needed = {p.get(name) for p in active for name in ("image", "last_image", "mask")}
+            needed = {p.get(name) for p in active for name in ("image", "last_image", "mask", "source_clip")}
             sources = {p.get("source") for p in active}  # takes that edits still read
             if max_age is not None:
                 rows = db.execute(

@@ -216,19 +216,22 @@ def _render(queue: JobQueue, job: Job, pipe, progress) -> tuple[Any, dict, str |
 
 
 def _edit(queue: JobQueue, job: Job, pipe, progress, common: dict) -> tuple[Any, dict, str, list]:
-    """extend, remix, inpaint or outpaint a done take of the same owner."""
+    """extend, remix, inpaint or outpaint a done take or an uploaded clip of the same owner."""
     from kinema.io import read_image, read_video
     from kinema.provenance.policy import check_likeness
     from kinema.publish import clip_settings
 
     p = job.params
     mode, prompt, negative = p["mode"], p["prompt"], p.get("negative", "")
-    source = queue.get(p["source"], job.owner)
-    path = queue.output_path(source)
-    if path is None:
-        raise InputError(f"take {source.id} is gone; there is nothing to {mode}")
+    if p.get("source_clip"):
+        path, label = queue.input_path(p["source_clip"], job.owner), f"clip {p['source_clip']}"
+    else:
+        source = queue.get(p["source"], job.owner)
+        path, label = queue.output_path(source), f"take {source.id}"
+        if path is None:
+            raise InputError(f"take {source.id} is gone; there is nothing to {mode}")
     video = read_video(path)
-    check_likeness(video.frames, source=f"take {source.id}")
+    check_likeness(video.frames, source=label)
     kw = {"negative": negative, "progress": progress, **common}
     flags: dict[str, Any] = {}
     if mode == "extend":

@@ -260,15 +260,22 @@ def create_app(
     @app.post("/api/uploads", status_code=201)
     def upload(request: Request, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
         """Upload an image (PNG, JPEG, GIF or WebP; checked by decoding it): a first or last
-        image (i2v, keyframes) or an inpaint mask (PNG); returns its id. Images showing a
-        face need a consent record."""
+        image (i2v, keyframes) or an inpaint mask (PNG); or an mp4 or webm clip of your own
+        to edit (`source_clip` of extend, remix, inpaint, outpaint). Returns its id and kind.
+        Images and clips showing a face need a consent record."""
         from kinema.io import read_image
         from kinema.provenance.policy import check_likeness
 
-        data = _read_upload(file, limits.image_bytes)
+        data = _read_upload(file, limits.upload_bytes)
         suffix = _media_suffix(data[:64])
+        if suffix in (".mp4", ".webm"):
+            return _clip_upload(request, file, data, suffix)
         if suffix not in (".png", ".jpg", ".gif", ".webp"):
-            raise InputError("the upload is not a PNG, JPEG, GIF or WebP image (judged by its content)")
+            raise InputError(
+                "the upload is not a PNG, JPEG, GIF or WebP image, nor an mp4 or webm clip (judged by its content)"
+            )
+        if len(data) > limits.image_bytes:
+            raise HTTPException(413, f"an image upload is at most {limits.image_bytes} bytes")
         _check_declared_size(data, suffix)  # before decoding: a small file may claim a huge image
         with _scratch(home, data, suffix) as path:
             pixels = read_image(path)
@@ -277,7 +284,32 @@ def create_app(
                 raise InputError(f"the image is {w}x{h}; at most {MAX_SIDE} pixels a side")
             check_likeness(pixels, source=file.filename and _label(file.filename))
         input_id = queue.save_input(request.state.token.id, data, suffix)
-        return {"id": input_id, "width": w, "height": h}
+        return {"id": input_id, "kind": "image", "width": w, "height": h}
+
+    def _clip_upload(request: Request, file: UploadFile, data: bytes, suffix: str) -> dict[str, Any]:
+        """A clip of the user's own to edit (extend, remix, inpaint, outpaint): its stream's
+        declared size is checked before any frame is decoded, then at most the frame limit
+        is decoded, and every frame is checked for faces without consent."""
+        from kinema.io import read_video
+        from kinema.provenance.policy import check_likeness
+
+        with _scratch(home, data, suffix) as path:
+            w, h = _declared_clip_size(path)
+            if max(w, h) > limits.side:
+                raise InputError(f"the clip is {w}x{h}; at most {limits.side} pixels a side")
+            video = read_video(path, max_frames=limits.frames + 1)
+            if video.num_frames > limits.frames:
+                raise InputError(f"the clip has more than {limits.frames} frames; at most {limits.frames}")
+            check_likeness(video.frames, source=file.filename and _label(file.filename))
+        input_id = queue.save_input(request.state.token.id, data, suffix)
+        return {
+            "id": input_id,
+            "kind": "clip",
+            "width": video.width,
+            "height": video.height,
+            "frames": video.num_frames,
+            "fps": video.fps,
+        }
 
     @app.post("/api/jobs", status_code=201)
     def submit(request: Request, job: JobRequest) -> dict[str, Any]:
@@ -541,6 +573,20 @@ class _scratch:
 
     def __exit__(self, *exc) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def _declared_clip_size(path: Path) -> tuple[int, int]:
+    """The width and height a clip's video stream declares, read without decoding a frame."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError("the clip has no video stream")
+            context = container.streams.video[0].codec_context
+            return int(context.width), int(context.height)
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise InputError(f"the clip cannot be read: {' '.join(str(exc).split())[:200]}") from None
 
 
 def _check_declared_size(data: bytes, suffix: str) -> None:

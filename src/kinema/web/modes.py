@@ -4,10 +4,12 @@ params a worker runs (kinema.jobs.worker does the work; this only refuses bad re
     t2v        prompt → clip                          loop: the last frame flows into the first
     i2v        + image: the clip starts on an uploaded image
     keyframes  + last_image (and optionally image): the clip ends (and starts) on them
-    extend     source take + frames new frames, after it (or before it: backward)
-    remix      source take + strength in [0, 1] (0 keeps the take, 1 ignores it)
-    inpaint    source take + mask: an uploaded PNG of the take's size, white = regenerate
-    outpaint   source take + outpaint [L, T, R, B]: grow the canvas and fill the new area
+    extend     source + frames new frames, after it (or before it: backward)
+    remix      source + strength in [0, 1] (0 keeps the take, 1 ignores it)
+    inpaint    source + mask: an uploaded PNG of the source's size, white = regenerate
+    outpaint   source + outpaint [L, T, R, B]: grow the canvas and fill the new area
+
+An edit's source is a finished take (`source`) or an uploaded clip (`source_clip`).
 
 Everything a request names is checked here, before it is queued: uploads and source takes
 must be this token's, sizes and lengths must be ones the model makes (ModelFacts reads the
@@ -45,23 +47,24 @@ TAKES: dict[str, tuple[str, ...]] = {
     "fps": GENERATE,
     "frames": (*GENERATE, "extend"),
     "source": EDITS,
+    "source_clip": EDITS,
     "backward": ("extend",),
     "strength": ("remix",),
     "mask": ("inpaint",),
     "outpaint": ("outpaint",),
 }
-NEEDS: dict[str, tuple[str, ...]] = {
+NEEDS: dict[str, tuple[str, ...]] = {  # besides an edit's source (a take or a clip)
     "i2v": ("image",),
     "keyframes": ("last_image",),
-    "extend": ("source", "frames"),
-    "remix": ("source",),
-    "inpaint": ("source", "mask"),
-    "outpaint": ("source", "outpaint"),
+    "extend": ("frames",),
+    "inpaint": ("mask",),
+    "outpaint": ("outpaint",),
 }
 HELP = {
     "image": "the id of an uploaded first image (POST /api/uploads)",
     "last_image": "the id of an uploaded last image (POST /api/uploads)",
     "source": "the id of a finished take of yours",
+    "source_clip": "the id of an uploaded mp4 or webm clip of yours (POST /api/uploads)",
     "frames": "how many frames to add",
     "mask": "the id of an uploaded PNG mask (white = regenerate)",
     "outpaint": "[left, top, right, bottom] pixels to add",
@@ -94,6 +97,9 @@ class JobRequest(BaseModel):
         default=None, max_length=64, description="keyframes: upload id of the last image"
     )
     source: str | None = Field(default=None, max_length=64, description="edits: the id of a finished take")
+    source_clip: str | None = Field(
+        default=None, max_length=64, description="edits: upload id of a clip to edit, instead of a take"
+    )
     backward: bool = Field(default=False, description="extend: add the frames before the take")
     strength: float | None = Field(
         default=None, ge=0, le=1, description="remix: 0 keeps the take, 1 ignores it"
@@ -182,6 +188,10 @@ def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: 
     for name, modes in TAKES.items():
         if getattr(request, name) not in (None, False) and mode not in modes:
             raise InputError(f"'{name}' is for mode {' or '.join(modes)}, not {mode}")
+    if mode in EDITS and (request.source is None) == (request.source_clip is None):
+        raise InputError(
+            f"mode {mode} needs one source: 'source' ({HELP['source']}) or 'source_clip' ({HELP['source_clip']})"
+        )
     for name in NEEDS.get(mode, ()):
         if getattr(request, name) is None:
             raise InputError(f"mode {mode} needs '{name}': {HELP[name]}")
@@ -211,7 +221,7 @@ def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: 
 
 def recheck(params: dict[str, Any], owner: str, queue: JobQueue) -> None:
     """Refuse re-running stored PARAMS (more like this) whose uploads or source take are gone."""
-    for name in ("image", "last_image", "mask"):
+    for name in ("image", "last_image", "mask", "source_clip"):
         if params.get(name):
             queue.input_path(params[name], owner)
     if params.get("source"):
@@ -265,15 +275,22 @@ def _generation(request: JobRequest, owner, queue: JobQueue, limits, facts: Mode
 
 def _edit(request: JobRequest, owner, queue: JobQueue, limits, facts: ModelFacts) -> dict[str, Any]:
     mode = request.mode
-    source = _source(request.source, owner, queue, mode)
-    record = source.record or {}
-    width, height = (int(v) for v in record.get("size") or (0, 0))
-    length = int(record.get("frames") or 0)
-    out: dict[str, Any] = {"source": source.id, "size": [width, height]}
+    if request.source_clip is not None:
+        width, height, length = _clip_facts(request.source_clip, owner, queue)
+        _check_sides(width, height, limits.side, facts.spatial, f"the clip ({width}x{height})")
+        out: dict[str, Any] = {"source_clip": request.source_clip, "size": [width, height]}
+        what = "clip"
+    else:
+        source = _source(request.source, owner, queue, mode)
+        record = source.record or {}
+        width, height = (int(v) for v in record.get("size") or (0, 0))
+        length = int(record.get("frames") or 0)
+        out = {"source": source.id, "size": [width, height]}
+        what = "take"
     if mode == "extend":
         if length + request.frames > limits.frames:
             raise InputError(
-                f"the take has {length} frames; adding {request.frames} passes the limit of {limits.frames}"
+                f"the {what} has {length} frames; adding {request.frames} passes the limit of {limits.frames}"
             )
         out.update(frames=request.frames, backward=request.backward)
     elif mode == "remix":
@@ -295,6 +312,21 @@ def _edit(request: JobRequest, owner, queue: JobQueue, limits, facts: ModelFacts
         out["outpaint"] = [left, top, right, bottom]
         out["size"] = list(grown)
     return out
+
+
+def _clip_facts(upload_id: str, owner: str, queue: JobQueue) -> tuple[int, int, int]:
+    """Width, height and frame count of an uploaded clip of OWNER's (decoded in full and
+    checked at upload; here the stream's header, or a count of frames without converting
+    them to pixels where the container does not record it)."""
+    import av
+
+    path = queue.input_path(upload_id, owner)
+    if path.suffix not in (".mp4", ".webm"):
+        raise InputError(f"upload {upload_id} is not a clip; upload an mp4 or webm to edit it")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = stream.frames or sum(1 for _ in container.decode(stream))
+        return int(stream.codec_context.width), int(stream.codec_context.height), int(frames)
 
 
 def _source(source_id: str, owner: str, queue: JobQueue, mode: str):

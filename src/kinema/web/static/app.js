@@ -94,6 +94,7 @@ function describe(job) {
   if (p.frames && mode !== "extend") words.push(`${p.frames} frames`);
   if (p.size) words.push(`${p.size[0]}×${p.size[1]}`);
   if (p.source) words.push(`of ${p.source.slice(0, 6)}`);
+  if (p.source_clip) words.push("of your clip");
   if (job.error) words.push(job.error);
   return words.join(" · ");
 }
@@ -208,13 +209,16 @@ function loopOf(job) {
 const edit = { job: null, painted: false, drawing: false };
 
 function openEdit(job, mode, video) {
+  // JOB is a take, or {clip, name, params} for an uploaded clip of the user's own
   const dialog = $("#edit");
   const form = $("#edit-form");
   edit.job = job;
   form.elements.mode.value = mode;
-  form.elements.source.value = job.id;
+  form.elements.source.value = job.clip ? "" : job.id;
+  form.elements.source_clip.value = job.clip || "";
   form.elements.prompt.value = job.params.prompt;
-  $("#edit-title").textContent = `${mode[0].toUpperCase()}${mode.slice(1)} take ${job.id.slice(0, 6)}`;
+  const what = job.clip ? `clip ${job.name}` : `take ${job.id.slice(0, 6)}`;
+  $("#edit-title").textContent = `${mode[0].toUpperCase()}${mode.slice(1)} ${what}`;
   $("#edit-status").textContent = "";
   $("#edit-status").classList.remove("error");
   for (const set of form.querySelectorAll("fieldset[data-for]")) {
@@ -271,7 +275,9 @@ async function submitEdit(event) {
   const form = $("#edit-form");
   const fields = form.elements;
   const mode = fields.mode.value;
-  const body = { mode, source: fields.source.value, prompt: fields.prompt.value, negative: edit.job.params.negative || "" };
+  const body = { mode, prompt: fields.prompt.value, negative: edit.job.params.negative || "" };
+  if (fields.source_clip.value) body.source_clip = fields.source_clip.value;
+  else body.source = fields.source.value;
   if (fields.seed.value) body.seed = parseInt(fields.seed.value, 10);
   if (fields.steps.value) body.steps = parseInt(fields.steps.value, 10);
   const status = $("#edit-status");
@@ -296,7 +302,28 @@ async function submitEdit(event) {
   }
 }
 
+async function editClip(event) {
+  // upload a clip of the user's own, then edit it in the same dialog as a take
+  event.preventDefault();
+  const form = event.target;
+  const file = form.elements.clip.files[0];
+  if (!file) return;
+  $("#form-status").textContent = "uploading the clip…";
+  try {
+    const clip = await uploadImage(file);
+    $("#form-status").textContent = "";
+    const video = document.createElement("video");
+    video.muted = true;
+    video.src = URL.createObjectURL(file);
+    await new Promise((resolve) => { video.onloadeddata = resolve; video.onerror = resolve; });
+    openEdit({ clip, name: file.name, params: { prompt: "", negative: "" } }, form.elements.mode.value, video);
+  } catch (error) {
+    $("#form-status").textContent = error.message;
+  }
+}
+
 function initEdit() {
+  $("#clip-form").addEventListener("submit", editClip);
   const form = $("#edit-form");
   form.addEventListener("submit", submitEdit);
   $("#edit-close").addEventListener("click", () => $("#edit").close());
@@ -318,6 +345,8 @@ async function initStudio() {
     $("#form-status").textContent = error.message;
   }
   initEdit();
+  // a model that only generates (a diffusers one) edits nothing, uploaded clips included
+  if (studio.model && !studio.model.modes.includes("extend")) $("#clip-edit").hidden = true;
   $("#job-form").addEventListener("submit", submitJob);
   $("#gallery").addEventListener("click", takeAction);
   $("#prev").addEventListener("click", () => { studio.offset = Math.max(0, studio.offset - studio.limit); refresh(); });

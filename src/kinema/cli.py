@@ -79,6 +79,11 @@ def _root(
 
 
 ModelOption = Annotated[str | None, typer.Option(help="Model name or folder (default: the built-in model).")]
+FramesOption = Annotated[int | None, typer.Option(help="Number of frames (model default: 16).")]
+SizeOption = Annotated[str | None, typer.Option(help="S or WxH in pixels (model default: 64).")]
+FpsOption = Annotated[float | None, typer.Option(help="Frames per second written (model default: 8).")]
+StepsOption = Annotated[int | None, typer.Option(help="Sampler steps.")]
+GuidanceOption = Annotated[float | None, typer.Option(help="Classifier-free guidance scale (1 = off).")]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON object instead of the summary line.")
 ]
@@ -126,11 +131,11 @@ def generate(
     prompt: Annotated[str, typer.Argument(help="What the clip should show.")],
     output: OutputOption,
     seed: SeedOption = None,
-    frames: Annotated[int | None, typer.Option(help="Number of frames (model default: 16).")] = None,
-    size: Annotated[str | None, typer.Option(help="S or WxH in pixels (model default: 64).")] = None,
-    fps: Annotated[float | None, typer.Option(help="Frames per second written (model default: 8).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
-    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (1 = off).")] = None,
+    frames: FramesOption = None,
+    size: SizeOption = None,
+    fps: FpsOption = None,
+    steps: StepsOption = None,
+    guidance: GuidanceOption = None,
     negative: Annotated[str, typer.Option(help="Negative prompt: what to steer away from.")] = "",
     loop: Annotated[bool, typer.Option("--loop", help="Make the last frame flow into the first.")] = False,
     narration: Annotated[
@@ -288,11 +293,11 @@ def batch(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Base seed: line N's clip uses seed + N - 1.")] = 0,
-    frames: Annotated[int | None, typer.Option(help="Number of frames (model default: 16).")] = None,
-    size: Annotated[str | None, typer.Option(help="S or WxH in pixels (model default: 64).")] = None,
-    fps: Annotated[float | None, typer.Option(help="Frames per second written (model default: 8).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
-    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (1 = off).")] = None,
+    frames: FramesOption = None,
+    size: SizeOption = None,
+    fps: FpsOption = None,
+    steps: StepsOption = None,
+    guidance: GuidanceOption = None,
     fmt: Annotated[
         str, typer.Option("--format", help="Clip format: mp4, webm, gif, or png (a folder of frames).")
     ] = "mp4",
@@ -365,7 +370,7 @@ def extend(
     frames: Annotated[int, typer.Option(help="How many new frames.")],
     backward: Annotated[bool, typer.Option(help="Add the frames before the clip instead of after.")] = False,
     seed: SeedOption = None,
-    steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
+    steps: StepsOption = None,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")] = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
@@ -490,7 +495,7 @@ def inpaint(
         str | None, typer.Option(help="L,T,R,B: grow the canvas by these pixels and fill it.")
     ] = None,
     seed: SeedOption = None,
-    steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
+    steps: StepsOption = None,
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")] = None,
     model: ModelOption = None,
     as_json: JsonOption = False,

@@ -367,6 +367,23 @@ def read_video(
         raise VideoError(f"cannot decode '{p}': {_one_line(e)}") from None
 
 
+def video_header(path: str | os.PathLike) -> tuple[int, int, int]:
+    """Width, height and frame count a video file's first video stream declares, read
+    without decoding a frame (0 frames: the container does not record the count). Raises
+    VideoError with one line for a file that cannot be opened or has no video stream."""
+    import av
+
+    p = Path(os.fspath(path))
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.video:
+                raise VideoError(f"'{p.name}' has no video stream")
+            stream = container.streams.video[0]
+            return int(stream.codec_context.width), int(stream.codec_context.height), int(stream.frames or 0)
+    except (av.FFmpegError, ValueError, OSError) as e:
+        raise VideoError(f"cannot read '{p.name}': {_one_line(e)}") from None
+
+
 def _one_line(e: BaseException) -> str:
     # FFmpeg errors carry a readable strerror; their str() adds errno and path noise
     text = getattr(e, "strerror", None) or str(e)

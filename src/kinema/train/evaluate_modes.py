@@ -37,13 +37,14 @@ import numpy as np
 
 from kinema.io import Video
 from kinema.pipelines.t2v import TextToVideo
+from kinema.provenance.watermark import psnr
+from kinema.studio.bestof import SEAM_RATIO, frame_differences
 from kinema.train.evaluate import prompt_sets
 from kinema.world import COLOURS, SHAPES, check, format_prompt, parse, render_frames
 from kinema.world.checker import border_colour, find_regions
 from kinema.world.scene import BACKGROUNDS, HELD_OUT_PAIRS
 
-SEAM_RATIO = 1.5
-SEAM_FLOOR = 1.0  # grey levels of mean absolute difference
+SEAM_FLOOR = 1.0  # grey levels of mean absolute difference: the bound is never below it
 CENTROID_TOLERANCE = 0.05  # of the canvas
 LOOP_FRAMES = 30  # one ping-pong period, as `kinema generate --loop` makes
 OUTPAINT_BORDER = 8  # pixels added on each side of a render one model cell smaller
@@ -59,12 +60,6 @@ MODES = (
 )
 
 
-def frame_differences(frames: np.ndarray) -> np.ndarray:
-    """Mean absolute difference of each consecutive pair of frames (T - 1,)."""
-    f = frames.astype(np.float32)
-    return np.abs(f[1:] - f[:-1]).mean(axis=(1, 2, 3))
-
-
 def seam(frames: np.ndarray, at: int) -> dict:
     """The seam rule between frames at-1 and at (at = len(frames): the last and first)."""
     diffs = frame_differences(np.concatenate([frames, frames[:1]]) if at == len(frames) else frames)
@@ -72,11 +67,6 @@ def seam(frames: np.ndarray, at: int) -> dict:
     inner = float(np.median(np.delete(diffs, at - 1)))
     bound = max(SEAM_RATIO * inner, SEAM_FLOOR)
     return {"ok": across <= bound, "across": round(across, 2), "inner_median": round(inner, 2)}
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def centroid(frame: np.ndarray, colour: str) -> tuple[float, float] | None:

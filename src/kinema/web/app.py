@@ -291,10 +291,11 @@ def create_app(
         declared size is checked before any frame is decoded, then at most the frame limit
         is decoded, and every frame is checked for faces without consent."""
         from kinema.io import read_video
+        from kinema.io.video import video_header
         from kinema.provenance.policy import check_likeness
 
         with _scratch(home, data, suffix) as path:
-            w, h = _declared_clip_size(path)
+            w, h, _ = video_header(path)  # before decoding: a small file may declare a huge frame
             if max(w, h) > limits.side:
                 raise InputError(f"the clip is {w}x{h}; at most {limits.side} pixels a side")
             video = read_video(path, max_frames=limits.frames + 1)
@@ -573,20 +574,6 @@ class _scratch:
 
     def __exit__(self, *exc) -> None:
         self.path.unlink(missing_ok=True)
-
-
-def _declared_clip_size(path: Path) -> tuple[int, int]:
-    """The width and height a clip's video stream declares, read without decoding a frame."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError("the clip has no video stream")
-            context = container.streams.video[0].codec_context
-            return int(context.width), int(context.height)
-    except (av.FFmpegError, ValueError, OSError) as exc:
-        raise InputError(f"the clip cannot be read: {' '.join(str(exc).split())[:200]}") from None
 
 
 def _check_declared_size(data: bytes, suffix: str) -> None:

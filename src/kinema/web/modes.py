@@ -318,15 +318,18 @@ def _clip_facts(upload_id: str, owner: str, queue: JobQueue) -> tuple[int, int, 
     """Width, height and frame count of an uploaded clip of OWNER's (decoded in full and
     checked at upload; here the stream's header, or a count of frames without converting
     them to pixels where the container does not record it)."""
-    import av
+    from kinema.io.video import video_header
 
     path = queue.input_path(upload_id, owner)
     if path.suffix not in (".mp4", ".webm"):
         raise InputError(f"upload {upload_id} is not a clip; upload an mp4 or webm to edit it")
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = stream.frames or sum(1 for _ in container.decode(stream))
-        return int(stream.codec_context.width), int(stream.codec_context.height), int(frames)
+    width, height, frames = video_header(path)
+    if not frames:  # webm keeps no count: count the frames, without converting them to pixels
+        import av
+
+        with av.open(str(path)) as container:
+            frames = sum(1 for _ in container.decode(container.streams.video[0]))
+    return width, height, frames
 
 
 def _source(source_id: str, owner: str, queue: JobQueue, mode: str):

@@ -1,7 +1,7 @@
 """Train the built-in model on one lent GPU inside a fixed time, and pack what it made.
 
     python tools/gpu_train.py --out DIR --seconds 540 --runs dit,dit-p1,vae-decoder \
-        [--init dit=/tmp/dit-init]
+        [--init dit=/tmp/dit-init] [--later 200]
 
 The parent copies the VAE into the work folder, renders the DiT presets' latent cache on
 every core and encodes it on the GPU. A VAE run starts from that VAE, a run named in
@@ -82,8 +82,9 @@ def build_cache(work: Path, runs: list[str]) -> None:
         torch.cuda.empty_cache()
 
 
-def worker(name: str, work: Path, deadline: float, init_from: str | None) -> None:
-    """One run: warm up, measure, fit the schedule to the deadline, train, save, export."""
+def worker(name: str, work: Path, deadline: float, init_from: str | None, later: float) -> None:
+    """One run: warm up, measure, fit the schedule to the deadline (and `later` seconds of
+    a call still to come, which resumes it), train, save, export."""
     import torch
 
     from kinema.train.export import export_checkpoint
@@ -91,18 +92,21 @@ def worker(name: str, work: Path, deadline: float, init_from: str | None) -> Non
 
     torch.set_num_threads(2)
     out = work / name
-    trainer = Trainer(run_preset(name, work), out, init_from=init_from, device=DEVICE)
+    compile_step = os.environ.get("GPU_TRAIN_COMPILE", "") == "1"
+    trainer = Trainer(run_preset(name, work), out, init_from=init_from, device=DEVICE, compile=compile_step)
     sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
-    for _ in range(WARMUP):  # kernels chosen, caches warm
+    start = time.time()
+    for _ in range(WARMUP):  # kernels chosen (and compiled), caches warm
         trainer.train_step()
     sync()
+    log(f"{name}: {WARMUP} warm-up steps in {time.time() - start:.1f} s (compile {compile_step})")
     start = time.time()
     for _ in range(PROBE):
         trainer.train_step()
     sync()
     rate = PROBE / (time.time() - start)
     left = deadline - SAVE_MARGIN - time.time()
-    steps = trainer.step + int(0.97 * rate * left)
+    steps = trainer.step + int(0.97 * rate * (left + later))
     trainer.preset = dataclasses.replace(trainer.preset, steps=steps)
     log(
         f"{name}: {rate:.1f} steps/s × batch {trainer.preset.batch}; training to step {steps} in {left:.0f} s"
@@ -134,6 +138,13 @@ def main() -> None:
         "--seconds", type=float, required=True, help="wall time for everything, packing included"
     )
     parser.add_argument("--runs", default="dit,dit-p1,vae-decoder")
+    parser.add_argument(
+        "--later",
+        type=float,
+        default=0.0,
+        help="training seconds a later call (which resumes these runs) will add: the "
+        "schedule is planned to end there, so its learning rate does not jump back up",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/kinema-runs"))
     parser.add_argument("--vae", type=Path, default=Path("src/kinema/weights/builtin/vae"))
     parser.add_argument(
@@ -153,7 +164,8 @@ def main() -> None:
     children = {}
     for name in runs:
         init_from = inits.get(name) or (str(args.work / "vae") if name.startswith("vae") else None)
-        command = [sys.executable, __file__, "--worker", name, str(args.work), str(deadline), init_from or ""]
+        command = [sys.executable, __file__, "--worker", name, str(args.work), str(deadline)]
+        command += [init_from or "", str(args.later)]
         stdout = open(args.work / f"{name}.stdout", "w")
         children[name] = subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT)
     for name, child in children.items():
@@ -165,7 +177,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "--worker":
-        worker(sys.argv[2], Path(sys.argv[3]), float(sys.argv[4]), sys.argv[5] or None)
+    if len(sys.argv) == 7 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], Path(sys.argv[3]), float(sys.argv[4]), sys.argv[5] or None, float(sys.argv[6]))
     else:
         main()

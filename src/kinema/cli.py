@@ -888,7 +888,10 @@ def evaluate(
         )
         rows = results["sets"]
     for name, r in rows.items():
-        typer.echo(f"{name:<14} {r['passed']:>3}/{r['total']:<3} {100 * r['pass_rate']:5.1f} %", err=True)
+        ceiling = f"   (VAE ceiling {100 * r['vae_ceiling']:5.1f} %)" if "vae_ceiling" in r else ""
+        typer.echo(
+            f"{name:<14} {r['passed']:>3}/{r['total']:<3} {100 * r['pass_rate']:5.1f} %{ceiling}", err=True
+        )
     typer.echo(json.dumps(results, default=_json_default))
 
 
@@ -1054,6 +1057,9 @@ def train(
         typer.Option("--set", help="Change a preset setting, KEY=VALUE (e.g. steps=8000); repeatable."),
     ] = None,
     device: Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:1, …")] = "cpu",
+    compile_: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the model's step (faster on a GPU).")
+    ] = False,
 ) -> None:
     """Train a stage of the built-in model from scratch, or resume it where it stopped."""
     import dataclasses
@@ -1079,7 +1085,7 @@ def train(
     folder = out or Path("runs") / recipe.name
     if not folder.parent.is_dir():
         raise InputError(f"output folder '{folder.parent}' does not exist")
-    result = Trainer(recipe, folder, init_from=init_from, device=where).run(
+    result = Trainer(recipe, folder, init_from=init_from, device=where, compile=compile_).run(
         max_steps=steps, max_minutes=minutes, progress=progress
     )
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line for the whole run

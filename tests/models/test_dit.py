@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kinema.diffusion.flow import flow_loss
-from kinema.models.dit import DiT, DiTConfig, apply_rope, rope_angles
+from kinema.models.dit import DiT, DiTConfig, apply_rope, deepen, rope_angles
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -125,3 +125,20 @@ def test_config_round_trips_through_json_and_refuses_bad_shapes():
     assert model.patch_embed.in_features == 8 * 4
     with pytest.raises(ValueError, match="conditioning"):
         model(torch.randn(1, 8, 1, 4, 4), 0.5, *text(1), cond=torch.randn(1, 8, 1, 4, 4))
+
+
+def test_a_deepened_dit_computes_what_the_shallow_one_did_until_it_trains():
+    torch.manual_seed(0)
+    shallow = DiT(DiTConfig(width=32, depth=2, heads=2))
+    for p in shallow.parameters():  # trained-looking weights: nothing left at zero
+        p.data.normal_(0, 0.05)
+    deep = DiT(DiTConfig(width=32, depth=3, heads=2))
+    deep.load_state_dict(deepen(shallow.state_dict(), deep))
+    x, t, text = torch.randn(2, 8, 5, 8, 8), torch.tensor([0.3, 0.7]), torch.randn(2, 4, 384)
+    assert torch.allclose(shallow(x, t, text), deep(x, t, text), atol=1e-6)
+    # the old blocks keep their order, spread out (8 → 12: the new ones are 2, 5, 8, 11);
+    # the new one is fresh and gated shut
+    assert torch.equal(deep.blocks[1].attn.qkv.weight, shallow.blocks[1].attn.qkv.weight)
+    assert not deep.blocks[2].modulation[-1].weight.any()
+    with pytest.raises(ValueError, match="cannot deepen"):
+        deepen(deep.state_dict(), shallow)

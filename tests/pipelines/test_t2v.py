@@ -143,6 +143,7 @@ def test_eval_and_bench_print_json(tiny_model, capsys):
     results = json.loads(out)
     assert code == 0 and set(results["sets"]) == {"seen_single", "held_out", "two_object"}
     assert all(0 <= s["pass_rate"] <= 1 for s in results["sets"].values()) and "held_out" in err
+    assert all(0 <= s["vae_ceiling"] <= 1 for s in results["sets"].values()) and "VAE ceiling" in err
     code, out, _ = run(capsys, "bench", "--model", tiny_model)
     report = json.loads(out)
     assert code == 0 and report["seconds_per_clip"] > 0 and report["matmul_peak_gflops"] > 0
@@ -459,3 +460,18 @@ def test_generate_with_narration_carries_both_watermarks(tiny_model, tmp_path, c
         "A red circle.",
     )
     assert code == 2 and not (tmp_path / "n.gif").exists()
+
+
+def test_the_vae_ceiling_round_trips_the_renderers_clip_frame_for_frame():
+    from kinema.pipelines.loading import load
+    from kinema.provenance.watermark import psnr
+    from kinema.train.evaluate import vae_round_trip
+    from kinema.world import parse, render_frames
+
+    pipe = load(None)  # the built-in model: its VAE is trained, so frames must line up
+    prompt = "a big yellow circle moving right on a black background"
+    frames = vae_round_trip(pipe, prompt, seed=3)
+    truth = render_frames(parse(prompt), seed=3, frames=16)
+    assert frames.shape == truth.shape and frames.dtype == np.uint8
+    assert psnr(frames, truth) > 25
+    assert psnr(frames[1:], truth[:-1]) < psnr(frames, truth)  # not a frame off

@@ -109,3 +109,31 @@ def test_a_kill_between_the_checkpoint_renames_keeps_the_previous_one(tmp_path):
     # the moment save_checkpoint has moved the old folder aside and not yet put the new one in
     os.replace(tmp_path / "run", tmp_path / ".run.old")
     assert Trainer(preset, tmp_path / "run").step == 2
+
+
+def test_a_dit_run_grows_a_shallower_dit_it_starts_from(tmp_path):
+    import dataclasses
+
+    Trainer(get_preset("vae-tiny"), tmp_path / "vae").run(progress=False)
+    shallow = dataclasses.replace(get_preset("dit-tiny"), vae=str(tmp_path / "vae"), cache_clips=4)
+    Trainer(shallow, tmp_path / "shallow").run(max_steps=2, progress=False)
+    deep = dataclasses.replace(shallow, name="dit-tiny-deep", model={**shallow.model, "depth": 3})
+    grown = Trainer(deep, tmp_path / "deep", init_from=tmp_path / "shallow")
+    assert grown.step == 0 and len(grown.model.blocks) == 3  # another recipe: its own schedule
+    old = load_weights(tmp_path / "shallow")
+    assert torch.equal(grown.model.blocks[1].mlp[0].weight, old["blocks.1.mlp.0.weight"])
+    assert not grown.model.blocks[2].modulation[-1].weight.any()
+    grown.run(max_steps=1, progress=False)
+
+
+def test_a_step_the_compiler_cannot_run_is_run_eagerly(tmp_path, monkeypatch):
+    class Broken(torch.nn.Module):
+        def forward(self, *args, **kwargs):
+            raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: Broken())
+    preset = get_preset("vae-tiny")
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        Trainer(preset, tmp_path / "compiled", compile=True).run(max_steps=2, progress=False)
+    Trainer(preset, tmp_path / "eager").run(max_steps=2, progress=False)
+    assert _same(Trainer(preset, tmp_path / "compiled").ema, Trainer(preset, tmp_path / "eager").ema)

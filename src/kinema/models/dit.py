@@ -98,14 +98,22 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 # --- attention and block ----------------------------------------------------------------------
 
 
+class HeadNorm(nn.RMSNorm):
+    """RMS norm of query/key heads in the input's dtype: under bf16 autocast an fp32 weight
+    would send torch.rms_norm to its slow unfused path (the weight's values are unchanged)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(width, 3 * width)
         # q/k RMS norm (as Wan) keeps attention logits bounded when the learning rate is high.
-        self.q_norm = nn.RMSNorm(width // heads, eps=1e-6)
-        self.k_norm = nn.RMSNorm(width // heads, eps=1e-6)
+        self.q_norm = HeadNorm(width // heads, eps=1e-6)
+        self.k_norm = HeadNorm(width // heads, eps=1e-6)
         self.out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -121,8 +129,8 @@ class CrossAttention(nn.Module):
         self.heads = heads
         self.q = nn.Linear(width, width)
         self.kv = nn.Linear(width, 2 * width)
-        self.q_norm = nn.RMSNorm(width // heads, eps=1e-6)
-        self.k_norm = nn.RMSNorm(width // heads, eps=1e-6)
+        self.q_norm = HeadNorm(width // heads, eps=1e-6)
+        self.k_norm = HeadNorm(width // heads, eps=1e-6)
         self.out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
@@ -256,3 +264,25 @@ class DiT(nn.Module):
             x, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=grid[0], h=grid[1], pt=pt, ph=ph, pw=pw
         )
         return x[:, :, :T, :H, :W]
+
+
+def deepen(weights: dict[str, torch.Tensor], model: DiT) -> dict[str, torch.Tensor]:
+    """`model`'s state with a shallower DiT's `weights` in it: the old blocks keep their order,
+    spread evenly among the new depth, and every other tensor is the old model's; the new
+    blocks keep `model`'s adaLN-Zero init, so at first they pass their input through and
+    the deeper model computes exactly what the shallow one did (growing a trained model
+    instead of starting a bigger one from nothing)."""
+    old_depth = 1 + max(int(k.split(".")[1]) for k in weights if k.startswith("blocks."))
+    new_depth = model.config.depth
+    if old_depth > new_depth:
+        raise ValueError(f"cannot deepen a {old_depth}-block DiT into {new_depth} blocks")
+    place = {i: i * new_depth // old_depth for i in range(old_depth)}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for key, value in weights.items():
+        if key.startswith("blocks."):
+            _, index, rest = key.split(".", 2)
+            key = f"blocks.{place[int(index)]}.{rest}"
+        if key not in state or state[key].shape != value.shape:
+            raise ValueError(f"weight '{key}' {tuple(value.shape)} does not fit this DiT")
+        state[key] = value
+    return state

@@ -133,7 +133,8 @@ class TextToVideo:
             latents = torch.cat([latents, out[:, :, held.shape[2] :]], dim=2)
         return latents
 
-    def _to_video(self, pixels: torch.Tensor, fps: float) -> Video:
+    def to_video(self, pixels: torch.Tensor, fps: float) -> Video:
+        """Decoded pixels (1, 3, T, H, W) in [-1, 1] → a uint8 Video."""
         out = ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
         return Video(out, fps)
 
@@ -203,7 +204,7 @@ class TextToVideo:
             index = frame_map(frames, pixels.shape[2])
         else:
             index = list(range(frames))
-        return self._to_video(pixels[:, :, index], d["fps"] if fps is None else fps)
+        return self.to_video(pixels[:, :, index], d["fps"] if fps is None else fps)
 
     @torch.inference_mode()
     def extend(
@@ -241,7 +242,7 @@ class TextToVideo:
         target = known.shape[2] + -(-frames // step)
         latents = self._continue(known, target, text, text_mask, run, generator, progress)
         decoded = self.vae.decode(latents)
-        added = self._to_video(decoded[:, :, len(context) : len(context) + frames], video.fps).frames
+        added = self.to_video(decoded[:, :, len(context) : len(context) + frames], video.fps).frames
         joined = (
             np.concatenate([added[::-1], video.frames]) if backward else np.concatenate([video.frames, added])
         )
@@ -287,7 +288,7 @@ class TextToVideo:
         text, text_mask = self.text_encoder.encode([prompt, negative])
         run = {**run, "steps": len(schedule) - 1}  # for the progress bar
         latents = self._sample(x, text, text_mask, None, None, {**run, "schedule": schedule}, progress)
-        return self._to_video(self.vae.decode(latents)[:, :, :frames], video.fps)
+        return self.to_video(self.vae.decode(latents)[:, :, :frames], video.fps)
 
     @torch.inference_mode()
     def inpaint(
@@ -322,7 +323,7 @@ class TextToVideo:
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
         text, text_mask = self.text_encoder.encode([prompt, negative])
         latents = self._sample(noise, text, text_mask, x0, keep, run, progress)
-        made = self._to_video(self.vae.decode(latents)[:, :, :frames], video.fps).frames
+        made = self.to_video(self.vae.decode(latents)[:, :, :frames], video.fps).frames
         out = np.where(region[None, :, :, None], made, video.frames)
         return Video(np.ascontiguousarray(out), video.fps, video.audio)
 

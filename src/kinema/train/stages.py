@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kinema.diffusion.flow import flow_loss, sample_time
-from kinema.models.dit import DiT, DiTConfig
+from kinema.models.dit import DiT, DiTConfig, deepen
 from kinema.models.vae import VAEConfig, VideoVAE
 from kinema.train.checkpoint import CheckpointError, load_config, load_weights
 from kinema.train.data import pixels_to_tensor, preset_samples
@@ -187,17 +187,16 @@ class PromptTable:
         prompts = sorted(set(prompts) | {""})
         self.row = {p: i for i, p in enumerate(prompts)}
         tokens, mask = text.encode_many(prompts)
-        self.lengths = mask.sum(dim=1).tolist()
         self.tokens, self.mask = tokens.to(device), mask.to(device)
 
     def __contains__(self, prompt: str) -> bool:
         return prompt in self.row
 
     def lookup(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = [self.row[p] for p in prompts]
-        length = max(1, *(self.lengths[r] for r in rows))  # no wider than this batch needs
-        index = torch.tensor(rows).to(self.tokens.device, non_blocking=True)
-        return self.tokens[index, :length], self.mask[index, :length]
+        # always the table's full width: padding is masked out, and one shape a step keeps
+        # a compiled model from recompiling for every batch's longest prompt
+        index = torch.tensor([self.row[p] for p in prompts]).to(self.tokens.device, non_blocking=True)
+        return self.tokens[index], self.mask[index]
 
 
 class DiTStage:
@@ -265,6 +264,11 @@ class DiTStage:
 
     def build(self) -> DiT:
         return DiT(self.config)
+
+    def adapt_init(self, weights: dict[str, torch.Tensor], model: DiT) -> dict[str, torch.Tensor]:
+        """Warm-start weights for `model`: a shallower DiT's are grown to its depth."""
+        depth = 1 + max((int(k.split(".")[1]) for k in weights if k.startswith("blocks.")), default=-1)
+        return deepen(weights, model) if depth < model.config.depth else weights
 
     def training_module(self, model: DiT) -> nn.Module:
         """What a training step calls `model` through (and DDP wraps among several processes)."""

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -70,6 +71,7 @@ class Trainer:
         out: str | Path,
         init_from: str | Path | None = None,
         device: str | torch.device = "cpu",
+        compile: bool = False,
     ):
         self.preset, self.out = preset, Path(out)
         self.shard, self.device = join(torch.device(device))
@@ -103,6 +105,12 @@ class Trainer:
         self._resume(init_from)
         # what a step calls the model through: the model itself, or DDP around it
         self.step_module = wrap(self.stage.training_module(self.model), self.shard, self.device)
+        # torch.compile fuses the many small element-wise kernels of a small model's step
+        # (same weights, same checkpoints); until one compiled step has run, the eager
+        # module is kept, so a compiler failure costs a warning, not the run
+        self._eager = None
+        if compile:
+            self._eager, self.step_module = self.step_module, torch.compile(self.step_module, dynamic=False)
 
     # ---------------------------------------------------------------- state
 
@@ -111,6 +119,8 @@ class Trainer:
         if state is None:
             if init_from is not None:
                 weights = load_weights(init_from)
+                if hasattr(self.stage, "adapt_init"):  # e.g. a shallower DiT grown deeper
+                    weights = self.stage.adapt_init(weights, self.model)
                 self.model.load_state_dict(weights)
                 self.ema.load_state_dict(weights)
                 source = load_config(init_from)
@@ -184,10 +194,18 @@ class Trainer:
             group["lr"] = learning_rate(self.preset, self.step)
         self.model.train()
         cuda = self.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss, metrics = self.stage.loss(self.step_module, self.step)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        try:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                loss, metrics = self.stage.loss(self.step_module, self.step)
+            loss.backward()
+        except Exception as error:  # noqa: BLE001 — only the first compiled step falls back
+            if self._eager is None:
+                raise
+            warnings.warn(f"torch.compile failed, training eagerly: {error}", stacklevel=1)
+            self.step_module, self._eager = self._eager, None
+            return self.train_step()
+        self._eager = None
         grad_norm = torch.nn.utils.clip_grad_norm_(self._trained, self.preset.grad_clip)
         self.optimizer.step()
         with torch.no_grad():

@@ -129,3 +129,24 @@ def test_worker_killed_mid_job_is_requeued_and_completes_once(tiny_model, tmp_pa
     assert verify_file(queue.outputs / f"{job.id}.mp4")["c2pa"]["state"] == "Trusted"
     assert finished.record["seed"] == 1 and finished.record["frames"] == 16
     assert work(tmp_path, str(tiny_model), once=True) == 0  # nothing runs twice
+
+
+def test_uploads_keep_their_facts_and_an_older_queue_gains_the_column(tmp_path):
+    import sqlite3
+
+    # a queue database from before uploads kept facts
+    (tmp_path / "q").mkdir()
+    with sqlite3.connect(tmp_path / "q" / "jobs.db") as db:
+        db.execute(
+            "CREATE TABLE inputs (id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, created REAL NOT NULL)"
+        )
+        db.execute("INSERT INTO inputs VALUES ('00aa00aa00aa00aa', 'alice', 'old.png', 0)")
+    (tmp_path / "q" / "inputs").mkdir()
+    (tmp_path / "q" / "inputs" / "old.png").write_bytes(b"x")
+    queue = JobQueue(tmp_path / "q")
+    assert queue.input_facts("00aa00aa00aa00aa", "alice") == {}
+    clip = queue.save_input("alice", b"clip", ".webm", facts={"width": 64, "height": 48, "frames": 17})
+    assert queue.input_facts(clip, "alice") == {"width": 64, "height": 48, "frames": 17}
+    assert queue.input_facts(queue.save_input("alice", b"png"), "alice") == {}
+    with pytest.raises(JobError):
+        queue.input_facts(clip, "bob")  # another owner's upload is not there for them

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from kinema.metrics.temporal import SEAM_FLOOR
 from kinema.pipelines.loading import load
 from kinema.train.evaluate_modes import (
     MODES,
-    SEAM_FLOOR,
     changed_prompt,
     evaluate_modes,
     object_box,
@@ -28,7 +28,7 @@ def test_seam_of_a_still_clip_has_a_floor():
     still = render_frames(parse("a red circle staying still on a gray background"), seed=0, frames=8, size=64)
     nudged = still.copy()
     nudged[4:] = np.clip(nudged[4:].astype(int) + 1, 0, 255).astype(np.uint8)  # 1 level, invisible
-    assert seam(nudged, 4)["inner_median"] == 0
+    assert seam(nudged, 4)["inner_median"] == SEAM_FLOOR  # a still clip's steps count as the floor
     assert seam(nudged, 4)["ok"]
     shifted = np.clip(
         still.astype(int) + np.where(np.arange(8) >= 4, 3 * SEAM_FLOOR, 0)[:, None, None, None], 0, 255

@@ -121,7 +121,8 @@ CREATE TABLE IF NOT EXISTS inputs (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     name TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    facts TEXT
 );
 """
 _FIELDS = (
@@ -146,6 +147,10 @@ class JobQueue:
         with closing(sqlite3.connect(self.root / "jobs.db", timeout=30)) as db:
             db.execute("PRAGMA journal_mode = WAL")
             db.executescript(_SCHEMA)
+            # a queue made before uploads kept their facts gains the column (empty for old rows)
+            if "facts" not in {row[1] for row in db.execute("PRAGMA table_info(inputs)")}:
+                db.execute("ALTER TABLE inputs ADD COLUMN facts TEXT")
+                db.commit()
 
     # ------------------------------------------------------------------ clients
 
@@ -229,8 +234,11 @@ class JobQueue:
         removed with the job."""
         return self.outputs / f"{check_id(job_id)}.published{OUTPUT_SUFFIX}"
 
-    def save_input(self, owner: str, data: bytes, suffix: str = ".png") -> str:
-        """Store an uploaded file (already checked by the caller) for OWNER; returns its id."""
+    def save_input(
+        self, owner: str, data: bytes, suffix: str = ".png", facts: dict[str, Any] | None = None
+    ) -> str:
+        """Store an uploaded file (already checked by the caller) for OWNER; returns its id.
+        `facts` (JSON-ready) are what the check learned about it, kept for later requests."""
         if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
             raise JobError(f"bad suffix '{suffix}'")
         input_id = secrets.token_hex(8)
@@ -240,8 +248,8 @@ class JobQueue:
         os.replace(tmp, self.inputs / name)
         with self._db() as db:
             db.execute(
-                "INSERT INTO inputs (id, owner, name, created) VALUES (?, ?, ?, ?)",
-                (input_id, owner, name, time.time()),
+                "INSERT INTO inputs (id, owner, name, created, facts) VALUES (?, ?, ?, ?, ?)",
+                (input_id, owner, name, time.time(), None if facts is None else json.dumps(facts)),
             )
         return input_id
 
@@ -256,6 +264,18 @@ class JobQueue:
         if row is None or not (self.inputs / row[0]).is_file():
             raise JobError(f"no upload with id '{input_id}'")
         return self.inputs / row[0]
+
+    def input_facts(self, input_id: str, owner: str | None = None) -> dict[str, Any]:
+        """The facts saved with an upload (of OWNER when given); {} when none were."""
+        check_id(input_id, "upload")
+        query, args = "SELECT facts FROM inputs WHERE id = ?", [input_id]
+        if owner is not None:
+            query, args = query + " AND owner = ?", [*args, owner]
+        with self._db(write=False) as db:
+            row = db.execute(query, args).fetchone()
+        if row is None:
+            raise JobError(f"no upload with id '{input_id}'")
+        return json.loads(row[0]) if row[0] else {}
 
     # ------------------------------------------------------------------ workers
 

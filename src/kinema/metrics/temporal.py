@@ -52,6 +52,8 @@ FOREGROUND_DISTANCE = 40.0  # colour distance from the background that makes for
 MIN_OBJECT_PX = 12.0  # smaller foreground regions are noise (analysis scale, Σα)
 MEASURABLE_PX = 48.0  # smaller objects are followed but their colour and shape not judged
 MOTION_FLOOR = 0.25  # px RMS of blurred flow: motion below this is too faint to judge for jerks
+SEAM_RATIO = 1.5  # the extension seam rule: a seam step ≤ 1.5 × the median inner step
+SEAM_FLOOR = 1.0  # levels: inner steps count as at least this (a mean step no one sees), so a still clip's seam is not judged on noise
 
 
 # ---------------------------------------------------------------- shared analysis
@@ -635,6 +637,26 @@ def frame_order(video: Video | Analysis) -> dict:
 
 
 # ---------------------------------------------------------------- all of them
+
+
+def frame_differences(frames: np.ndarray) -> np.ndarray:
+    """Mean absolute difference (levels) of each step t → t+1 of uint8 frames: (T-1,)."""
+    return np.array(
+        [
+            np.abs(frames[t + 1].astype(np.int16) - frames[t].astype(np.int16)).mean()
+            for t in range(len(frames) - 1)
+        ]
+    )
+
+
+def seam_ratio(across: float, inner: np.ndarray | list[float]) -> tuple[float, float]:
+    """The extension seam rule's measure, shared by generation QA, storyboards and
+    `kinema eval --modes`: the step `across` a seam over the median of the clip's `inner`
+    steps (at least SEAM_FLOOR). Returns (ratio, the median used); the seam is invisible
+    when ratio ≤ SEAM_RATIO."""
+    median = max(float(np.median(inner)) if len(inner) else 0.0, SEAM_FLOOR)
+    return float(across) / median, median
+
 
 MEASURES = {
     "background_flicker": background_flicker,

@@ -25,11 +25,10 @@ import numpy as np
 
 from kinema.errors import InputError
 from kinema.io import Video
+from kinema.metrics.temporal import SEAM_RATIO, frame_differences, seam_ratio
 
 DEFAULT_THRESHOLD = 0.7  # of 7 temporal measures: ≤ 4 flags with a world pass, ≤ 2 without a world prompt
 MAX_TAKES = 64  # candidates, and retakes, a shot may ask for
-SEAM_RATIO = 1.5  # the extension seam rule: a seam step ≤ 1.5 × the median inner step
-SEAM_FLOOR = 0.5  # levels: inner steps count as at least this, so a still clip's seam is not judged on noise
 THUMBS = 3  # frames kept of every take for reports: first, middle, last
 
 
@@ -72,26 +71,14 @@ def seam_measure(before: np.ndarray, frames: np.ndarray) -> dict:
     """The extension seam rule for a take that continues from `before`: the mean absolute
     difference of the step before → frames[1] against the median step inside the take
     (at least SEAM_FLOOR levels); flags above SEAM_RATIO."""
-    joined = np.concatenate([before[None], frames[1:]])
-    steps = frame_differences(joined)
-    inner = max(float(np.median(steps[1:])) if len(steps) > 1 else 0.0, SEAM_FLOOR)
-    ratio = float(steps[0]) / inner
+    steps = frame_differences(np.concatenate([before[None], frames[1:]]))
+    ratio, _ = seam_ratio(steps[0], steps[1:])
     return {
         "value": round(ratio, 3),
         "threshold": SEAM_RATIO,
         "flag": ratio > SEAM_RATIO,
         "vbench": "none: the join to the previous shot (extension seam rule)",
     }
-
-
-def frame_differences(frames: np.ndarray) -> np.ndarray:
-    """Mean absolute difference (levels) of each step t → t+1 of uint8 frames: (T-1,)."""
-    return np.array(
-        [
-            np.abs(frames[t + 1].astype(np.int16) - frames[t].astype(np.int16)).mean()
-            for t in range(len(frames) - 1)
-        ]
-    )
 
 
 def _world_share(world: dict) -> float:

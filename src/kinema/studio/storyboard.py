@@ -38,16 +38,8 @@ import yaml
 from kinema.errors import InputError
 from kinema.io import Video, read_image, write_png
 from kinema.io.atomic import replacing
-from kinema.studio.bestof import (
-    DEFAULT_THRESHOLD,
-    MAX_TAKES,
-    SEAM_FLOOR,
-    SEAM_RATIO,
-    Choice,
-    best_of,
-    check_counts,
-    frame_differences,
-)
+from kinema.metrics.temporal import SEAM_RATIO, frame_differences, seam_ratio
+from kinema.studio.bestof import DEFAULT_THRESHOLD, MAX_TAKES, Choice, best_of, check_counts
 from kinema.studio.stitch import parse_transition, stitch
 
 CACHE_DIR = ".kinema-cache"
@@ -488,12 +480,11 @@ def seam_check(frames: np.ndarray, boundaries: list[dict]) -> list[dict]:
     diffs = frame_differences(frames)
     crossing = {s for b in boundaries for s in b["steps"]}
     inner = [d for i, d in enumerate(diffs) if i not in crossing]
-    median = max(float(np.median(inner)) if inner else 0.0, SEAM_FLOOR)
     out = []
     for b in boundaries:
         difference = float(max((diffs[s] for s in b["steps"] if 0 <= s < len(diffs)), default=0.0))
         judged = b["transition"] == "continue"
-        ratio = difference / median
+        ratio, median = seam_ratio(difference, inner)
         out.append(
             {
                 "after_shot": b["after_shot"],

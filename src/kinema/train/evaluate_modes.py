@@ -22,9 +22,10 @@ by the world checker and by pixel measurements:
   (the checker's background right and no extra object).
 
 Seam rule (the issue's): the mean absolute difference across the seam is at most 1.5×
-the median over the clip's other consecutive frame pairs. A clip of a still object has
-inner differences near 0, so the bound is never below SEAM_FLOOR grey levels (a mean
-difference no one can see).
+the median over the clip's other consecutive frame pairs, as generation QA and storyboards
+judge it (kinema.metrics.temporal.seam_ratio). A clip of a still object has inner
+differences near 0, so they count as at least SEAM_FLOOR grey levels (a mean difference
+no one can see).
 """
 
 from __future__ import annotations
@@ -36,15 +37,14 @@ from collections.abc import Callable
 import numpy as np
 
 from kinema.io import Video
+from kinema.metrics.temporal import SEAM_RATIO, frame_differences, seam_ratio
 from kinema.pipelines.t2v import TextToVideo
 from kinema.provenance.watermark import psnr
-from kinema.studio.bestof import SEAM_RATIO, frame_differences
 from kinema.train.evaluate import prompt_sets
 from kinema.world import COLOURS, SHAPES, check, format_prompt, parse, render_frames
 from kinema.world.checker import border_colour, find_regions
 from kinema.world.scene import BACKGROUNDS, HELD_OUT_PAIRS
 
-SEAM_FLOOR = 1.0  # grey levels of mean absolute difference: the bound is never below it
 CENTROID_TOLERANCE = 0.05  # of the canvas
 LOOP_FRAMES = 30  # one ping-pong period, as `kinema generate --loop` makes
 OUTPAINT_BORDER = 8  # pixels added on each side of a render one model cell smaller
@@ -63,10 +63,12 @@ MODES = (
 def seam(frames: np.ndarray, at: int) -> dict:
     """The seam rule between frames at-1 and at (at = len(frames): the last and first)."""
     diffs = frame_differences(np.concatenate([frames, frames[:1]]) if at == len(frames) else frames)
-    across = float(diffs[at - 1])
-    inner = float(np.median(np.delete(diffs, at - 1)))
-    bound = max(SEAM_RATIO * inner, SEAM_FLOOR)
-    return {"ok": across <= bound, "across": round(across, 2), "inner_median": round(inner, 2)}
+    ratio, inner = seam_ratio(diffs[at - 1], np.delete(diffs, at - 1))
+    return {
+        "ok": ratio <= SEAM_RATIO,
+        "across": round(float(diffs[at - 1]), 2),
+        "inner_median": round(inner, 2),
+    }
 
 
 def centroid(frame: np.ndarray, colour: str) -> tuple[float, float] | None:

@@ -302,15 +302,10 @@ def create_app(
             if video.num_frames > limits.frames:
                 raise InputError(f"the clip has more than {limits.frames} frames; at most {limits.frames}")
             check_likeness(video.frames, source=file.filename and _label(file.filename))
-        input_id = queue.save_input(request.state.token.id, data, suffix)
-        return {
-            "id": input_id,
-            "kind": "clip",
-            "width": video.width,
-            "height": video.height,
-            "frames": video.num_frames,
-            "fps": video.fps,
-        }
+        facts = {"width": video.width, "height": video.height, "frames": video.num_frames, "fps": video.fps}
+        # kept with the file: a webm records no frame count, and every edit request needs it
+        input_id = queue.save_input(request.state.token.id, data, suffix, facts=facts)
+        return {"id": input_id, "kind": "clip", **facts}
 
     @app.post("/api/jobs", status_code=201)
     def submit(request: Request, job: JobRequest) -> dict[str, Any]:

@@ -315,14 +315,18 @@ def _edit(request: JobRequest, owner, queue: JobQueue, limits, facts: ModelFacts
 
 
 def _clip_facts(upload_id: str, owner: str, queue: JobQueue) -> tuple[int, int, int]:
-    """Width, height and frame count of an uploaded clip of OWNER's (decoded in full and
-    checked at upload; here the stream's header, or a count of frames without converting
-    them to pixels where the container does not record it)."""
+    """Width, height and frame count of an uploaded clip of OWNER's: decoded in full and
+    checked at upload, which saved them with the file (a queue's older uploads: the
+    stream's header, or a count of frames without converting them to pixels where the
+    container does not record it)."""
     from kinema.io.video import video_header
 
     path = queue.input_path(upload_id, owner)
     if path.suffix not in (".mp4", ".webm"):
         raise InputError(f"upload {upload_id} is not a clip; upload an mp4 or webm to edit it")
+    facts = queue.input_facts(upload_id, owner)
+    if "frames" in facts:
+        return int(facts["width"]), int(facts["height"]), int(facts["frames"])
     width, height, frames = video_header(path)
     if not frames:  # webm keeps no count: count the frames, without converting them to pixels
         import av

@@ -255,27 +255,26 @@ class JobQueue:
 
     def input_path(self, input_id: str, owner: str | None = None) -> Path:
         """The stored file of an upload (of OWNER when given)."""
-        check_id(input_id, "upload")
-        query, args = "SELECT name FROM inputs WHERE id = ?", [input_id]
-        if owner is not None:
-            query, args = query + " AND owner = ?", [*args, owner]
-        with self._db(write=False) as db:
-            row = db.execute(query, args).fetchone()
-        if row is None or not (self.inputs / row[0]).is_file():
+        path = self.inputs / self._input_column("name", input_id, owner)
+        if not path.is_file():
             raise JobError(f"no upload with id '{input_id}'")
-        return self.inputs / row[0]
+        return path
 
     def input_facts(self, input_id: str, owner: str | None = None) -> dict[str, Any]:
         """The facts saved with an upload (of OWNER when given); {} when none were."""
+        facts = self._input_column("facts", input_id, owner)
+        return json.loads(facts) if facts else {}
+
+    def _input_column(self, column: str, input_id: str, owner: str | None) -> Any:
         check_id(input_id, "upload")
-        query, args = "SELECT facts FROM inputs WHERE id = ?", [input_id]
+        query, args = f"SELECT {column} FROM inputs WHERE id = ?", [input_id]
         if owner is not None:
             query, args = query + " AND owner = ?", [*args, owner]
         with self._db(write=False) as db:
             row = db.execute(query, args).fetchone()
         if row is None:
             raise JobError(f"no upload with id '{input_id}'")
-        return json.loads(row[0]) if row[0] else {}
+        return row[0]
 
     # ------------------------------------------------------------------ workers
 

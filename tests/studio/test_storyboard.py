@@ -38,20 +38,15 @@ def _board(tmp_path, text=BOARD):
     return tmp_path / "board.yaml"
 
 
+def run_board(capsys, board, model, *options):
+    """`kinema storyboard BOARD -o film.mp4` (next to the board) on MODEL at 1 step."""
+    film = board.parent / "film.mp4"
+    return run(capsys, "storyboard", board, "-o", film, "--model", model, "--steps", "1", *options)
+
+
 def test_board_renders_joins_and_caches(tiny_model, tmp_path, capsys):
     board = _board(tmp_path)
-    code, out, err = run(
-        capsys,
-        "storyboard",
-        board,
-        "-o",
-        tmp_path / "film.mp4",
-        "--model",
-        tiny_model,
-        "--steps",
-        "1",
-        "--json",
-    )
+    code, out, err = run_board(capsys, board, tiny_model, "--json")
     assert code == 0, err
     record = json.loads(out)
     # 9 + (8 - 1 for the continue) + 5 - 2 overlapping in the crossfade
@@ -59,18 +54,7 @@ def test_board_renders_joins_and_caches(tiny_model, tmp_path, capsys):
     assert [s["cached"] for s in record["shots"]] == [False, False, False]
     assert len(list((tmp_path / CACHE_DIR).glob("*.npy"))) == 3
     board.write_text(BOARD.replace("frames: 5", "frames: 9"))  # edit the last shot only
-    code, out, _ = run(
-        capsys,
-        "storyboard",
-        board,
-        "-o",
-        tmp_path / "film.mp4",
-        "--model",
-        tiny_model,
-        "--steps",
-        "1",
-        "--json",
-    )
+    code, out, _ = run_board(capsys, board, tiny_model, "--json")
     assert code == 0 and [s["cached"] for s in json.loads(out)["shots"]] == [True, True, False]
 
 
@@ -106,8 +90,7 @@ def test_bad_boards_are_refused_before_work(tmp_path, change, message):
 def test_board_takes_and_report_work_through_the_command(tiny_model, tmp_path, capsys):
     text = "candidates: 2\nretakes: 1\nreport: run.html\ncontact_sheet: sheet.png\n" + BOARD
     board = _board(tmp_path, text)
-    args = ["storyboard", board, "-o", tmp_path / "film.mp4", "--model", tiny_model, "--steps", "1", "--json"]
-    code, out, err = run(capsys, *args)
+    code, out, err = run_board(capsys, board, tiny_model, "--json")
     assert code == 0, err
     shots = json.loads(out)["shots"]
     for entry in shots:
@@ -117,7 +100,7 @@ def test_board_takes_and_report_work_through_the_command(tiny_model, tmp_path, c
     made = len(list((tmp_path / CACHE_DIR).glob("*.npy")))
     assert made == sum(len(e["takes"]) for e in shots)
     assert (tmp_path / "run.html").stat().st_size > 0 and (tmp_path / "sheet.png").stat().st_size > 0
-    code, out, _ = run(capsys, *args)
+    code, out, _ = run_board(capsys, board, tiny_model, "--json")
     assert code == 0 and all(e["cached"] for e in json.loads(out)["shots"])
     assert len(list((tmp_path / CACHE_DIR).glob("*.npy"))) == made
 
@@ -142,16 +125,10 @@ def test_command_line_overrides_set_every_shots_takes_and_the_outputs(tmp_path):
 
 def test_storyboard_options_set_takes_and_write_the_report(tiny_model, tmp_path, capsys):
     board = _board(tmp_path)
-    code, out, err = run(
+    code, out, err = run_board(
         capsys,
-        "storyboard",
         board,
-        "-o",
-        tmp_path / "film.mp4",
-        "--model",
         tiny_model,
-        "--steps",
-        "1",
         "--candidates",
         "2",
         "--report",

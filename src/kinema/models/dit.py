@@ -266,14 +266,18 @@ class DiT(nn.Module):
         return x[:, :, :T, :H, :W]
 
 
+def block_count(weights: dict[str, torch.Tensor]) -> int:
+    """How many transformer blocks a DiT state dict holds."""
+    return 1 + max((int(k.split(".")[1]) for k in weights if k.startswith("blocks.")), default=-1)
+
+
 def deepen(weights: dict[str, torch.Tensor], model: DiT) -> dict[str, torch.Tensor]:
     """`model`'s state with a shallower DiT's `weights` in it: the old blocks keep their order,
     spread evenly among the new depth, and every other tensor is the old model's; the new
     blocks keep `model`'s adaLN-Zero init, so at first they pass their input through and
     the deeper model computes exactly what the shallow one did (growing a trained model
     instead of starting a bigger one from nothing)."""
-    old_depth = 1 + max(int(k.split(".")[1]) for k in weights if k.startswith("blocks."))
-    new_depth = model.config.depth
+    old_depth, new_depth = block_count(weights), model.config.depth
     if old_depth > new_depth:
         raise ValueError(f"cannot deepen a {old_depth}-block DiT into {new_depth} blocks")
     place = {i: i * new_depth // old_depth for i in range(old_depth)}

@@ -65,8 +65,7 @@ def evaluate(pipe: TextToVideo, n: int = 20, steps: int | None = None, progress=
 @torch.inference_mode()
 def vae_round_trip(pipe: TextToVideo, prompt: str, seed: int, frames: int = 16) -> np.ndarray:
     """The renderer's clip of (prompt, seed) at the model's size, through the VAE and back."""
-    size = pipe.defaults["size"]
-    made = 1 + pipe.vae.config.temporal_factor * -(-(frames - 1) // pipe.vae.config.temporal_factor)
-    clip = render_frames(parse(prompt), seed=seed, frames=made, size=size)
+    made = 1 + pipe.vae.config.temporal_factor * (pipe.latent_frames(frames) - 1)  # the 1+4k that covers it
+    clip = render_frames(parse(prompt), seed=seed, frames=made, size=pipe.defaults["size"])
     pixels = pipe.vae.decode(pipe.vae.encode(pixels_to_tensor(clip)))
     return pipe.to_video(pixels, pipe.defaults["fps"]).frames[:frames]

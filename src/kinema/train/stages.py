@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kinema.diffusion.flow import flow_loss, sample_time
-from kinema.models.dit import DiT, DiTConfig, deepen
+from kinema.models.dit import DiT, DiTConfig, block_count, deepen
 from kinema.models.vae import VAEConfig, VideoVAE
 from kinema.train.checkpoint import CheckpointError, load_config, load_weights
 from kinema.train.data import pixels_to_tensor, preset_samples
@@ -267,8 +267,7 @@ class DiTStage:
 
     def adapt_init(self, weights: dict[str, torch.Tensor], model: DiT) -> dict[str, torch.Tensor]:
         """Warm-start weights for `model`: a shallower DiT's are grown to its depth."""
-        depth = 1 + max((int(k.split(".")[1]) for k in weights if k.startswith("blocks.")), default=-1)
-        return deepen(weights, model) if depth < model.config.depth else weights
+        return deepen(weights, model) if block_count(weights) < model.config.depth else weights
 
     def training_module(self, model: DiT) -> nn.Module:
         """What a training step calls `model` through (and DDP wraps among several processes)."""

@@ -15,10 +15,10 @@ from kinema.train.latent_cache import LatentCache, build_cache, cache_folder
 from kinema.train.presets import get_preset, override, preset_command
 from kinema.train.stages import (
     CONDITION_KINDS,
-    CONTEXT_KINDS,
     PromptTable,
     condition_kinds,
     condition_masks,
+    condition_mix,
     load_vae,
 )
 from kinema.train.trainer import Trainer
@@ -42,11 +42,38 @@ def test_offset_fraction_starts_most_windows_at_frame_zero():
 
 
 def test_mid_cycle_windows_get_a_condition_that_spans_time():
+    preset = get_preset("dit")
     rng = np.random.default_rng(0)
     offsets = np.array([0, 5] * 500)
-    kinds = condition_kinds(offsets, rng)
-    assert set(kinds[offsets > 0]) <= set(CONTEXT_KINDS)
-    assert {CONDITION_KINDS[k] for k in kinds[offsets == 0]} >= {"none", "first"}
+    kinds = condition_kinds(offsets, rng, *condition_mix(preset.condition_weights, preset.context_conditions))
+    assert {CONDITION_KINDS[k] for k in kinds[offsets > 0]} == set(preset.context_conditions)
+    assert {CONDITION_KINDS[k] for k in kinds[offsets == 0]} == set(CONDITION_KINDS)
+
+
+def test_a_preset_decides_its_condition_mix():
+    # dit-region keeps the kept-region condition (inpainting) to windows that start at frame
+    # 0: around the object's path it never shows which way the object goes
+    preset = get_preset("dit-region")
+    p, context = condition_mix(preset.condition_weights, preset.context_conditions)
+    assert p.sum() == pytest.approx(1.0)
+    assert "region" not in {CONDITION_KINDS[k] for k in context}
+    offsets = np.array([0, 5] * 2000)
+    kinds = condition_kinds(offsets, np.random.default_rng(0), p, context)
+    region = CONDITION_KINDS.index("region")
+    assert not (kinds[offsets > 0] == region).any()
+    assert (kinds[offsets == 0] == region).mean() == pytest.approx(p[region], abs=0.03)
+    # the default mix is the one every earlier preset trained with
+    default = condition_mix(get_preset("dit").condition_weights, get_preset("dit").context_conditions)
+    assert np.allclose(default[0], [0.45, 0.2, 0.1, 0.12, 0.05, 0.08]) and len(default[1]) == 4
+    with pytest.raises(InputError, match="unknown condition kinds"):
+        condition_mix({"mask": 1.0}, ["prefix"])
+    with pytest.raises(InputError, match="context kind"):
+        condition_mix({"none": 1.0}, ["prefix"])
+    # a command line can change them like any other setting
+    changed = override(preset, ['context_conditions=["prefix"]', 'condition_weights={"none":1,"prefix":1}'])
+    assert preset_command(changed).endswith(
+        '--set condition_weights={"none":1,"prefix":1} --set context_conditions=["prefix"]'
+    )
 
 
 def test_condition_masks_give_each_kind_its_shape():

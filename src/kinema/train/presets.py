@@ -11,6 +11,15 @@ from dataclasses import asdict, dataclass, field
 
 from kinema.errors import InputError
 
+DEFAULT_CONDITION_WEIGHTS = {
+    "none": 0.45,
+    "first": 0.2,
+    "first_last": 0.1,
+    "prefix": 0.12,
+    "keyframes": 0.05,
+    "region": 0.08,
+}
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -39,6 +48,11 @@ class Preset:
     cache_clips: int = 0  # > 0: pre-encode this many clips once and train on them
     render_workers: int = 0  # processes rendering the cache's clips (0: one per core)
     freeze_encoder: bool = False  # VAE stage: train the decoder only (the latents stay)
+    # DiT stage: how often each condition kind is drawn (kinema.train.stages.CONDITION_KINDS)
+    condition_weights: dict = field(default_factory=lambda: dict(DEFAULT_CONDITION_WEIGHTS))
+    # the kinds a window that starts mid-cycle draws among: it may run against its prompt,
+    # so only a condition that shows which way it goes may come with it
+    context_conditions: list = field(default_factory=lambda: ["first_last", "prefix", "keyframes", "region"])
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,6 +174,19 @@ PRESETS["dit-finetune"] = dataclasses.replace(
     cache_clips=12_288,
     offset_fraction=0.25,
     checkpoint_minutes=4.0,
+)
+# kinema-shapes-3's DiT continued on 2 CPU cores (start it with --init-from) with the
+# kept-region condition (inpainting) only on windows that start at frame 0. That condition
+# keeps what lies outside a box, and with the box around the object's path it never shows
+# which way the object goes: drawn for mid-cycle windows, which may run against their
+# prompt, it taught the model that under it a prompt's motion may run either way (most of
+# inpainting's failures). Region clips are drawn more often, to unlearn that sooner.
+PRESETS["dit-region"] = dataclasses.replace(
+    PRESETS["dit-finetune"],
+    name="dit-region",
+    condition_weights={**DEFAULT_CONDITION_WEIGHTS, "none": 0.39, "region": 0.14},
+    context_conditions=["first_last", "prefix", "keyframes"],
+    steps=2600,
 )
 # the same with one token per latent cell (320 tokens): finer positions, 4× the work
 PRESETS["dit-p1"] = dataclasses.replace(

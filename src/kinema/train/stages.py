@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kinema.diffusion.flow import flow_loss, sample_time
+from kinema.errors import InputError
 from kinema.models.dit import DiT, DiTConfig, block_count, deepen
 from kinema.models.vae import VAEConfig, VideoVAE
 from kinema.train.checkpoint import CheckpointError, load_config, load_weights
@@ -161,21 +162,36 @@ def condition_masks(
 
 
 CONDITION_KINDS = ("none", "first", "first_last", "prefix", "keyframes", "region")
-CONDITION_WEIGHTS = (0.45, 0.2, 0.1, 0.12, 0.05, 0.08)
-CONTEXT_KINDS = np.array([2, 3, 4, 5])  # first_last, prefix, keyframes, region
 KEYFRAME_KINDS = np.array([2, 4])  # first_last, keyframes: given single-frame encodings
 
 
-def condition_kinds(offsets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Each clip's condition kind (an index into CONDITION_KINDS), drawn by CONDITION_WEIGHTS.
+def condition_mix(weights: dict[str, float], context: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A preset's condition weights (by kind name) as probabilities over CONDITION_KINDS,
+    and its context kinds as indices into it."""
+    unknown = (set(weights) | set(context)) - set(CONDITION_KINDS)
+    if unknown:
+        raise InputError(
+            f"unknown condition kinds {sorted(unknown)}: choose from {', '.join(CONDITION_KINDS)}"
+        )
+    p = np.array([float(weights.get(kind, 0.0)) for kind in CONDITION_KINDS])
+    spans = np.array([CONDITION_KINDS.index(kind) for kind in context])
+    if p.min() < 0 or p.sum() <= 0 or len(spans) == 0 or p[spans].sum() <= 0:
+        raise InputError("condition weights must be non-negative, and some context kind must have weight")
+    return p / p.sum(), spans
+
+
+def condition_kinds(
+    offsets: np.ndarray, rng: np.random.Generator, p: np.ndarray, context: np.ndarray
+) -> np.ndarray:
+    """Each clip's condition kind (an index into CONDITION_KINDS), drawn with probabilities
+    `p` (condition_mix's).
 
     A window that starts mid-cycle (offset > 0) may run against its prompt, and only a
-    condition that spans time (first and last, a prefix, keyframes, a kept region) shows
-    which way it goes: such clips draw among those kinds alone."""
-    kinds = rng.choice(len(CONDITION_KINDS), size=len(offsets), p=CONDITION_WEIGHTS)
+    condition that spans time shows which way it goes: such clips draw among the `context`
+    kinds alone, in the same proportions."""
+    kinds = rng.choice(len(CONDITION_KINDS), size=len(offsets), p=p)
     mid_cycle = np.asarray(offsets) > 0
-    weights = np.array([CONDITION_WEIGHTS[k] for k in CONTEXT_KINDS])
-    kinds[mid_cycle] = rng.choice(CONTEXT_KINDS, size=int(mid_cycle.sum()), p=weights / weights.sum())
+    kinds[mid_cycle] = rng.choice(context, size=int(mid_cycle.sum()), p=p[context] / p[context].sum())
     return kinds
 
 
@@ -219,6 +235,7 @@ class DiTStage:
         if not preset.vae:
             raise CheckpointError(f"preset '{preset.name}' needs a trained VAE checkpoint (--vae)")
         self.preset, self.device, self.shard = preset, torch.device(device), shard or Shard()
+        self.condition_mix = condition_mix(preset.condition_weights, preset.context_conditions)
         self.vae = load_vae(preset.vae).to(self.device)
         self.config = DiTConfig(**{"latent_channels": self.vae.config.latent_channels, **preset.model})
         self.text = MiniLMTextEncoder(device=self.device)
@@ -281,7 +298,7 @@ class DiTStage:
         _, _, t, h, w = x0.shape
         dropped = (rng.random(b) < self.text_dropout)[rows]
         prompts = ["" if drop else p for drop, p in zip(dropped, prompts, strict=True)]
-        all_kinds = condition_kinds(self._batch_offsets(step, offsets), rng)
+        all_kinds = condition_kinds(self._batch_offsets(step, offsets), rng, *self.condition_mix)
         all_mask = condition_masks(all_kinds, t, h, w, rng)
         kinds, mask = all_kinds[rows], all_mask[rows]
         weight_share = float((1 - mask).sum()) / max(float((1 - all_mask).sum()), 1e-8)

@@ -127,7 +127,11 @@ def test_ray_cluster_makes_the_same_clips_as_a_sequential_run(capsys, tmp_path, 
     for a, b in zip(seq, par, strict=True):
         assert a["seed"] == b["seed"] and a["path"].rsplit("/", 1)[1] == b["path"].rsplit("/", 1)[1]
         # the same clips; not always to the bit, since another process may sum floats in
-        # another order (seen once in a few runs), so within a fraction of one grey level
+        # another order (seen in a few runs of many: the tiny random model turns last-bit
+        # differences into up to 0.82 grey levels on average), so within 2 grey levels
         fa, fb = read_video(a["path"]).frames, read_video(b["path"]).frames
-        assert fa.shape == fb.shape and np.abs(fa.astype(int) - fb).mean() < 0.5
+        assert fa.shape == fb.shape and np.abs(fa.astype(int) - fb).mean() < 2.0
         assert settings_path(b["path"]).is_file()
+    # what the 2-level bound allows is small beside what another prompt and seed change
+    first, second = (read_video(r["path"]).frames.astype(int) for r in par[:2])
+    assert np.abs(first - second).mean() > 10

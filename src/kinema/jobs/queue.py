@@ -255,26 +255,24 @@ class JobQueue:
 
     def input_path(self, input_id: str, owner: str | None = None) -> Path:
         """The stored file of an upload (of OWNER when given)."""
-        path = self.inputs / self._input_column("name", input_id, owner)
-        if not path.is_file():
-            raise JobError(f"no upload with id '{input_id}'")
-        return path
+        return self.input_record(input_id, owner)[0]
 
     def input_facts(self, input_id: str, owner: str | None = None) -> dict[str, Any]:
         """The facts saved with an upload (of OWNER when given); {} when none were."""
-        facts = self._input_column("facts", input_id, owner)
-        return json.loads(facts) if facts else {}
+        return self.input_record(input_id, owner)[1]
 
-    def _input_column(self, column: str, input_id: str, owner: str | None) -> Any:
+    def input_record(self, input_id: str, owner: str | None = None) -> tuple[Path, dict[str, Any]]:
+        """An upload's stored file and the facts saved with it ({} when none were), from one
+        read of its row (of OWNER's uploads when given)."""
         check_id(input_id, "upload")
-        query, args = f"SELECT {column} FROM inputs WHERE id = ?", [input_id]
+        query, args = "SELECT name, facts FROM inputs WHERE id = ?", [input_id]
         if owner is not None:
             query, args = query + " AND owner = ?", [*args, owner]
         with self._db(write=False) as db:
             row = db.execute(query, args).fetchone()
-        if row is None:
+        if row is None or not (self.inputs / row[0]).is_file():
             raise JobError(f"no upload with id '{input_id}'")
-        return row[0]
+        return self.inputs / row[0], json.loads(row[1]) if row[1] else {}
 
     # ------------------------------------------------------------------ workers
 

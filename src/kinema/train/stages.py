@@ -75,6 +75,10 @@ class VAEStage:
                     p.requires_grad_(False)
         return model
 
+    def adapt_init(self, weights: dict[str, torch.Tensor], model: VideoVAE) -> dict[str, torch.Tensor]:
+        """Warm-start weights for `model`: a VAE's are taken as they are."""
+        return weights
+
     def training_module(self, model: VideoVAE) -> nn.Module:
         """What a training step calls `model` through (and DDP wraps among several processes)."""
         if self.shard.world == 1:

@@ -119,8 +119,7 @@ class Trainer:
         if state is None:
             if init_from is not None:
                 weights = load_weights(init_from)
-                if hasattr(self.stage, "adapt_init"):  # e.g. a shallower DiT grown deeper
-                    weights = self.stage.adapt_init(weights, self.model)
+                weights = self.stage.adapt_init(weights, self.model)  # e.g. a shallower DiT grown deeper
                 self.model.load_state_dict(weights)
                 self.ema.load_state_dict(weights)
                 source = load_config(init_from)

@@ -321,10 +321,9 @@ def _clip_facts(upload_id: str, owner: str, queue: JobQueue) -> tuple[int, int, 
     container does not record it)."""
     from kinema.io.video import video_header
 
-    path = queue.input_path(upload_id, owner)
+    path, facts = queue.input_record(upload_id, owner)
     if path.suffix not in (".mp4", ".webm"):
         raise InputError(f"upload {upload_id} is not a clip; upload an mp4 or webm to edit it")
-    facts = queue.input_facts(upload_id, owner)
     if "frames" in facts:
         return int(facts["width"]), int(facts["height"]), int(facts["frames"])
     width, height, frames = video_header(path)

@@ -3,8 +3,14 @@
 __version__ = "0.1.0"
 
 
-def load(name_or_dir=None, device: str = "cpu"):
-    """The text-to-video pipeline of the built-in model, or of a model folder."""
-    from kinema.pipelines.loading import load as _load
+def load(name_or_dir=None, device: str = "cpu", **load_options):
+    """The built-in model (or a model folder) behind kinema's request layer.
 
-    return _load(name_or_dir, device=device)
+    Its Videos are model output: watermarked, and their `save(path)` signs the file,
+    writes its sidecar and enters it for review, exactly as `kinema generate` does for
+    the same request (see kinema.render.handle). LOAD_OPTIONS: savers, int8.
+    """
+    from kinema.publish import attach
+    from kinema.render.handle import Model
+
+    return Model.load(name_or_dir, device, attach, **load_options)

@@ -1,11 +1,16 @@
-"""The one output path: every file a command hands to a user is finished here.
+"""The one output path: every file kinema hands to a user, from any door, is finished here.
 
     Video ─► watermark (model output only) ─► writer (temporary name) ─► C2PA manifest
           ─► JSON sidecar ─► rename into place ─► review queue ("pending")
 
 The watermark payload is derived from the signing key, the model hash, the seed, the
 prompt hash and the settings, so the same command gives the same file. Nothing appears
-at the output path until every step has succeeded.
+at the output path until every step has succeeded. Clips, stills (one frame: .png, .jpg,
+.webp) and narration (.wav) all take this path.
+
+The Python door marks a model's Video when it is made (`attach`) and publishes it when
+it is saved; the pixels and the file are those the command line writes for the same
+request.
 """
 
 from __future__ import annotations
@@ -18,66 +23,41 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import kinema
-from kinema.io import Video, check_output_path, output_kind, write_video
+from kinema.errors import InputError
+from kinema.io import Audio, Video, check_output_path, is_still, output_kind, write_video
 from kinema.io.atomic import replacing, write_json
+from kinema.io.video import check_still
+from kinema.io.wav import write_wav
 from kinema.provenance import review
-from kinema.provenance.c2pa import Generation, ManifestSpec, SoftBinding, sidecar_path, sign_file
+from kinema.provenance.c2pa import (
+    ALGORITHMIC_MEDIA,
+    Generation,
+    ManifestSpec,
+    SoftBinding,
+    sidecar_path,
+    sign_file,
+)
 from kinema.provenance.keys import ensure_keys, watermark_key
+from kinema.provenance.origin import WORLD_RENDERER, Origin
 from kinema.provenance.watermark import ALGORITHM as WATERMARK_ALGORITHM
 from kinema.provenance.watermark import PAYLOAD_BYTES, embed
 from kinema.state import kinema_home
 
-
-@dataclass(frozen=True)
-class Origin:
-    """What made the pixels.
-
-    A model's output is watermarked and declared trainedAlgorithmicMedia; a procedure's
-    (the world renderer) is declared algorithmicMedia and left unmarked.
-    """
-
-    name: str
-    model_hash: str | None = None
-    trained: bool = True
-
-    @property
-    def source_type(self) -> str:
-        return "trainedAlgorithmicMedia" if self.trained else "algorithmicMedia"
-
-
-WORLD_RENDERER = Origin("kinema world renderer (WORLD.md v1)", trained=False)
-
-
-def clip_settings(
-    pipe,
-    video: Video,
-    *,
-    prompt: str,
-    seed: int,
-    negative: str = "",
-    steps: int | None = None,
-    guidance: float | None = None,
-    **flags,
-) -> dict:
-    """The settings a generated clip's sidecar and mark record: what was asked, the model's
-    defaults where nothing was, and the flags that were set (loop, int8, memory_savers)."""
-    d = pipe.defaults
-    return {
-        "prompt": prompt,
-        "negative_prompt": negative,
-        "seed": seed,
-        "frames": video.num_frames,
-        "size": [video.width, video.height],
-        "fps": video.fps,
-        "steps": d["steps"] if steps is None else steps,
-        "guidance": d["guidance"] if guidance is None else guidance,
-        "sampler": d["sampler"],
-        **{name: value for name, value in flags.items() if value},
-    }
+__all__ = [
+    "WORLD_RENDERER",
+    "Origin",
+    "attach",
+    "mark",
+    "publish",
+    "publish_audio",
+    "publish_rendered",
+    "settings_path",
+    "write_narration",
+]
 
 
 def settings_path(output: str | os.PathLike) -> Path:
@@ -126,23 +106,27 @@ def publish(
     edit: str | None = None,
     ingredients: Sequence[Path] = (),
     hide_prompt: bool = False,
+    payload: bytes | None = None,
 ) -> dict:
     """Finish `video` as a working file at `output`; returns its sidecar record.
 
     The record carries "id" (the review item), "path", "seed" and, on the first write
     on this machine, "keys_created" (the folder where the signing chain was made).
     `settings` holds prompt, seed and the generation settings; with `hide_prompt` only
-    the prompt's hash is written, in the sidecar and the manifest alike.
+    the prompt's hash is written, in the sidecar and the manifest alike. `payload` is
+    given when `mark` has already watermarked the pixels (the Python door).
     """
     kind = check_output_path(output)
+    if is_still(kind):
+        check_still(video, kind)
     target = Path(os.fspath(output))
     home = kinema_home()
     keys, created = ensure_keys(home)
     record = _sidecar_record(settings, origin, hide_prompt)
     binding = None
     if origin.trained:
-        payload = watermark_payload(watermark_key(home), origin, settings)
-        video = embed(video, payload, watermark_key(home))
+        if payload is None:
+            video, payload = mark(video, settings, origin)
         binding = SoftBinding(WATERMARK_ALGORITHM, payload.hex())
         record["watermark"] = {"algorithm": WATERMARK_ALGORITHM, "payload": payload.hex()}
     item_id = review_item_id(record, target)
@@ -166,7 +150,105 @@ def publish(
         _publish_folder(video, target, spec, keys, ingredients, record)
     else:
         _publish_file(video, target, spec, keys, ingredients, record)
-    review.register(target, record, "clip", manifest=spec, ingredients=ingredients, item_id=item_id)
+    what = "image" if is_still(kind) else "clip"
+    review.register(target, record, what, manifest=spec, ingredients=ingredients, item_id=item_id)
+    return {**record, "path": str(target), **({"keys_created": str(keys.folder)} if created else {})}
+
+
+def mark(video: Video, settings: dict, origin: Origin) -> tuple[Video, bytes]:
+    """VIDEO with the invisible watermark of (signing key, model, seed, prompt, settings),
+    and its payload. Only a trained model's output is marked."""
+    if not origin.trained:
+        raise ValueError(f"{origin.name} is not a trained model; its output is not watermarked")
+    key = watermark_key(kinema_home())
+    payload = watermark_payload(key, origin, settings)
+    return embed(video, payload, key), payload
+
+
+def publish_rendered(rendered: Any, output: str | os.PathLike, *, hide_prompt: bool = False) -> dict:
+    """Publish what kinema.render made (a Rendered: video, settings, origin, edit,
+    ingredients) at OUTPUT; returns the sidecar record (see publish)."""
+    return publish(
+        rendered.video,
+        output,
+        rendered.settings,
+        rendered.origin,
+        edit=rendered.edit,
+        ingredients=list(rendered.ingredients),
+        hide_prompt=hide_prompt,
+    )
+
+
+def attach(rendered: Any, *, hide_prompt: bool = False) -> Video:
+    """The Python door's model output: the rendered Video watermarked now, whose save(path)
+    publishes it (sign, sidecar, review) as the command line would, so the same request
+    gives the same pixels and file from either door."""
+    marked, payload = mark(rendered.video, rendered.settings, rendered.origin)
+
+    def save(video: Video, path: str | os.PathLike) -> Path:
+        record = publish(
+            video,
+            path,
+            rendered.settings,
+            rendered.origin,
+            edit=rendered.edit,
+            ingredients=list(rendered.ingredients),
+            hide_prompt=hide_prompt,
+            payload=payload,
+        )
+        return Path(record["path"])
+
+    return marked.with_publisher(save)
+
+
+def check_wav_path(output: str | os.PathLike) -> Path:
+    """Refuse a .wav output that cannot be written (before any speech is made)."""
+    target = Path(os.fspath(output))
+    if target.suffix.lower() != ".wav" or os.fspath(output).endswith(("/", os.sep)):
+        raise InputError(f"'{target}' is not a .wav path")
+    if target.is_dir():
+        raise InputError(f"'{target}' is a directory; give a file name ending in .wav")
+    if not (target.parent if str(target.parent) else Path(".")).is_dir():
+        raise InputError(f"output folder '{target.parent}' does not exist")
+    return target
+
+
+def publish_audio(
+    audio: Audio,
+    output: str | os.PathLike,
+    settings: dict,
+    origin: Origin,
+    *,
+    text: str,
+    generation_settings: dict,
+    details: dict,
+    soft_binding: SoftBinding,
+    edit: str | None = None,
+    ingredients: Sequence[Path] = (),
+) -> dict:
+    """Finish speech (already carrying its audio watermark) as a .wav working file:
+    write, sign (algorithmicMedia, DETAILS naming the voice profile and consent record),
+    sidecar OUTPUT.json, rename into place, review queue. Returns the sidecar record with
+    "id", "path" and "seed". Refuses an output that is not a .wav in an existing folder."""
+    target = check_wav_path(output)
+    home = kinema_home()
+    keys, created = ensure_keys(home)
+    record = _sidecar_record(settings, origin, hide_prompt=False)
+    item_id = review_item_id(record, target)
+    record = {"id": item_id, **record}
+    spec = ManifestSpec(
+        title=target.name,
+        format="wav",
+        digital_source_type=ALGORITHMIC_MEDIA,
+        edit=edit,
+        generation=Generation(model=origin.name, prompt=text, settings=generation_settings, details=details),
+        soft_binding=soft_binding,
+    )
+    with replacing(target) as tmp:
+        write_wav(audio, tmp)
+        sign_file(tmp, spec, keys, list(ingredients))
+        write_json(settings_path(target), record)
+    review.register(target, record, "audio", manifest=spec, ingredients=list(ingredients), item_id=item_id)
     return {**record, "path": str(target), **({"keys_created": str(keys.folder)} if created else {})}
 
 
@@ -200,3 +282,32 @@ def _publish_folder(video, target: Path, spec, keys, ingredients, record) -> Non
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def write_narration(
+    text: str,
+    output: str | os.PathLike,
+    *,
+    seconds: float | None = None,
+    ingredients: Sequence[Path] = (),
+    **voice: Any,
+) -> dict:
+    """Speak TEXT into the .wav OUTPUT (fitted to SECONDS when given) and publish it; VOICE
+    takes what `kinema.voice.narrate.speech_track` takes (voice, scope, rate_wpm,
+    pitch_semitones, disclose_aloud). Nothing is written when anything is refused."""
+    from kinema.voice.narrate import SYNTHESIZER, speech_track
+
+    check_wav_path(output)
+    track = speech_track(text, seconds=seconds, **voice)
+    return publish_audio(
+        track.audio,
+        output,
+        track.settings,
+        Origin(SYNTHESIZER, trained=False),
+        text=track.text,
+        generation_settings=track.generation_settings,
+        details=track.details,
+        soft_binding=track.soft_binding,
+        edit="narrate" if ingredients else None,
+        ingredients=ingredients,
+    )

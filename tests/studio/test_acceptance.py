@@ -27,9 +27,10 @@ def test_identity_fraction_counts_frames_that_show_the_object_as_itself():
 class Drawing:
     """A stand-in model that draws the prompt's scene (the world checker passes it)."""
 
-    name, model_hash, defaults = "drawing", "drawing-0", {"size": 64}
+    name, model_hash = "drawing", "drawing-0"
+    defaults = {"size": 64, "steps": 24, "guidance": 4.0, "sampler": "dpmpp_2m"}
 
-    def __call__(self, prompt, *, seed, frames, steps=None, fps=8.0, keyframes=None):
+    def __call__(self, prompt, *, seed, frames, fps=8.0, **settings):
         from kinema.io import Video
 
         return Video(render_frames(parse(prompt), seed=seed, frames=frames), fps)

@@ -32,12 +32,13 @@ class DrawingPipe:
     """Stands in for a model: draws the prompt's scene, in the wrong colour for seeds in
     `bad` (the world checker fails those); raises once `stop_after` takes are made."""
 
-    name, model_hash, defaults = "drawing", "drawing-0", {"size": 64}
+    name, model_hash = "drawing", "drawing-0"
+    defaults = {"size": 64, "steps": 24, "guidance": 4.0, "sampler": "dpmpp_2m"}
 
     def __init__(self, bad=(), stop_after=None):
         self.bad, self.stop_after, self.calls = set(bad), stop_after, []
 
-    def __call__(self, prompt, *, seed, frames, steps, fps, keyframes):
+    def __call__(self, prompt, *, seed, frames, fps, keyframes, **settings):
         if self.stop_after is not None and len(self.calls) >= self.stop_after:
             raise RuntimeError("killed")
         self.calls.append((prompt, seed))
@@ -58,9 +59,9 @@ candidates: 2
 shots:
   - prompt: {RED}
     seed: 10
-    transition: cut
   - prompt: {BLUE}
     seed: 20
+    transition: cut
     candidates: 1
     retakes: 3
 """
@@ -103,10 +104,10 @@ def test_continued_shots_open_on_the_kept_frame_and_their_seams_are_judged(tmp_p
         f"""
 shots:
   - prompt: {RED}
-    transition: continue
   - prompt: {RED}
-    transition: crossfade:2
+    transition: continue
   - prompt: {BLUE}
+    transition: crossfade:2
 """,
     )
     run = run_board(DrawingPipe(), board, tmp_path, 8.0)
@@ -120,7 +121,8 @@ shots:
     continued, faded = run.seams
     assert continued["transition"] == "continue" and continued["ok"] is not None and continued["frame"] == 16
     assert faded["ok"] is None and faded["limit"] is None and faded["frame"] == 29
-    assert run.log[0]["seam"] == continued and "seam" not in run.log[2]
+    # each seam is logged on the shot its transition joins into
+    assert run.log[1]["seam"] == continued and run.log[2]["seam"] == faded and "seam" not in run.log[0]
 
 
 def test_seam_rule_on_joined_clips():
@@ -129,7 +131,7 @@ def test_seam_rule_on_joined_clips():
     one, two = Video(clip[:16], 8.0), Video(clip[15:31], 8.0)  # two opens on one's last frame
     board = [
         dataclasses.make_dataclass("S", ["index", "transition"])(i, t)
-        for i, t in ((1, "continue"), (2, "cut"))
+        for i, t in ((1, "cut"), (2, "continue"), (3, "cut"))
     ]
     joined, boundaries = _join([one, two], board[:2])
     assert np.array_equal(joined.frames, clip[:31]) and boundaries[0]["steps"] == [15]
@@ -137,7 +139,7 @@ def test_seam_rule_on_joined_clips():
     jump = Video(render_frames(parse(BLUE), seed=3, frames=16), 8.0)
     joined, boundaries = _join([one, jump], board[:2])
     assert seam_check(joined.frames, boundaries)[0]["ok"] is False
-    cut, boundaries = _join([one, jump], [board[1], board[1]])
+    cut, boundaries = _join([one, jump], [board[0], board[2]])
     result = seam_check(cut.frames, boundaries)[0]
     assert result["ok"] is None and result["ratio"] > 1.5
 
@@ -163,9 +165,9 @@ contact_sheet: sheet.png
 shots:
   - prompt: {RED}
     seed: 1
-    transition: continue
   - prompt: a <script>alert(1)</script> harbour
     seed: 5
+    transition: continue
 """,
     )
     _, log = render_board(DrawingPipe(bad={1, 2}), board, tmp_path, 8.0)

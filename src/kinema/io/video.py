@@ -6,8 +6,10 @@ of lossless PNG frames (a path ending in "/" or without an extension). Every wri
 to a temporary file beside the target and is renamed into place, so a failed or
 interrupted write never leaves a half-written output.
 
-`Video.save` writes plain pixels: no watermark, no manifest. Files handed to users go
-through `kinema.publish`.
+A Video made by a model through `kinema.load()` carries a publisher (injected by the
+render layer): its `save` watermarks nothing more but signs the file, writes its sidecar
+and enters it for review, as the command line does. Any other Video's `save` writes
+plain pixels. A single frame may be written as a still: .png, .jpg or .webp.
 
 PyAV is imported inside the functions that read or write files, not at the top:
 training, the world renderer and the checker import this module and need no FFmpeg.
@@ -21,7 +23,8 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,9 @@ from kinema.errors import InputError
 from kinema.io.atomic import publishable, replacing
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
+# One-frame outputs (stills), by suffix → kind; encoded by OpenCV (JPEG at quality 95,
+# WebP lossless, so the invisible watermark survives).
+STILL_KINDS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
 # Names kinema writes into a frame folder; anything else there is the user's, and a
 # folder holding such files is refused rather than mixed with ours.
 FRAME_NAME = "frame_{:04d}.png"
@@ -66,11 +72,18 @@ class Audio:
 
 @dataclass(frozen=True)
 class Video:
-    """uint8 frames (T, H, W, 3), frames per second, optional audio."""
+    """uint8 frames (T, H, W, 3), frames per second, optional audio.
+
+    `publisher`, when set, is how this Video is saved: model output from the Python API
+    carries one (see the module docstring); every derived Video drops it.
+    """
 
     frames: np.ndarray
     fps: float = 8.0
     audio: Audio | None = field(default=None)
+    publisher: Callable[[Video, str | os.PathLike], Path] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         f = np.asarray(self.frames)
@@ -104,11 +117,23 @@ class Video:
         return self.num_frames / self.fps
 
     def with_frames(self, frames: np.ndarray) -> Video:
-        """The same clip (fps, audio) with other frames."""
+        """The same clip (fps, audio) with other frames (no longer a model's output)."""
         return Video(frames, self.fps, self.audio)
 
+    def with_publisher(self, publisher: Callable[[Video, str | os.PathLike], Path]) -> Video:
+        """This Video, saved from now on by PUBLISHER(video, path)."""
+        return replace(self, publisher=publisher)
+
     def save(self, path: str | os.PathLike, crf: int | None = None) -> Path:
-        """Write the clip to `path` (format from its suffix) atomically; returns the path."""
+        """Write the clip to `path` (format from its suffix) atomically; returns the path.
+
+        Model output (a Video with a publisher) is published: signed, given its sidecar
+        and entered for review, in the format the path names (crf is then refused: the
+        publisher writes at kinema's quality)."""
+        if self.publisher is not None:
+            if crf is not None:
+                raise VideoError("model output is saved at kinema's quality; drop crf")
+            return self.publisher(self, path)
         return write_video(self, path, crf=crf)
 
 
@@ -116,18 +141,28 @@ class Video:
 
 
 def output_kind(path: str | os.PathLike) -> str:
-    """'mp4', 'webm', 'gif' or 'frames' (a folder of PNGs), from how the path is spelled."""
+    """'mp4', 'webm', 'gif', 'frames' (a folder of PNGs), or a still's 'png', 'jpg' or
+    'webp', from how the path is spelled."""
     text = os.fspath(path)
+    if not text.strip():
+        raise VideoError("the output path is empty: give a file name (.mp4, .webm, .gif, .png) or a folder")
     p = Path(text)
     if text.endswith(("/", os.sep)) or p.suffix == "":
         return "frames"
     suffix = p.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return suffix[1:]
+    if suffix in STILL_KINDS:
+        return STILL_KINDS[suffix]
     raise VideoError(
-        f"unsupported output extension '{p.suffix}': use .mp4, .webm, .gif, "
-        "or a folder name (no extension) for PNG frames"
+        f"unsupported output extension '{p.suffix}': use .mp4, .webm, .gif, a still's .png, .jpg "
+        "or .webp, or a folder name (no extension) for PNG frames"
     )
+
+
+def is_still(kind: str) -> bool:
+    """Whether an output kind (from output_kind) holds one frame."""
+    return kind in STILL_KINDS.values()
 
 
 def check_output_path(path: str | os.PathLike) -> str:
@@ -167,8 +202,12 @@ def write_video(video: Video, path: str | os.PathLike, crf: int | None = None) -
         return target
     if kind == "gif" and video.audio is not None:
         raise VideoError("a GIF cannot carry audio; write .mp4 or .webm")
+    if is_still(kind):
+        check_still(video, kind)
     with replacing(target) as tmp:
-        if kind == "gif":
+        if is_still(kind):
+            tmp.write_bytes(encode_still(video.frames[0], kind))
+        elif kind == "gif":
             _write_gif(video, str(tmp))
         else:
             _write_av(video, str(tmp), kind, crf)
@@ -297,14 +336,31 @@ def _write_gif(video: Video, path: str) -> None:
         container.mux(stream.encode(None))
 
 
-def encode_png(frame: np.ndarray) -> bytes:
-    """One RGB frame (H, W, 3) as lossless PNG bytes (OpenCV's encoder: no FFmpeg needed)."""
+def check_still(video: Video, kind: str) -> None:
+    """Refuse writing VIDEO as a still of KIND unless it is one frame without audio."""
+    if video.num_frames != 1:
+        raise VideoError(
+            f"a .{kind} holds one frame and this clip has {video.num_frames}; "
+            "write .mp4, .webm, .gif or a frame folder"
+        )
+    if video.audio is not None:
+        raise VideoError(f"a .{kind} cannot carry audio; write .mp4 or .webm")
+
+
+def encode_still(frame: np.ndarray, kind: str) -> bytes:
+    """One RGB frame (H, W, 3) as PNG, JPEG (quality 95) or lossless WebP bytes."""
     import cv2
 
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))
+    params = {"png": [], "jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], "webp": [cv2.IMWRITE_WEBP_QUALITY, 101]}
+    ok, data = cv2.imencode(f".{kind}", np.ascontiguousarray(frame[..., ::-1]), params[kind])
     if not ok:
-        raise VideoError(f"could not encode a {frame.shape} frame as PNG")
+        raise VideoError(f"could not encode a {frame.shape} frame as {kind}")
     return data.tobytes()
+
+
+def encode_png(frame: np.ndarray) -> bytes:
+    """One RGB frame (H, W, 3) as lossless PNG bytes (OpenCV's encoder: no FFmpeg needed)."""
+    return encode_still(frame, "png")
 
 
 def write_png(frame: np.ndarray, path: str | os.PathLike) -> Path:

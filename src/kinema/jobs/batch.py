@@ -3,7 +3,10 @@
     PROMPTS.txt ─► plan (one Job a prompt line) ─► skip finished ─► executor generates
                ─► publish each clip (driver) ─► temporal QA of the written file ─► summary.csv
 
-An executor turns jobs into generated clips, in any order: `Sequential` in this process,
+Every clip is one ClipRequest (the batch's shared options, with the line's prompt and
+seed), checked on the driver before any work and rendered through kinema.render like a
+`kinema generate` of the same settings. An executor turns jobs into generated clips, in
+any order: `Sequential` in this process,
 `RayExecutor` on a Ray cluster (one model-holding actor a worker). Workers only make
 pixels; publishing (watermark, C2PA signing, sidecar, review queue) stays on the driver,
 so the signing keys never leave this machine and DIR needs no shared filesystem. A clip
@@ -19,12 +22,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kinema.errors import InputError
-from kinema.io import Video
-from kinema.publish import Origin, clip_settings, publish, settings_path
+from kinema.pipelines.facts import ModelFacts
+from kinema.publish import publish_rendered, settings_path
+from kinema.render import ClipRequest, Rendered, check, render
 
 FORMATS = ("mp4", "webm", "gif", "png")  # png: a folder of PNG frames per prompt
 SUMMARY = "summary.csv"
@@ -41,32 +45,18 @@ class Job:
     seed: int
     output: Path
 
-
-@dataclass(frozen=True)
-class Settings:
-    """What every clip of a batch shares: the model, how it is loaded and the clip settings
-    (None: the model's default)."""
-
-    model: str | None = None
-    device: str = "cpu"
-    frames: int | None = None
-    size: tuple[int, int] | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    fps: float | None = None
-    savers: tuple[str, ...] = ()
-    int8: bool = False
+    def request(self, template: ClipRequest) -> ClipRequest:
+        """The batch's shared options (TEMPLATE) with this line's prompt and seed."""
+        return replace(template, prompt=self.prompt, seed=self.seed)
 
 
 @dataclass(frozen=True)
 class Clip:
-    """A generated clip before publishing: pixels, the settings its sidecar records, and
-    the model that made it."""
+    """A rendered clip before publishing, and how long it took (not in its settings: they
+    name the clip, and its mark)."""
 
-    video: Video
-    settings: dict
-    origin: Origin
-    seconds: float  # generation time (not in the settings: they name the clip, and its mark)
+    rendered: Rendered
+    seconds: float
 
 
 Executor = Callable[[Sequence[Job]], Iterator[tuple[Job, Clip]]]
@@ -115,13 +105,13 @@ def is_finished(output: Path) -> bool:
     return output.exists() and settings_path(output).is_file()
 
 
-def screen(jobs: Iterable[Job]) -> None:
-    """Refuse the batch before any work when a prompt breaks the naming policy."""
-    from kinema.provenance.policy import screen_prompt
-
+def check_jobs(jobs: Iterable[Job], template: ClipRequest) -> None:
+    """Refuse the batch before any work when a line's request would be refused (a
+    screened prompt, a size or option the model does not take), naming the line."""
+    facts = ModelFacts.read(template.model)
     for job in jobs:
         try:
-            screen_prompt(job.prompt)
+            check(job.request(template), facts)
         except InputError as e:
             raise InputError(f"line {job.line}: {e}") from None
 
@@ -129,50 +119,27 @@ def screen(jobs: Iterable[Job]) -> None:
 # ---------------------------------------------------------------- one job
 
 
-def load_pipeline(settings: Settings):
+def load_pipeline(template: ClipRequest):
     """The pipeline every clip of the batch is made with; its size is checked up front."""
     from kinema.pipelines.loading import load
 
-    pipe = load(settings.model, settings.device, savers=settings.savers, int8=settings.int8)
-    if settings.size is not None:
-        pipe.check_size(*settings.size)
+    pipe = load(template.model, template.device, savers=template.savers, int8=template.int8)
+    if template.size is not None:
+        pipe.check_size(*template.size)
     return pipe
 
 
-def generate(pipe, job: Job, settings: Settings) -> Clip:
-    """Make one job's pixels and the settings its sidecar will record."""
+def generate(pipe, facts: ModelFacts, job: Job, template: ClipRequest) -> Clip:
+    """Check and render one job's request with PIPE."""
     start = time.monotonic()
-    video = pipe(
-        job.prompt,
-        seed=job.seed,
-        frames=settings.frames,
-        size=settings.size,
-        steps=settings.steps,
-        guidance=settings.guidance,
-        fps=settings.fps,
-    )
-    record = clip_settings(
-        pipe,
-        video,
-        prompt=job.prompt,
-        seed=job.seed,
-        steps=settings.steps,
-        guidance=settings.guidance,
-        int8=settings.int8,
-        memory_savers=list(settings.savers),
-    )
-    return Clip(video, record, Origin(pipe.name, pipe.model_hash), round(time.monotonic() - start, 3))
+    rendered = render(pipe, check(job.request(template), facts))
+    return Clip(rendered, round(time.monotonic() - start, 3))
 
 
 def finish(job: Job, clip: Clip) -> dict:
     """Publish a generated clip at its job's output; its summary row."""
-    record = publish(clip.video, job.output, clip.settings, clip.origin)
+    record = publish_rendered(clip.rendered, job.output)
     return summary_row(job, "generated", record, clip.seconds)
-
-
-def run_job(pipe, job: Job, settings: Settings) -> dict:
-    """Generate, publish and QA one job; its summary row."""
-    return finish(job, generate(pipe, job, settings))
 
 
 def summary_row(job: Job, status: str, record: dict | None = None, seconds: float | None = None) -> dict:
@@ -217,29 +184,29 @@ def summary_row(job: Job, status: str, record: dict | None = None, seconds: floa
 class Sequential:
     """Generate the jobs one after another in this process, loading the model once."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    def __init__(self, template: ClipRequest):
+        self.template = template
 
     def __call__(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, Clip]]:
         if not jobs:
             return
-        pipe = load_pipeline(self.settings)
+        pipe, facts = load_pipeline(self.template), ModelFacts.read(self.template.model)
         for job in jobs:
-            yield job, generate(pipe, job, self.settings)
+            yield job, generate(pipe, facts, job, self.template)
 
 
 class _Worker:
     """A Ray actor's state: the loaded pipeline, kept for every job it is given."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, template: ClipRequest):
         import torch
 
         torch.set_num_threads(1)  # the one CPU the actor was given: workers do not oversubscribe
-        self.settings = settings
-        self.pipe = load_pipeline(settings)
+        self.template = template
+        self.pipe, self.facts = load_pipeline(template), ModelFacts.read(template.model)
 
     def generate(self, job: Job) -> tuple[Job, Clip]:
-        return job, generate(self.pipe, job, self.settings)
+        return job, generate(self.pipe, self.facts, job, self.template)
 
 
 class RayExecutor:
@@ -251,10 +218,10 @@ class RayExecutor:
     left running.
     """
 
-    def __init__(self, settings: Settings, *, address: str | None = None, workers: int | None = None):
+    def __init__(self, template: ClipRequest, *, address: str | None = None, workers: int | None = None):
         if workers is not None and workers < 1:
-            raise InputError(f"--workers must be at least 1, got {workers}")
-        self.settings, self.address, self.workers = settings, address, workers
+            raise InputError(f"workers must be at least 1, got {workers}")
+        self.template, self.address, self.workers = template, address, workers
 
     def __call__(self, jobs: Sequence[Job]) -> Iterator[tuple[Job, Clip]]:
         if not jobs:
@@ -266,11 +233,11 @@ class RayExecutor:
         if started:
             self._init(ray)
         try:
-            gpu = self.settings.device == "cuda"
+            gpu = self.template.device == "cuda"
             capacity = int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1))
             count = max(1, min(self.workers or capacity, len(jobs)))
             actor = ray.remote(_Worker).options(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0)
-            pool = ActorPool([actor.remote(self.settings) for _ in range(count)])
+            pool = ActorPool([actor.remote(self.template) for _ in range(count)])
             results = pool.map_unordered(lambda worker, job: worker.generate.remote(job), list(jobs))
             while True:
                 try:
@@ -316,14 +283,16 @@ def _input_error(error: BaseException) -> InputError | None:
 def run_all(
     jobs: Sequence[Job],
     executor: Executor,
+    template: ClipRequest,
     *,
     progress: Callable[[int, int], None] | None = None,
     on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Run a batch: skip the finished jobs, generate the rest with `executor`, publish and
-    QA each clip as it arrives. Returns the summary rows in prompt order (one a job);
-    progress(done, total) is called after each clip, on_row(row) with each row."""
-    screen(jobs)
+    QA each clip as it arrives. Every job's request (TEMPLATE with its prompt and seed) is
+    checked first. Returns the summary rows in prompt order (one a job); progress(done,
+    total) is called after each clip, on_row(row) with each row."""
+    check_jobs(jobs, template)
     rows: dict[int, dict] = {}
 
     def record(row: dict) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from kinema.render import ClipRequest
 from kinema.studio.bestof import best_of
 from kinema.studio.storyboard import load_board, run_board
 from kinema.world import parse
@@ -63,14 +64,13 @@ def continue_board(
         {
             "prompt": f"a {subject} {motion} on a {background} background",
             "seed": 11 + k,
-            "transition": "continue",
+            **({"transition": "continue"} if k else {}),  # each shot continues the one before
         }
         for k, motion in enumerate(ROUND_TRIP)
     ]
-    shots[-1]["transition"] = "cut"
     board = folder / "board.yaml"
     board.write_text(yaml.safe_dump({"candidates": candidates, "shots": shots}, sort_keys=False))
-    run = run_board(pipe, load_board(board), folder, 8.0, steps)
+    run = run_board(pipe, load_board(board), folder, 8.0, ClipRequest("", steps=steps))
     obj = parse(shots[0]["prompt"]).objects[0]
     identity = identity_fraction(run.video.frames, obj)
     seams = [s for s in run.seams if s["ok"] is not None]
@@ -167,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", choices=("boards", "best-of"), default=None)
     args = parser.parse_args(argv)
 
-    import kinema
+    from kinema.pipelines.loading import load
 
-    pipe = kinema.load(args.model)
+    pipe = load(args.model)
     result: dict = {"model": pipe.name, "model_hash": pipe.model_hash, "steps": args.steps}
     start = time.monotonic()
     if args.skip != "boards":

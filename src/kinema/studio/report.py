@@ -50,7 +50,7 @@ def contact_sheet(run) -> np.ndarray:
     video = run.video
     cell_h = max(8, round(CELL_WIDTH * video.height / video.width))
     width = SHEET_COLUMNS * (CELL_WIDTH + 4) + 4
-    seams = {s["after_shot"]: s for s in run.seams}
+    seams = {s["into_shot"]: s for s in run.seams}  # drawn on the shot each joins into
     rows = []
     for r in run.shots:
         frames = r.choice.video.frames
@@ -64,7 +64,7 @@ def contact_sheet(run) -> np.ndarray:
         retakes = len(r.choice.retaken)
         head = f"shot {r.shot.index}  seed {best.seed}  (best of {takes} take{'s' * (takes > 1)}"
         head += f", {retakes} retake{'s' * (retakes != 1)})" if retakes else ")"
-        _put(row, head + f"  -> {r.shot.transition}", 4, LINE - 3, INK)
+        _put(row, head + f"  <- {r.shot.transition}", 4, LINE - 3, INK)
         _put(row, _verdict(best.qa), 4, 2 * LINE - 3, GREEN if best.passed else RED)
         _put(row, r.shot.prompt[:120], 4, 3 * LINE - 3, DIM)
         interp = cv2.INTER_AREA if video.width > CELL_WIDTH else cv2.INTER_NEAREST
@@ -182,7 +182,7 @@ def _shot_section(r) -> list[str]:
         f'<section id="shot-{shot.index}"><h3>Shot {shot.index}: {e(shot.prompt)}</h3>',
         "<table>",
         f"<tr><th>frames</th><td>{shot.frames} (from frame {r.start} of the clip)</td></tr>",
-        f"<tr><th>transition to the next</th><td>{e(shot.transition)}</td></tr>",
+        f"<tr><th>transition from the shot before</th><td>{e(shot.transition)}</td></tr>",
         f"<tr><th>kept</th><td>seed {best.seed} ({best.kind}), score {best.qa['score']:.3f}, "
         f"{_mark(best.passed, 'passed QA', 'did not pass QA')}</td></tr>",
         f"<tr><th>takes</th><td>{shot.candidates} candidate{'s' * (shot.candidates > 1)}, up to "

@@ -11,13 +11,17 @@
         frames: 16          # or seconds: 2
         seed: 1             # candidates use seed, seed+1, …; retakes the seeds after
         image: start.png    # optional first frame, a path inside the board's folder
-        transition: continue   # to the next shot: cut | crossfade:N | continue
+      - prompt: a red circle moving left on a black background
+        transition: continue   # how the shot before joins into this one:
+                               #   cut (default) | crossfade:N | continue
 
-`continue` starts the next shot on this shot's kept last frame (image-to-video) and
-joins the two without repeating it; a shot that starts from an image (its own or the
-one before's last frame) shows it exactly at frame 0 (settle_first_frame). The whole
-board is validated before anything is generated, and every error names the shot (or
-the board) and the field. Every take is cached by a hash of everything that decides its pixels, so a rerun after a crash or an
+A shot's `transition` joins the shot before it into this one (so shot 1 has none, and
+one given there is refused). `continue` starts this shot on the previous shot's kept
+last frame (image-to-video) and joins the two without repeating it; a shot that starts
+from an image (its own or the one before's last frame) shows it exactly at frame 0
+(settle_first_frame). Every shot is a ClipRequest rendered by kinema.render, like a
+`kinema generate` of the same settings. The whole board is validated before anything is
+generated, and every error names the shot (or the board) and the field. Every take is cached by a hash of everything that decides its pixels, so a rerun after a crash or an
 edit makes only the takes that changed; QA is recomputed from the cached pixels, so the
 same takes are kept again.
 """
@@ -36,9 +40,11 @@ import numpy as np
 import yaml
 
 from kinema.errors import InputError
-from kinema.io import Video, read_image, write_png
+from kinema.io import Video, write_png
 from kinema.io.atomic import replacing
 from kinema.metrics.temporal import SEAM_RATIO, frame_differences, seam_ratio
+from kinema.pipelines.facts import ModelFacts
+from kinema.render import ClipRequest, check, render
 from kinema.studio.bestof import DEFAULT_THRESHOLD, MAX_TAKES, Choice, best_of, check_counts
 from kinema.studio.stitch import parse_transition, stitch
 
@@ -56,7 +62,7 @@ class Shot:
     frames: int
     seed: int
     image: Path | None
-    transition: str  # to the next shot
+    transition: str  # how the shot before joins into this one ("cut" for shot 1)
     candidates: int = 1
     retakes: int = 0
     qa_threshold: float = DEFAULT_THRESHOLD
@@ -164,10 +170,13 @@ def load_board(path: str | os.PathLike, fps: float = 8.0) -> Board:
                 **_takes(i, raw, defaults),
             )
         )
-    for shot in shots:
-        if shot.transition.startswith("crossfade") and parse_transition(shot.transition) >= shot.frames:
+    for before, shot in zip(shots, shots[1:], strict=False):
+        shortest = min(before.frames, shot.frames)
+        if shot.transition.startswith("crossfade") and parse_transition(shot.transition) >= shortest:
             raise _fail(
-                shot.index, "transition", f"a crossfade must be shorter than the shot ({shot.frames} frames)"
+                shot.index,
+                "transition",
+                f"a crossfade must be shorter than the shots it joins ({shortest} frames)",
             )
     return Board(
         tuple(shots),
@@ -256,6 +265,8 @@ def _image(i: int, raw: dict, root: Path) -> Path | None:
 
 
 def _transition(i: int, raw: dict) -> str:
+    if i == 1 and "transition" in raw:
+        raise _fail(i, "transition", "joins the shot before into this one, and shot 1 has none before it")
     value = str(raw.get("transition", "cut")).strip().lower()
     if value == "continue":
         return value
@@ -349,35 +360,31 @@ def run_board(
     shots: Sequence[Shot],
     board_dir: Path,
     fps: float,
-    steps: int | None = None,
+    template: ClipRequest | None = None,
+    facts: ModelFacts | None = None,
     progress: Callable[[int, int], None] | None = None,
-    check_image=None,
 ) -> BoardRun:
     """Make every shot best-of its candidates with its retakes (cached takes are read
-    back), join them, and measure the seams; returns the BoardRun."""
-    from kinema.pipelines.conditioning import fit_image
-
+    back), join them, and measure the seams; returns the BoardRun. TEMPLATE holds the
+    options every shot shares (steps, guidance, negative, model); FACTS are the model's
+    (None: nothing is known ahead of the pipeline)."""
+    template = template or ClipRequest("")
+    facts = facts or ModelFacts()
     width = height = pipe.defaults["size"]
     cache = Path(board_dir) / CACHE_DIR
-    settings = {"steps": steps, "size": [width, height]}
+    settings = {"steps": template.steps, "size": [width, height]}
     results, carry = [], None
     for n, shot in enumerate(shots):
-        first = carry
-        if shot.image is not None:
-            pixels = read_image(shot.image)
-            if check_image:
-                check_image(pixels, str(shot.image))
-            first, _ = fit_image(pixels, width, height)
+        first = carry if shot.transition == "continue" and shot.image is None else None
+        checked = check(shot_request(shot, template, fps), facts, first=first)
+        first = checked.inputs.first
 
-        def make(seed: int, shot: Shot = shot, first: np.ndarray | None = first) -> tuple[Video, bool]:
+        def make(seed: int, shot=shot, first=first, checked=checked) -> tuple[Video, bool]:
             key = shot_key(shot, pipe.model_hash, first, settings, seed=seed)
             frames = _cached(cache, key)
             made = frames is None
             if made:
-                keyframes = {0: first} if first is not None else None
-                frames = pipe(
-                    shot.prompt, seed=seed, frames=shot.frames, steps=steps, fps=fps, keyframes=keyframes
-                ).frames
+                frames = render(pipe, checked.with_seed(seed)).video.frames
                 _store(cache, key, frames)
             if first is not None:
                 frames = settle_first_frame(first, frames)
@@ -390,10 +397,10 @@ def run_board(
             shot.candidates,
             shot.retakes,
             shot.qa_threshold,
-            before=carry if shot.image is None else None,
+            before=first if shot.image is None else None,
         )
         results.append(ShotResult(shot, choice))
-        carry = choice.video.frames[-1] if shot.transition == "continue" else None
+        carry = choice.video.frames[-1]
         if progress:
             progress(n + 1, len(shots))
     video, boundaries = _join([r.choice.video for r in results], list(shots))
@@ -411,18 +418,35 @@ def run_board(
             **r.choice.record(),
             "cached": all(t.cached for t in r.choice.takes),
         }
-        seam = next((s for s in seams if s["after_shot"] == r.shot.index), None)
+        seam = next((s for s in seams if s["into_shot"] == r.shot.index), None)
         if seam is not None:
             entry["seam"] = seam
         log.append(entry)
     run_settings = {
         "model": getattr(pipe, "name", None),
         "model_hash": pipe.model_hash,
-        "steps": steps,
+        "steps": template.steps,
         "fps": fps,
         "size": [width, height],
     }
     return BoardRun(video, results, seams, log, run_settings)
+
+
+def shot_request(shot: Shot, template: ClipRequest, fps: float) -> ClipRequest:
+    """The ClipRequest of a shot: the board's shared options with the shot's own."""
+    return replace(
+        template, prompt=shot.prompt, seed=shot.seed, frames=shot.frames, fps=fps, image=shot.image
+    )
+
+
+def check_board(shots: Sequence[Shot], template: ClipRequest, facts: ModelFacts, fps: float) -> None:
+    """Check every shot's request (prompt screen, lengths, images and their likeness)
+    before anything is generated; errors name the shot."""
+    for shot in shots:
+        try:
+            check(shot_request(shot, template, fps), facts)
+        except InputError as e:
+            raise InputError(f"shot {shot.index}: {e}") from None
 
 
 def render_board(
@@ -430,15 +454,15 @@ def render_board(
     shots: Sequence[Shot],
     board_dir: Path,
     fps: float,
-    steps: int | None = None,
+    template: ClipRequest | None = None,
+    facts: ModelFacts | None = None,
     progress=None,
-    check_image=None,
 ) -> tuple[Video, list[dict]]:
     """Run the board (see run_board) and, when it is a Board that asks for them, write its
     HTML report and contact sheet; returns the finished clip and the per-shot log."""
     from kinema.studio.report import contact_sheet, write_report
 
-    run = run_board(pipe, shots, board_dir, fps, steps, progress, check_image)
+    run = run_board(pipe, shots, board_dir, fps, template, facts, progress)
     if isinstance(shots, Board):
         run.settings["board"] = str(shots.path)
         if shots.contact_sheet is not None:
@@ -449,22 +473,28 @@ def render_board(
 
 
 def _join(clips: list[Video], shots: list[Shot]) -> tuple[Video, list[dict]]:
-    """The shots joined by their transitions, and each boundary: the shot it follows,
-    its transition and the steps t → t+1 of the joined clip that cross it."""
+    """The shots joined by their transitions (each shot's joins the one before into it),
+    and each boundary: the shots it joins, the transition and the steps t → t+1 of the
+    joined clip that cross it."""
     result, boundaries = clips[0], []
-    for clip, previous in zip(clips[1:], shots[:-1], strict=True):
+    for clip, previous, shot in zip(clips[1:], shots[:-1], shots[1:], strict=True):
         end = result.num_frames
-        if previous.transition == "continue":  # the next shot opens on the frame this one ended on
+        if shot.transition == "continue":  # this shot opens on the frame the one before ended on
             tail = clip.frames[1:] if clip.num_frames > 1 else clip.frames
             result = Video(np.concatenate([result.frames, tail]), result.fps)
             crossing = [end - 1]
         else:
-            overlap = parse_transition(previous.transition)
-            result = stitch([result, clip], previous.transition)
+            overlap = parse_transition(shot.transition)
+            result = stitch([result, clip], shot.transition)
             # a crossfade's blended frames sit at end-overlap .. end-1
             crossing = list(range(end - overlap - 1, end))
         boundaries.append(
-            {"after_shot": previous.index, "transition": previous.transition, "steps": crossing}
+            {
+                "after_shot": previous.index,
+                "into_shot": shot.index,
+                "transition": shot.transition,
+                "steps": crossing,
+            }
         )
     return result, boundaries
 
@@ -488,6 +518,7 @@ def seam_check(frames: np.ndarray, boundaries: list[dict]) -> list[dict]:
         out.append(
             {
                 "after_shot": b["after_shot"],
+                "into_shot": b["into_shot"],
                 "transition": b["transition"],
                 "frame": b["steps"][0] + 1,  # where the next shot starts to show
                 "difference": round(difference, 3),

@@ -5,34 +5,28 @@
 raised up to MAX_SPEEDUP times the asked rate (and never past MAX_RATE_WPM); when it is
 still too long the narration is refused with the numbers; when it is shorter, silence
 pads the end. `narrate_video` puts the fitted, watermarked speech into a Video (for
-publish to write as mp4/webm); `write_narration` finishes a .wav: audio watermark, then
-a temporary file, the C2PA manifest (algorithmicMedia, naming the voice profile and its
-consent record), the JSON sidecar, the rename, and the review queue.
+publish to write as mp4/webm); `speech_track` makes the speech of a .wav of its own,
+which `kinema.publish` writes like every other output (manifest algorithmicMedia,
+naming the voice profile and its consent record).
 
 With disclose_aloud, the spoken sentence DISCLOSURE is added at the end.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
-import wave
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import kinema
 from kinema.errors import InputError
 from kinema.io import Audio, Video, output_kind
-from kinema.io.atomic import replacing, write_json
-from kinema.provenance import review
+from kinema.io.wav import write_wav
 from kinema.provenance.audio_watermark import ALGORITHM, audio_key, embed_audio, payload_for
-from kinema.provenance.c2pa import ALGORITHMIC_MEDIA, Generation, ManifestSpec, SoftBinding, sign_file
-from kinema.provenance.keys import ensure_keys
-from kinema.publish import review_item_id
+from kinema.provenance.c2pa import SoftBinding
 from kinema.state import kinema_home
 from kinema.voice.profiles import VoiceChoice, apply_tilt, resolve_voice
 from kinema.voice.tts import DEFAULT_VOICE, MAX_RATE_WPM, check_text, synthesize
@@ -42,11 +36,13 @@ __all__ = [
     "MAX_SPEEDUP",
     "Narration",
     "NarrationError",
+    "SpeechTrack",
     "check_narration_output",
     "fit",
     "narrate_video",
     "speak",
-    "write_narration",
+    "speech_track",
+    "write_wav",
 ]
 
 DISCLOSURE = "This voice is synthetic. It was made by a computer."
@@ -160,43 +156,32 @@ def narrate_video(
     return Video(video.frames, video.fps, audio), {"narration": record}
 
 
-def write_wav(audio: Audio, path: str | os.PathLike) -> None:
-    """16-bit PCM WAV (stdlib wave) at PATH, written in place (callers use a temp path)."""
-    pcm = np.clip(np.round(audio.samples.T * 32767), -32768, 32767).astype("<i2")
-    with wave.open(os.fspath(path), "wb") as handle:
-        handle.setnchannels(audio.samples.shape[0])
-        handle.setsampwidth(2)
-        handle.setframerate(audio.rate)
-        handle.writeframes(pcm.tobytes())
+@dataclass(frozen=True)
+class SpeechTrack:
+    """Narration as its own file: the marked speech, its sidecar settings, and what its
+    manifest records (generation settings and the voice profile and consent details)."""
+
+    audio: Audio
+    text: str
+    settings: dict[str, Any]
+    generation_settings: dict[str, Any]
+    details: dict[str, Any]
+    soft_binding: SoftBinding
 
 
-def write_narration(
+def speech_track(
     text: str,
-    output: str | os.PathLike,
     voice: str = DEFAULT_VOICE,
     scope: str | None = None,
     rate_wpm: float | None = None,
     pitch_semitones: float = 0.0,
     disclose_aloud: bool = False,
     seconds: float | None = None,
-    ingredients: tuple[Path, ...] = (),
-) -> dict:
-    """Speak TEXT into the .wav OUTPUT (fitted to SECONDS when given, e.g. a clip's
-    length) and finish it: audio watermark, C2PA manifest (algorithmicMedia, naming the
-    voice profile and consent record), sidecar OUTPUT.json, atomic rename, review queue.
-
-    Returns the sidecar record with "id", "path" and "seed" (always 0: eSpeak is
-    deterministic). Refuses an output that is not a .wav in an existing folder, and
-    everything `narrate_video` refuses. Nothing is written when it refuses.
-    """
+) -> SpeechTrack:
+    """TEXT spoken (fitted to SECONDS when given, e.g. a clip's length), audio-watermarked,
+    with everything its .wav's sidecar and manifest record (`kinema.publish.publish_audio`
+    writes it). Refuses everything `narrate_video` refuses."""
     text = check_text(text)
-    target = Path(os.fspath(output))
-    if target.suffix.lower() != ".wav":
-        raise NarrationError(f"'{target}' is not a .wav path")
-    if target.is_dir():
-        raise NarrationError(f"'{target}' is a directory; give a file name ending in .wav")
-    if not (target.parent if str(target.parent) else Path(".")).is_dir():
-        raise NarrationError(f"output folder '{target.parent}' does not exist")
     choice = resolve_voice(voice, scope, rate_wpm, pitch_semitones)
     if seconds is None:
         audio = speak(text, choice, disclose_aloud)
@@ -204,46 +189,23 @@ def write_narration(
     else:
         narration = fit(text, choice, seconds, disclose_aloud)
         audio, details = narration.audio, narration.details
-    home = kinema_home()
-    keys, created = ensure_keys(home)
-    audio, record = _disclosure(text, details, disclose_aloud, audio_key(home), audio)
-    sidecar = {
+    audio, record = _disclosure(text, details, disclose_aloud, audio_key(kinema_home()), audio)
+    settings = {
         "narration": record,
         "seed": 0,  # eSpeak is deterministic; 0 keeps the "wrote OUT (id, seed)" line whole
-        "model": SYNTHESIZER,
-        "model_hash": None,
-        "kinema_version": kinema.__version__,
         "seconds": round(audio.seconds, 3),
         "rate": audio.rate,
     }
-    item_id = review_item_id(sidecar, target)
-    sidecar = {"id": item_id, **sidecar}
-    spec = ManifestSpec(
-        title=target.name,
-        format="wav",
-        digital_source_type=ALGORITHMIC_MEDIA,
-        edit="narrate" if ingredients else None,
-        generation=Generation(
-            model=SYNTHESIZER,
-            prompt=text,
-            settings={k: v for k, v in record.items() if k not in ("text", "text_sha256")},
-            details={
-                "synthetic_voice": True,
-                "voice_profile": record.get("voice_profile_id", record["voice"]),
-                "consent_record_id": record.get("consent_record_id"),
-                "consent_record_sha256": record.get("consent_record_sha256"),
-            },
-        ),
+    return SpeechTrack(
+        audio,
+        text,
+        settings,
+        generation_settings={k: v for k, v in record.items() if k not in ("text", "text_sha256")},
+        details={
+            "synthetic_voice": True,
+            "voice_profile": record.get("voice_profile_id", record["voice"]),
+            "consent_record_id": record.get("consent_record_id"),
+            "consent_record_sha256": record.get("consent_record_sha256"),
+        },
         soft_binding=SoftBinding(ALGORITHM, record["audio_watermark"]["payload"]),
-        when=_now(),
     )
-    with replacing(target) as tmp:
-        write_wav(audio, tmp)
-        sign_file(tmp, spec, keys, list(ingredients))
-        write_json(target.with_name(target.name + ".json"), sidecar)
-    review.register(target, sidecar, "audio", manifest=spec, ingredients=list(ingredients), item_id=item_id)
-    return {**sidecar, "path": str(target), **({"keys_created": str(keys.folder)} if created else {})}
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -1,5 +1,8 @@
 """The generation modes a job may ask for, and the check that turns a request into the
 params a worker runs (kinema.jobs.worker does the work; this only refuses bad requests).
+The web keeps its own limits here (prompt length, frames, steps, sides, ownership of
+uploads and takes); everything else is the request layer's one check (kinema.render),
+run on the very ClipRequest the worker will render.
 
     t2v        prompt → clip                          loop: the last frame flows into the first
     i2v        + image: the clip starts on an uploaded image
@@ -19,24 +22,26 @@ job that fails later.
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import re
 import secrets
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kinema.errors import InputError
-from kinema.jobs.queue import JobError, JobQueue
-from kinema.jobs.worker import EDITS, GENERATE, MODES
-from kinema.pipelines.conditioning import mask_region
+from kinema.jobs.queue import JobQueue
+from kinema.jobs.requests import EDITS, GENERATE, MODES, clip_request, source_path
+from kinema.pipelines.facts import ModelFacts
+from kinema.render import check
 
-__all__ = ["EDITS", "MODES", "JobRequest", "ModelFacts", "job_params", "recheck"]
+__all__ = ["EDITS", "MODES", "PROMPT_CHARS", "JobRequest", "ModelFacts", "job_params", "recheck"]
+
+# The web's own limits, the defaults of kinema.web.app.Limits; the OpenAPI schema states
+# the same numbers (a test compares them).
+PROMPT_CHARS = 500
+MAX_FRAMES = 256
+MAX_STEPS = 100
+MAX_SIDE = 512
 
 # the optional fields and the modes that take them (any other mode refuses them)
 TAKES: dict[str, tuple[str, ...]] = {
@@ -79,14 +84,14 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["t2v", "i2v", "keyframes", "extend", "remix", "inpaint", "outpaint"] = "t2v"
-    prompt: str = Field(min_length=1, max_length=2000, description="the whole scene (after an edit)")
-    negative: str = Field(default="", max_length=2000, description="what to steer away from")
+    prompt: str = Field(min_length=1, max_length=PROMPT_CHARS, description="the whole scene (after an edit)")
+    negative: str = Field(default="", max_length=PROMPT_CHARS, description="what to steer away from")
     seed: int | None = Field(default=None, ge=0, lt=2**63, description="random when not given")
     frames: int | None = Field(
-        default=None, ge=1, le=100_000, description="clip length; for extend: frames to add"
+        default=None, ge=1, le=MAX_FRAMES, description="clip length; for extend: frames to add"
     )
     size: str | None = Field(default=None, max_length=20, description="S or WxH in pixels")
-    steps: int | None = Field(default=None, ge=1, le=1000, description="sampler steps")
+    steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, description="sampler steps")
     guidance: float | None = Field(default=None, ge=0, le=50, description="classifier-free guidance")
     fps: float | None = Field(default=None, gt=0, le=240, description="frames per second written")
     loop: bool = Field(default=False, description="t2v, i2v: the last frame flows into the first")
@@ -110,71 +115,9 @@ class JobRequest(BaseModel):
     )
 
 
-@dataclass(frozen=True)
-class ModelFacts:
-    """What the server knows of its model without loading it: name, defaults, the VAE's
-    factors, and whether it is kinema's own (edits and loops) or a diffusers backend.
-    `known` is False when the folder could not be read; the worker's pipeline checks then."""
-
-    known: bool = False
-    name: str | None = None
-    own: bool = True
-    defaults: dict[str, Any] = field(default_factory=dict)
-    spatial: int | None = None
-    temporal: int = 4
-
-    @classmethod
-    def read(cls, model: str | os.PathLike | None) -> ModelFacts:
-        """The facts of MODEL (a folder; None or "builtin": the built-in model)."""
-        if model is None or str(model) == "builtin":
-            folder = Path(str(resources.files("kinema") / "weights" / "builtin"))
-        else:
-            folder = Path(os.fspath(model))
-        try:
-            if not (folder / "model.json").is_file():
-                if (folder / "model_index.json").is_file():
-                    return cls(known=True, name=folder.name, own=False)
-                return cls()
-            meta = json.loads((folder / "model.json").read_text())
-            vae = json.loads((folder / "vae" / "config.json").read_text())["model"]
-            spatial = int(vae.get("patch", 4)) * 2 ** (len(vae.get("channels", (0, 0))) - 1)
-            return cls(
-                known=True,
-                name=str(meta.get("name", folder.name)),
-                defaults=dict(meta.get("defaults") or {}),
-                spatial=spatial,
-                temporal=int(vae.get("temporal_factor", 4)),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return cls()
-
-    @property
-    def modes(self) -> list[str]:
-        """The modes this model serves (all of them when unknown)."""
-        return list(MODES) if self.own or not self.known else list(GENERATE)
-
-    def default(self, name: str, fallback: int) -> int:
-        return int(self.defaults.get(name, fallback))
-
-    def latent_frames(self, frames: int) -> int:
-        return 1 + math.ceil((frames - 1) / self.temporal)
-
-    def summary(self) -> dict[str, Any]:
-        """What /api/me tells the pages: name, modes and defaults."""
-        return {
-            "name": self.name,
-            "modes": self.modes,
-            "loop": self.own,
-            "defaults": self.defaults,
-            "size_multiple": self.spatial,
-        }
-
-
 def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: ModelFacts) -> dict[str, Any]:
     """Check REQUEST for OWNER and return the params a worker runs; raises InputError (a
     400 with its message) for anything the server, the model or the mode refuses."""
-    from kinema.provenance.policy import screen_prompt
-
     mode = request.mode
     prompt = request.prompt.strip()
     negative = request.negative.strip()
@@ -183,8 +126,6 @@ def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: 
     for name, text in (("prompt", prompt), ("negative", negative)):
         if len(text) > limits.prompt_chars:
             raise InputError(f"{name} is {len(text)} characters; at most {limits.prompt_chars}")
-        if text:
-            screen_prompt(text)
     for name, modes in TAKES.items():
         if getattr(request, name) not in (None, False) and mode not in modes:
             raise InputError(f"'{name}' is for mode {' or '.join(modes)}, not {mode}")
@@ -195,11 +136,6 @@ def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: 
     for name in NEEDS.get(mode, ()):
         if getattr(request, name) is None:
             raise InputError(f"mode {mode} needs '{name}': {HELP[name]}")
-    if facts.known and not facts.own and (mode in EDITS or request.loop):
-        what = mode if mode in EDITS else "loop"
-        raise InputError(
-            f"{what} works with kinema's own model; the diffusers model {facts.name} only generates"
-        )
     if request.frames is not None and request.frames > limits.frames:
         raise InputError(f"frames must be between 1 and {limits.frames}, got {request.frames}")
     if request.steps is not None and request.steps > limits.steps:
@@ -213,9 +149,15 @@ def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: 
         "guidance": request.guidance,
     }
     if mode in GENERATE:
-        params.update(_generation(request, owner, queue, limits, facts))
+        size = parse_size(request.size, limits.side) if request.size else None
+        params.update(frames=request.frames, size=size, fps=request.fps, loop=request.loop)
+        params.update(
+            {name: getattr(request, name) for name in ("image", "last_image") if getattr(request, name)}
+        )
     else:
-        params.update(_edit(request, owner, queue, limits, facts))
+        params.update(_edit(request, owner, queue, limits))
+    # the request layer's one check, on the very request the worker will render
+    check(clip_request(params, owner, queue), facts)
     return params
 
 
@@ -225,67 +167,37 @@ def recheck(params: dict[str, Any], owner: str, queue: JobQueue) -> None:
         if params.get(name):
             queue.input_path(params[name], owner)
     if params.get("source"):
-        _source(params["source"], owner, queue, params.get("mode", "edit"))
+        source_path(params, owner, queue, params.get("mode", "edit"))
 
 
-def parse_size(text: str, side: int, multiple: int | None = None) -> list[int]:
-    """'S' or 'WxH' → [W, H], each 16..SIDE and a multiple of MULTIPLE when given."""
+def parse_size(text: str, side: int) -> list[int]:
+    """'S' or 'WxH' → [W, H], each 16..SIDE pixels (the model's own sizes are its check's)."""
     match = SIZE.match(text)
     if not match:
         raise InputError(f"size takes S or WxH in pixels, got '{text[:40]}'")
     width = int(match.group(1))
     height = int(match.group(2)) if match.group(2) else width
-    _check_sides(width, height, side, multiple, f"size '{text.strip()}'")
+    _check_sides(width, height, side, f"size '{text.strip()}'")
     return [width, height]
 
 
-# ---------------------------------------------------------------------- per mode
+# ---------------------------------------------------------------------- edits
 
 
-def _generation(request: JobRequest, owner, queue: JobQueue, limits, facts: ModelFacts) -> dict[str, Any]:
-    size = parse_size(request.size, limits.side, facts.spatial) if request.size else None
-    frames = request.frames
-    out: dict[str, Any] = {"frames": frames, "size": size, "fps": request.fps, "loop": request.loop}
-    window = facts.default("window", 17)
-    if request.loop and facts.known:
-        period = facts.default("loop_period", 30)
-        frames = period if frames is None else frames
-        if frames % period:
-            nearest = max(period, round(frames / period) * period)
-            raise InputError(
-                f"a loop makes whole periods of {period} frames; frames {frames} is not (nearest: {nearest})"
-            )
-        if frames > limits.frames:
-            raise InputError(f"a loop of {frames} frames is longer than the limit of {limits.frames}")
-        if facts.latent_frames(frames + 1) <= facts.latent_frames(window):
-            raise InputError(f"a loop needs more than {window - 1} frames (the model's window)")
-    if request.mode == "keyframes" and facts.known:
-        length = facts.default("frames", 16) if frames is None else frames
-        if facts.latent_frames(length) > facts.latent_frames(window):
-            raise InputError(
-                f"a last image works up to the model's window of {window} frames; frames is {length}"
-            )
-    for name in ("image", "last_image"):
-        value = getattr(request, name)
-        if value is not None:
-            queue.input_path(value, owner)  # refuses an unknown or another token's upload
-            out[name] = value
-    return out
-
-
-def _edit(request: JobRequest, owner, queue: JobQueue, limits, facts: ModelFacts) -> dict[str, Any]:
+def _edit(request: JobRequest, owner, queue: JobQueue, limits) -> dict[str, Any]:
+    """An edit's params: its source (a take or an uploaded clip of OWNER's) and the
+    mode's own fields, within the web's limits."""
     mode = request.mode
     if request.source_clip is not None:
         width, height, length = _clip_facts(request.source_clip, owner, queue)
-        _check_sides(width, height, limits.side, facts.spatial, f"the clip ({width}x{height})")
-        out: dict[str, Any] = {"source_clip": request.source_clip, "size": [width, height]}
+        _check_sides(width, height, limits.side, f"the clip ({width}x{height})")
+        out: dict[str, Any] = {"source_clip": request.source_clip}
         what = "clip"
     else:
-        source = _source(request.source, owner, queue, mode)
-        record = source.record or {}
-        width, height = (int(v) for v in record.get("size") or (0, 0))
+        source_path({"source": request.source}, owner, queue, mode)  # a finished take of OWNER's
+        record = queue.get(request.source, owner).record or {}
         length = int(record.get("frames") or 0)
-        out = {"source": source.id, "size": [width, height]}
+        out = {"source": request.source}
         what = "take"
     if mode == "extend":
         if length + request.frames > limits.frames:
@@ -296,21 +208,11 @@ def _edit(request: JobRequest, owner, queue: JobQueue, limits, facts: ModelFacts
     elif mode == "remix":
         out["strength"] = 0.6 if request.strength is None else request.strength
     elif mode == "inpaint":
-        from kinema.io import read_image
-
-        path = queue.input_path(request.mask, owner)
-        if path.suffix != ".png":
+        if queue.input_path(request.mask, owner).suffix != ".png":
             raise InputError("the mask must be a PNG (black = keep, white = regenerate)")
-        mask_region(read_image(path), width, height)
         out["mask"] = request.mask
     else:
-        left, top, right, bottom = request.outpaint
-        if min(left, top, right, bottom) < 0 or left + top + right + bottom == 0:
-            raise InputError("outpaint takes four non-negative pixel counts [L, T, R, B], not all zero")
-        grown = (width + left + right, height + top + bottom)
-        _check_sides(*grown, limits.side, facts.spatial, f"the outpainted clip ({grown[0]}x{grown[1]})")
-        out["outpaint"] = [left, top, right, bottom]
-        out["size"] = list(grown)
+        out["outpaint"] = list(request.outpaint)
     return out
 
 
@@ -335,23 +237,7 @@ def _clip_facts(upload_id: str, owner: str, queue: JobQueue) -> tuple[int, int, 
     return width, height, frames
 
 
-def _source(source_id: str, owner: str, queue: JobQueue, mode: str):
-    try:
-        source = queue.get(source_id, owner)
-    except JobError:
-        raise InputError(f"no take with id '{source_id[:40]}' to {mode}") from None
-    if queue.output_path(source) is None:
-        raise InputError(f"take {source.id} is {source.status}; only a finished take can be used for {mode}")
-    return source
-
-
-def _check_sides(width: int, height: int, side: int, multiple: int | None, what: str) -> None:
+def _check_sides(width: int, height: int, side: int, what: str) -> None:
     for value in (width, height):
         if not 16 <= value <= side:
             raise InputError(f"{what}: sides must be 16..{side} pixels")
-        if multiple and value % multiple:
-            nearest = min(side // multiple * multiple, max(multiple, round(value / multiple) * multiple))
-            raise InputError(
-                f"{what}: the model makes sides that are multiples of {multiple}; "
-                f"{value} is not (nearest valid: {nearest})"
-            )

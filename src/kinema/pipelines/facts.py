@@ -1,0 +1,91 @@
+"""What kinema knows of a model folder without loading its weights: name, defaults, the
+VAE's factors and the modes it serves, read from the folder's JSON.
+
+The request layer checks a request against these facts, so the web refuses a bad request
+before queueing it and the command line before loading anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+# Every mode a pipeline may serve (kinema's own model serves them all).
+ALL_MODES = ("t2v", "i2v", "keyframes", "loop", "extend", "remix", "inpaint", "outpaint")
+GENERATE_MODES = ("t2v", "i2v", "keyframes")
+BUILTIN = "builtin"
+MAX_SIDE = 1024  # the largest side kinema's own models make
+
+
+def builtin_folder() -> Path:
+    """The built-in model's folder (package data)."""
+    return Path(str(resources.files("kinema") / "weights" / BUILTIN))
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """A model folder's facts. `known` is False when the folder could not be read (then
+    only the loaded pipeline can check); `own` is True for kinema's own models and False
+    for a diffusers folder; `adapters` and `controls` list the LoRA adapters and control
+    branches the folder ships (none so far)."""
+
+    known: bool = False
+    name: str | None = None
+    own: bool = True
+    defaults: dict[str, Any] = field(default_factory=dict)
+    spatial: int | None = None
+    temporal: int = 4
+    adapters: tuple[str, ...] = ()
+    controls: tuple[str, ...] = ()
+
+    @classmethod
+    def read(cls, model: str | os.PathLike | None) -> ModelFacts:
+        """The facts of MODEL (a folder; None or "builtin": the built-in model)."""
+        if model is None or str(model) == BUILTIN:
+            folder = builtin_folder()
+        else:
+            folder = Path(os.fspath(model))
+        try:
+            if not (folder / "model.json").is_file():
+                if (folder / "model_index.json").is_file():
+                    return cls(known=True, name=folder.name, own=False)
+                return cls()
+            meta = json.loads((folder / "model.json").read_text())
+            vae = json.loads((folder / "vae" / "config.json").read_text())["model"]
+            spatial = int(vae.get("patch", 4)) * 2 ** (len(vae.get("channels", (0, 0))) - 1)
+            return cls(
+                known=True,
+                name=str(meta.get("name", folder.name)),
+                defaults=dict(meta.get("defaults") or {}),
+                spatial=spatial,
+                temporal=int(vae.get("temporal_factor", 4)),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return cls()
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The modes this model serves (all of them when unknown: the pipeline checks)."""
+        return ALL_MODES if self.own or not self.known else GENERATE_MODES
+
+    def default(self, name: str, fallback: int) -> int:
+        return int(self.defaults.get(name, fallback))
+
+    def latent_frames(self, frames: int) -> int:
+        """Latent frames of the shortest 1+4k clip that covers FRAMES."""
+        return 1 + math.ceil((frames - 1) / self.temporal)
+
+    def summary(self) -> dict[str, Any]:
+        """What the web pages are told: name, modes and defaults."""
+        return {
+            "name": self.name,
+            "modes": [m for m in self.modes if m != "loop"],
+            "loop": "loop" in self.modes,
+            "defaults": self.defaults,
+            "size_multiple": self.spatial,
+        }

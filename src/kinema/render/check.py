@@ -1,0 +1,250 @@
+"""check(request, facts): every validation a request needs, against the model's facts
+(read from its folder's JSON, no weights), and the reading of its input files."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from kinema.errors import InputError
+from kinema.io import Video, read_image, read_video
+from kinema.pipelines.facts import MAX_SIDE, ModelFacts
+from kinema.render.request import EDITS, MODES, NEEDS, TAKES, ClipRequest, Narration, max_frames
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A checked request's inputs, read once: images fitted to the clip's size, the source
+    clip, the mask region, and the files that go into the manifest as ingredients."""
+
+    first: np.ndarray | None = None
+    last: np.ndarray | None = None
+    source: Video | None = None
+    region: np.ndarray | None = None
+    notes: tuple[str, ...] = ()  # what was done to fit an input (printed by the CLI)
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        return None if self.source is None else (self.source.width, self.source.height)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A request that passed check(): seed drawn, defaults that depend on the mode filled
+    in, and its inputs read. Only a Checked request renders."""
+
+    request: ClipRequest
+    inputs: Inputs = field(default_factory=Inputs)
+
+    def with_seed(self, seed: int) -> Checked:
+        """The same checked request with another seed (best-of takes, storyboard retakes):
+        the seed is the one option check has nothing to say about beyond its range."""
+        if not 0 <= seed < 2**63:
+            raise InputError(f"seed must be between 0 and 2**63 - 1, got {seed}")
+        return replace(self, request=replace(self.request, seed=seed))
+
+
+# ---------------------------------------------------------------------- check
+
+
+def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None = None) -> Checked:
+    """Validate REQUEST against the model's FACTS and read its inputs; returns the Checked
+    request (seed drawn when not given, a loop's or still's length filled in). FIRST is a
+    first frame already in memory instead of an image file (a storyboard shot continuing
+    the one before: that frame is the model's own output, already checked).
+
+    Refuses (InputError, one line naming the option) anything the request, the mode or the
+    model cannot do: empty or screened prompts, values out of range, options another mode
+    takes, sizes and lengths the model does not make, missing or unreadable files, masks
+    that are not black and white at the clip's size, and any input image or clip that
+    shows a face without a consent record.
+    """
+    from kinema.provenance.policy import screen_prompt
+
+    r = request
+    if r.mode not in MODES:
+        raise InputError(f"unknown mode '{r.mode}': choose one of {', '.join(MODES)}")
+    prompt, negative = str(r.prompt).strip(), str(r.negative or "").strip()
+    if not prompt:
+        what = "the whole scene after the edit" if r.mode in EDITS else "what the clip should show"
+        raise InputError(f"empty prompt: describe {what}")
+    screen_prompt(prompt)
+    if negative:
+        screen_prompt(negative)
+    _check_options_for_mode(r)
+    _check_ranges(r)
+    _check_steering(r, facts)
+    if first is not None and (r.mode != "generate" or r.image is not None):
+        raise InputError("a first frame in memory is for a generated clip without an image")
+    kind = "i2v" if first is not None and r.kind == "t2v" else r.kind
+    if kind not in facts.modes:
+        served = ", ".join(m for m in facts.modes)
+        raise InputError(f"{kind} does not work with the model {facts.name} (it serves: {served})")
+    seed = secrets.randbelow(2**31) if r.seed is None else r.seed
+    r = replace(r, prompt=prompt, negative=negative, seed=seed)
+    if r.mode == "generate":
+        r = _check_generate(r, facts)
+    if r.narration is not None:
+        _check_narration(r.narration)
+    inputs = _read_inputs(r, facts)
+    if first is not None:
+        inputs = _first_frame(inputs, first, r, facts)
+    return Checked(r, inputs)
+
+
+def _first_frame(inputs: Inputs, first: np.ndarray, r: ClipRequest, facts: ModelFacts) -> Inputs:
+    from kinema.pipelines.conditioning import fit_image
+
+    default = facts.default("size", first.shape[1])
+    width, height = r.size or (default, default)
+    fitted, _ = fit_image(np.asarray(first, np.uint8), width, height)
+    return replace(inputs, first=fitted)
+
+
+def _check_options_for_mode(r: ClipRequest) -> None:
+    optional = {name for names in TAKES.values() for name in names}
+    for name in sorted(optional):
+        value = getattr(r, name)
+        if value not in (None, False) and name not in TAKES[r.mode]:
+            takers = [m for m, names in TAKES.items() if name in names]
+            raise InputError(f"{name} is for {' or '.join(takers)}, not {r.mode}")
+    for name in NEEDS.get(r.mode, ()):
+        if getattr(r, name) is None:
+            raise InputError(f"{r.mode} needs {name}")
+
+
+def _check_ranges(r: ClipRequest) -> None:
+    limit = max_frames()
+    if r.seed is not None and not 0 <= r.seed < 2**63:
+        raise InputError(f"seed must be between 0 and 2**63 - 1, got {r.seed}")
+    if r.frames is not None and not 1 <= r.frames <= limit:
+        raise InputError(f"frames must be between 1 and {limit}, got {r.frames}")
+    if r.add_frames is not None and not 1 <= r.add_frames <= limit:
+        raise InputError(f"add_frames must be between 1 and {limit}, got {r.add_frames}")
+    if r.steps is not None and not 1 <= r.steps <= 1000:
+        raise InputError(f"steps must be between 1 and 1000, got {r.steps}")
+    if r.guidance is not None and not 0 <= r.guidance <= 50:
+        raise InputError(f"guidance must be between 0 and 50, got {r.guidance}")
+    if r.fps is not None and not 0 < r.fps <= 240:
+        raise InputError(f"fps must be in (0, 240], got {r.fps}")
+    if r.strength is not None and not 0 <= r.strength <= 1:
+        raise InputError(f"strength must be between 0 and 1, got {r.strength}")
+    if r.outpaint is not None and (min(r.outpaint) < 0 or sum(r.outpaint) == 0 or len(r.outpaint) != 4):
+        raise InputError("outpaint takes four non-negative pixel counts L,T,R,B, not all zero")
+    if r.size is not None and min(r.size) < 1:
+        raise InputError(f"size must be positive, got {r.size[0]}x{r.size[1]}")
+    if not 0 <= r.control_scale <= 2:
+        raise InputError(f"control_scale must be between 0 and 2, got {r.control_scale}")
+
+
+def _check_steering(r: ClipRequest, facts: ModelFacts) -> None:
+    """Adapters, controls and references act through trained branches; a model that ships
+    none refuses them rather than ignoring them."""
+    name = facts.name or "this model"
+    for adapter in r.adapters:
+        if not -2 <= adapter.scale <= 2:
+            raise InputError(f"adapter {adapter.source}: scale must be between -2 and 2, got {adapter.scale}")
+    if any(a.scale != 0 for a in r.adapters) and not facts.adapters:
+        raise InputError(f"{name} cannot load LoRA adapters")
+    for option in ("control", "path", "reference"):
+        if getattr(r, option) is not None and option not in facts.controls:
+            raise InputError(f"{name} has no {option} branch; {option} cannot steer it")
+    if r.fast and "fast" not in facts.adapters:
+        raise InputError(f"{name} has no few-step adapter for fast")
+
+
+def _check_generate(r: ClipRequest, facts: ModelFacts) -> ClipRequest:
+    """The length and size rules of a generated clip; returns r with a loop's or a still's
+    length filled in."""
+    if r.size is not None:
+        check_size(*r.size, facts)
+    window = facts.default("window", 17)
+    if r.still:
+        if r.frames not in (None, 1):
+            raise InputError(f"a still is one frame; frames {r.frames} is not (drop frames)")
+        if r.loop or r.narration is not None:
+            raise InputError(f"a still cannot {'loop' if r.loop else 'carry narration'}")
+        return replace(r, frames=1)
+    if r.loop:
+        if r.last_image is not None:
+            raise InputError("a loop ends where it starts; it takes no last_image")
+        if facts.known:
+            period = facts.default("loop_period", 30)
+            frames = period if r.frames is None else r.frames
+            if frames % period:
+                nearest = max(period, round(frames / period) * period)
+                raise InputError(
+                    f"loop makes whole periods of {period} frames; frames {frames} is not (nearest: {nearest})"
+                )
+            if facts.latent_frames(frames + 1) <= facts.latent_frames(window):
+                raise InputError(f"a loop needs more than {window - 1} frames (the model's window)")
+            r = replace(r, frames=frames)
+    if r.last_image is not None and facts.known and facts.own:
+        length = facts.default("frames", 16) if r.frames is None else r.frames
+        if facts.latent_frames(length) > facts.latent_frames(window):
+            raise InputError(
+                f"last_image works up to the model's window of {window} frames; frames is {length}"
+            )
+    return r
+
+
+def check_size(width: int, height: int, facts: ModelFacts) -> None:
+    """Refuse a size the model does not make, naming the nearest valid one (only the
+    loaded pipeline knows a diffusers model's sizes)."""
+    f = facts.spatial
+    if not facts.known or not facts.own or not f:
+        return
+    for value, axis in ((width, "width"), (height, "height")):
+        if value < f or value % f or value > MAX_SIDE:
+            nearest = min(MAX_SIDE, max(f, round(value / f) * f))
+            raise InputError(
+                f"the model makes sizes that are multiples of {f} up to {MAX_SIDE}; "
+                f"{axis} {value} is not (nearest valid: {nearest})"
+            )
+
+
+def _check_narration(narration: Narration) -> None:
+    from kinema.voice.profiles import resolve_voice
+    from kinema.voice.tts import check_text
+
+    check_text(narration.text)
+    resolve_voice(narration.voice, narration.scope)
+
+
+def _read_inputs(r: ClipRequest, facts: ModelFacts) -> Inputs:
+    """Read and policy-check every input file of R."""
+    from kinema.pipelines.conditioning import fit_image, mask_region
+    from kinema.provenance.policy import check_likeness
+
+    if r.mode == "generate":
+        default = facts.default("size", 64)
+        width, height = r.size or (default, default)
+        images, notes = {}, []
+        for option in ("image", "last_image"):
+            path = getattr(r, option)
+            if path is not None:
+                pixels = read_image(path)
+                check_likeness(pixels, source=str(path))
+                images[option], note = fit_image(pixels, width, height)
+                notes.append(f"{option} {path}: {note}")
+        return Inputs(images.get("image"), images.get("last_image"), notes=tuple(notes))
+    source = read_video(r.source, max_frames=max_frames() + 1)
+    limit = max_frames()
+    if source.num_frames > limit:
+        raise InputError(f"the clip '{r.source}' has more than {limit} frames")
+    if r.add_frames is not None and source.num_frames + r.add_frames > limit:
+        raise InputError(
+            f"the clip has {source.num_frames} frames; adding {r.add_frames} passes the limit of {limit}"
+        )
+    check_likeness(source.frames, source=str(r.source))
+    region = None
+    if r.mode == "outpaint":
+        left, top, right, bottom = r.outpaint
+        check_size(source.width + left + right, source.height + top + bottom, facts)
+    else:
+        check_size(source.width, source.height, facts)
+    if r.mode == "inpaint":
+        region = mask_region(read_image(r.mask), source.width, source.height, name="the mask")
+    return Inputs(source=source, region=region)

@@ -1,0 +1,121 @@
+"""render(pipe, checked): one function makes the clip of every mode, and the settings
+record every door writes for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kinema.io import Video
+from kinema.provenance.origin import Origin
+from kinema.render.check import Checked
+from kinema.render.request import DEFAULT_STRENGTH, ClipRequest, file_sha256
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What render made: the clip, the settings its sidecar and mark record, the C2PA
+    edit action (None for a generated clip), the ingredient files, and its origin."""
+
+    video: Video
+    settings: dict
+    edit: str | None
+    ingredients: tuple[Path, ...]
+    origin: Origin
+
+
+# ---------------------------------------------------------------------- render
+
+
+def render(pipe, checked: Checked, progress: Callable[[int, int], None] | None = None) -> Rendered:
+    """Make the clip of a Checked request with PIPE (kinema's TextToVideo or a diffusers
+    backend); returns the Rendered clip with its settings record, edit action, ingredient
+    files and origin. The pipeline refuses what only it can know (a diffusers model's
+    sizes and lengths)."""
+    r, inputs = checked.request, checked.inputs
+    common = {"seed": r.seed, "steps": r.steps, "guidance": r.guidance, "negative": r.negative}
+    if r.mode == "generate":
+        if r.size is not None:
+            pipe.check_size(*r.size)
+        size = r.size or (pipe.defaults["size"], pipe.defaults["size"])
+        first, last = (_fitted(image, size) for image in (inputs.first, inputs.last))
+        video = pipe(
+            r.prompt,
+            frames=r.frames,
+            size=r.size,
+            fps=r.fps,
+            keyframes={0: first} if first is not None else None,
+            last_image=last,
+            loop=r.loop,
+            progress=progress,
+            **common,
+        )
+        ingredients = tuple(p for p in (r.image, r.last_image) if p is not None)
+    else:
+        source = inputs.source
+        if r.mode == "extend":
+            video = pipe.extend(
+                source, r.prompt, r.add_frames, backward=r.backward, progress=progress, **common
+            )
+        elif r.mode == "remix":
+            strength = DEFAULT_STRENGTH if r.strength is None else r.strength
+            video = pipe.remix(source, r.prompt, strength=strength, progress=progress, **common)
+        elif r.mode == "inpaint":
+            video = pipe.inpaint(source, r.prompt, inputs.region, progress=progress, **common)
+        else:
+            video = pipe.outpaint(source, r.prompt, *r.outpaint, progress=progress, **common)
+        ingredients = (r.source,)
+    narrated: dict[str, Any] = {}
+    if r.narration is not None:
+        from kinema.voice.narrate import narrate_video
+
+        n = r.narration
+        video, narrated = narrate_video(
+            video, n.text, voice=n.voice, scope=n.scope, disclose_aloud=n.disclose_aloud
+        )
+    settings = {**settings_record(pipe, r, video), **narrated}
+    return Rendered(video, settings, r.edit, ingredients, Origin(pipe.name, pipe.model_hash))
+
+
+def _fitted(image, size: tuple[int, int]):
+    """An input image at the pipeline's size (check fits images to the size the model's
+    facts name; only the loaded pipeline knows a diffusers model's default size)."""
+    if image is None or image.shape[:2] == (size[1], size[0]):
+        return image
+    from kinema.pipelines.conditioning import fit_image
+
+    return fit_image(image, *size)[0]
+
+
+def settings_record(pipe, request: ClipRequest, video: Video) -> dict:
+    """The settings a clip's sidecar, manifest and watermark payload record: what was
+    asked, the model's defaults where nothing was, the inputs by content hash (so every
+    door records the same), and the options that were set."""
+    r, d = request, pipe.defaults
+    record: dict[str, Any] = {
+        "mode": r.kind,
+        "prompt": r.prompt,
+        "negative_prompt": r.negative,
+        "seed": r.seed,
+        "frames": video.num_frames,
+        "size": [video.width, video.height],
+        "fps": video.fps,
+        "steps": d["steps"] if r.steps is None else r.steps,
+        "guidance": d["guidance"] if r.guidance is None else r.guidance,
+        "sampler": d["sampler"],
+    }
+    for option in ("image", "last_image", "source", "mask"):
+        path = getattr(r, option)
+        if path is not None:
+            record[f"{option}_sha256"] = file_sha256(Path(path))
+    if r.mode == "extend":
+        record.update(added_frames=r.add_frames, backward=r.backward)
+    if r.mode == "remix":
+        record["strength"] = DEFAULT_STRENGTH if r.strength is None else r.strength
+    if r.mode == "outpaint":
+        record["outpaint"] = list(r.outpaint)
+    flags = {"loop": r.loop, "still": r.still, "int8": r.int8, "memory_savers": list(r.savers)}
+    record.update({name: value for name, value in flags.items() if value})
+    return record

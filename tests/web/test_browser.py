@@ -92,13 +92,22 @@ def test_studio_in_chromium(server, tmp_path):
         page.click("button[type=submit]")
         expect(page.locator("#form-status")).to_contain_text("queued")
         seen = set()
+        lines = set()  # what the form's status line said meanwhile
         take = page.locator(".take").first
         for _ in range(600):
             seen.add(take.get_attribute("data-status"))
+            lines.add(page.locator("#form-status").text_content())
             if "done" in seen:
                 break
             page.wait_for_timeout(200)
         assert "done" in seen and seen & {"queued", "running"}, seen
+        # the status line follows the job to its end (polling it), not stopping at "queued"
+        status = page.locator("#form-status")
+        expect(status).to_have_text(re.compile(r"^done \(seed 3\) · open the take$"), timeout=30_000)
+        expect(status.locator("a")).to_have_attribute(
+            "href", f"/api/jobs/{take.get_attribute('data-id')}/file"
+        )
+        assert {re.sub(r" (step|\().*", "", line) for line in lines} <= {"queued", "running", "done"}, lines
         video = page.locator(".take video").first
         expect(video).to_be_visible()
         _until(page, "document.querySelector('.take video').readyState >= 2", 30)
@@ -120,6 +129,22 @@ def test_studio_in_chromium(server, tmp_path):
             30,
         )
         page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+        # a job cancelled while it waits behind another: the status line ends at "cancelled"
+        page.goto(server.split("/login")[0] + "/")
+        page.fill("textarea[name=prompt]", PROMPT)
+        page.fill("input[name=frames]", "9")
+        page.fill("input[name=steps]", "100")
+        for seed in ("424242", "535353"):  # one worker: the second stays queued
+            page.fill("input[name=seed]", seed)
+            page.click("#job-form button[type=submit]")
+            expect(page.locator("#form-status")).to_contain_text(f"(seed {seed})")
+        waiting = page.locator(".take").filter(has_text=re.compile(r"seed 535353\b"))
+        waiting.locator('[data-act="cancel"]').click()
+        expect(page.locator("#form-status")).to_have_text("cancelled (seed 535353)")
+        running = page.locator(".take").filter(has_text=re.compile(r"seed 424242\b"))
+        running.locator('[data-act="cancel"]').click()  # frees the worker (or it just finished)
+        _until(page, "!document.querySelector('.take[data-status=queued], .take[data-status=running]')", 60)
 
         page.goto(server.split("/login")[0] + "/review")
         expect(page.locator("#review-list .take").first).to_be_visible()

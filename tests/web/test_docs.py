@@ -49,3 +49,35 @@ def test_schema_words():
     loop = {"L": {"$ref": "#/components/schemas/L"}}
     assert describe_schema({"$ref": "#/components/schemas/L"}, loop) == "any"  # a cycle ends
     assert describe_schema({"type": "string", "format": "binary"}, {}) == "file"
+
+
+def test_operations_keep_their_paths_and_ids(tmp_path):
+    """Clients generated from the spec name operations by their ids: moving a route to
+    another router module must keep its path, method, id and refusals."""
+    spec = create_app(tmp_path / "home", workers=0).openapi()
+    operations = {
+        (method.upper(), path): op["operationId"]
+        for path, methods in spec["paths"].items()
+        for method, op in methods.items()
+    }
+    assert operations == {
+        ("GET", "/api/me"): "me_api_me_get",
+        ("POST", "/api/uploads"): "upload_api_uploads_post",
+        ("POST", "/api/jobs"): "submit_api_jobs_post",
+        ("GET", "/api/jobs"): "list_jobs_api_jobs_get",
+        ("GET", "/api/jobs/{job_id}"): "get_job_api_jobs__job_id__get",
+        ("DELETE", "/api/jobs/{job_id}"): "delete_job_api_jobs__job_id__delete",
+        ("POST", "/api/jobs/{job_id}/cancel"): "cancel_job_api_jobs__job_id__cancel_post",
+        ("POST", "/api/jobs/{job_id}/again"): "again_api_jobs__job_id__again_post",
+        ("GET", "/api/jobs/{job_id}/file"): "download_api_jobs__job_id__file_get",
+        ("POST", "/api/jobs/{job_id}/publish"): "publish_take_api_jobs__job_id__publish_post",
+        ("GET", "/api/jobs/{job_id}/published"): "download_published_api_jobs__job_id__published_get",
+        ("POST", "/api/verify"): "verify_api_verify_post",
+        ("GET", "/api/review"): "review_list_api_review_get",
+        ("POST", "/api/review/{item_id}/{decision}"): "review_decide_api_review__item_id___decision__post",
+    }
+    for method, path in operations:
+        responses = spec["paths"][path][method.lower()]["responses"]
+        assert {"400", "401", "404", "409", "413", "429"} <= set(responses), (method, path)
+    # the dependencies that hand routes their state and token add no parameter to the spec
+    assert not spec["paths"]["/api/me"]["get"].get("parameters")

@@ -15,7 +15,7 @@ async function api(method, path, body) {
   if (response.status === 401) { location.href = "/login"; throw new Error("signed out"); }
   if (response.status === 204) return null;
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(message(data) || response.statusText);
+  if (!response.ok) throw Object.assign(new Error(message(data) || response.statusText), { status: response.status });
   return data;
 }
 
@@ -40,10 +40,60 @@ async function uploadImage(file) {
   return (await api("POST", "/api/uploads", upload)).id;
 }
 
+// ------------------------------------------------------------------ form status
+
+// the status line under the form follows the last submitted job to its end; any other
+// message (an upload, a publish, an error) replaces it, and the gallery keeps the progress
+const follow = { generation: 0, timer: null };
+const FINAL = ["done", "failed", "cancelled"];
+
+function setStatus(text, error = false) {
+  follow.generation++;
+  clearTimeout(follow.timer);
+  showStatus(text, error);
+}
+
+function showStatus(text, error = false, link = null) {
+  const status = $("#form-status");
+  status.textContent = text;
+  status.classList.toggle("error", error);
+  if (link) status.append(" · ", Object.assign(document.createElement("a"), link));
+}
+
+function showJobStatus(job, label) {
+  const seed = `seed ${job.seed}`;
+  if (job.status === "done") showStatus(`${label}done (${seed})`, false, { href: fileUrl(job.id), textContent: "open the take" });
+  else if (job.status === "failed") showStatus(`${label}failed: ${job.error || "no reason given"}`, true);
+  else if (job.status === "running" && job.progress.n) showStatus(`${label}running step ${job.progress.i}/${job.progress.n} (${seed})`);
+  else showStatus(`${label}${job.status} (${seed})`);
+}
+
+function followJob(job, label = "") {
+  // polled at the gallery's pace while the job is busy (1 s; 5 s after an error, such as a
+  // 429), so a page following a job stays far below the read limit
+  setStatus("");
+  const generation = follow.generation;
+  const poll = async () => {
+    let current;
+    try {
+      current = await api("GET", `/api/jobs/${job.id}`);
+    } catch (error) {
+      if (generation !== follow.generation) return;
+      if (error.status === 404) { showStatus(`${label}deleted (${job.id.slice(0, 6)})`); return; }
+      follow.timer = setTimeout(poll, 5000);
+      return;
+    }
+    if (generation !== follow.generation) return;  // a newer job or message took the line
+    showJobStatus(current, label);
+    if (!FINAL.includes(current.status)) follow.timer = setTimeout(poll, 1000);
+  };
+  showJobStatus(job, label);
+  if (!FINAL.includes(job.status)) follow.timer = setTimeout(poll, 1000);
+}
+
 async function submitJob(event) {
   event.preventDefault();
   const form = event.target;
-  const status = $("#form-status");
   const fields = new FormData(form);
   const body = { prompt: fields.get("prompt"), negative: fields.get("negative") || "", loop: fields.get("loop") === "on" };
   for (const name of ["seed", "frames", "steps"]) if (fields.get(name)) body[name] = parseInt(fields.get(name), 10);
@@ -53,25 +103,22 @@ async function submitJob(event) {
     const image = fields.get("image");
     const last = fields.get("last_image");
     if (image && image.size) {
-      status.textContent = "uploading the first image…";
+      setStatus("uploading the first image…");
       body.mode = "i2v";
       body.image = await uploadImage(image);
     }
     if (last && last.size) {
-      status.textContent = "uploading the last image…";
+      setStatus("uploading the last image…");
       body.mode = "keyframes";
       body.last_image = await uploadImage(last);
     }
     const job = await api("POST", "/api/jobs", body);
-    status.textContent = `queued (seed ${job.seed})`;
+    followJob(job);
     studio.offset = 0;
     refresh();
   } catch (error) {
-    status.textContent = error.message;
-    status.classList.add("error");
-    return;
+    setStatus(error.message, true);
   }
-  status.classList.remove("error");
 }
 
 const MODE_WORDS = {
@@ -137,7 +184,7 @@ async function refresh() {
     page = await api("GET", `/api/jobs?limit=${studio.limit}&offset=${studio.offset}`);
   } catch (error) {
     if (request !== studio.requests) return;
-    $("#form-status").textContent = error.message;
+    showStatus(error.message, true);  // a follow keeps going: its next answer replaces this
     studio.timer = setTimeout(refresh, 5000);
     return;
   }
@@ -168,13 +215,13 @@ async function takeAction(event) {
       // the review gate decides: a pending or rejected take is refused with the reason
       try {
         const published = await api("POST", `/api/jobs/${id}/publish`);
-        $("#form-status").textContent = `published take ${id.slice(0, 6)}`;
+        setStatus(`published take ${id.slice(0, 6)}`);
         const link = Object.assign(document.createElement("a"), { href: published.url, download: "" });
         document.body.append(link);
         link.click();
         link.remove();
       } catch (error) {
-        $("#form-status").textContent = error.message;
+        setStatus(error.message, true);
       }
       return;
     }
@@ -292,7 +339,7 @@ async function submitEdit(event) {
       body.mask = await uploadImage(file || new File([await maskBlob()], "mask.png", { type: "image/png" }));
     }
     const job = await api("POST", "/api/jobs", body);
-    $("#form-status").textContent = `${mode} queued (seed ${job.seed})`;
+    followJob(job, `${mode} `);
     $("#edit").close();
     studio.offset = 0;
     refresh();
@@ -308,17 +355,17 @@ async function editClip(event) {
   const form = event.target;
   const file = form.elements.clip.files[0];
   if (!file) return;
-  $("#form-status").textContent = "uploading the clip…";
+  setStatus("uploading the clip…");
   try {
     const clip = await uploadImage(file);
-    $("#form-status").textContent = "";
+    setStatus("");
     const video = document.createElement("video");
     video.muted = true;
     video.src = URL.createObjectURL(file);
     await new Promise((resolve) => { video.onloadeddata = resolve; video.onerror = resolve; });
     openEdit({ clip, name: file.name, params: { prompt: "", negative: "" } }, form.elements.mode.value, video);
   } catch (error) {
-    $("#form-status").textContent = error.message;
+    setStatus(error.message, true);
   }
 }
 
@@ -342,7 +389,7 @@ async function initStudio() {
   try {
     studio.model = (await api("GET", "/api/me")).model;
   } catch (error) {
-    $("#form-status").textContent = error.message;
+    setStatus(error.message, true);
   }
   initEdit();
   // a model that only generates (a diffusers one) edits nothing, uploaded clips included

@@ -1,0 +1,146 @@
+"""/api/jobs: queue a generation or an edit (checked by kinema.web.modes), page through
+this token's jobs, cancel, repeat with a new seed, delete, download the working file, and
+publish an approved take (the review gate decides)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, Response
+
+from kinema.errors import InputError
+from kinema.jobs.queue import ID_PATTERN, Job, JobError
+from kinema.web.context import Caller, Context, WebContext
+from kinema.web.modes import JobRequest, job_params, recheck
+from kinema.web.tokens import Token
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+CLIP: dict[int | str, dict[str, Any]] = {200: {"description": "the clip", "content": {"video/mp4": {}}}}
+# documented in the spec, checked by the handlers (a bad id is a 400 with a message)
+JobId = Annotated[
+    str, PathParam(description="a job id: 16 hex digits", json_schema_extra={"pattern": ID_PATTERN.pattern})
+]
+
+
+@router.post("/api/jobs", status_code=201)
+def submit(ctx: Context, caller: Caller, job: JobRequest) -> dict[str, Any]:
+    """Queue a generation job in any mode (t2v, i2v, keyframes, extend, remix, inpaint,
+    outpaint; loop with t2v and i2v); returns it (status "queued", its seed fixed)."""
+    params = job_params(job, caller.id, ctx.queue, ctx.limits, ctx.facts)
+    return ctx.queue.submit(caller.id, params).to_dict()
+
+
+@router.get("/api/jobs")
+def list_jobs(
+    ctx: Context,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    status: Literal["queued", "running", "done", "failed", "cancelled"] | None = None,
+) -> dict[str, Any]:
+    """This token's jobs, newest first, a page at a time."""
+    items, total = ctx.queue.list(caller.id, status, limit, offset)
+    return {"items": [j.to_dict() for j in items], "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/api/jobs/{job_id}")
+def get_job(ctx: Context, caller: Caller, job_id: JobId) -> dict[str, Any]:
+    """One job: status, progress {i, n}, params, error."""
+    return _own_job(ctx, caller, job_id).to_dict()
+
+
+@router.post("/api/jobs/{job_id}/cancel")
+def cancel_job(ctx: Context, caller: Caller, job_id: JobId) -> dict[str, Any]:
+    """Cancel a queued job, or stop a running one at its next step."""
+    job = _own_job(ctx, caller, job_id)
+    return ctx.queue.cancel(job.id, job.owner).to_dict()
+
+
+@router.post("/api/jobs/{job_id}/again", status_code=201)
+def again(ctx: Context, caller: Caller, job_id: JobId) -> dict[str, Any]:
+    """More like this: the same job with a new seed (its uploads and source take must
+    still be there)."""
+    job = _own_job(ctx, caller, job_id)
+    recheck(job.params, job.owner, ctx.queue)
+    return ctx.queue.submit(job.owner, {**job.params, "seed": secrets.randbelow(2**31)}).to_dict()
+
+
+@router.delete("/api/jobs/{job_id}", status_code=204)
+def delete_job(ctx: Context, caller: Caller, job_id: JobId) -> Response:
+    """Delete a job and its file (a running job stops)."""
+    job = _own_job(ctx, caller, job_id)
+    ctx.queue.delete(job.id, job.owner)
+    return Response(status_code=204)
+
+
+@router.get("/api/jobs/{job_id}/file", response_class=FileResponse, responses=CLIP)
+def download(ctx: Context, caller: Caller, job_id: JobId, download: bool = False) -> FileResponse:
+    """The job's clip (mp4). It is a working file: pending review until approved."""
+    job = _own_job(ctx, caller, job_id)
+    path = ctx.queue.output_path(job)
+    if path is None:
+        raise HTTPException(409, f"job {job.id} is {job.status}; it has no file yet")
+    return FileResponse(
+        path,
+        media_type="video/mp4",
+        filename=f"kinema-{job.id}.mp4",
+        content_disposition_type="attachment" if download else "inline",
+    )
+
+
+@router.post("/api/jobs/{job_id}/publish", status_code=201)
+def publish_take(ctx: Context, caller: Caller, job_id: JobId) -> dict[str, Any]:
+    """Publish an approved take (as `kinema export` does): a copy whose C2PA manifest
+    records the review decision. 409 until the take is approved on the review page."""
+    from kinema.provenance import review
+
+    job = _own_job(ctx, caller, job_id)
+    item = _approved_item(ctx, job)
+    review.export(item.id, ctx.queue.published_path(job.id))
+    return {"job": job.id, "review_id": item.id, "url": f"/api/jobs/{job.id}/published"}
+
+
+@router.get("/api/jobs/{job_id}/published", response_class=FileResponse, responses=CLIP)
+def download_published(ctx: Context, caller: Caller, job_id: JobId) -> FileResponse:
+    """The published copy of an approved take (POST .../publish makes it)."""
+    job = _own_job(ctx, caller, job_id)
+    _approved_item(ctx, job)  # a take rejected after publishing is no longer handed out
+    path = ctx.queue.published_path(job.id)
+    if not path.is_file():
+        raise HTTPException(409, f"take {job.id} is approved but not published yet (POST .../publish)")
+    return FileResponse(
+        path,
+        media_type="video/mp4",
+        filename=f"kinema-{job.id}-published.mp4",
+        content_disposition_type="attachment",
+    )
+
+
+def _own_job(ctx: WebContext, caller: Token, job_id: str) -> Job:
+    """The job JOB_ID of CALLER's token: a bad id is a 400, another token's job a 404."""
+    if not ID_PATTERN.match(job_id):
+        raise InputError(f"bad job id '{job_id[:40]}': ids are 16 hex digits")
+    try:
+        return ctx.queue.get(job_id, caller.id)
+    except JobError:
+        raise HTTPException(404, f"no job with id '{job_id}'") from None
+
+
+def _approved_item(ctx: WebContext, job: Job):
+    """The review item of a done take, refused (409) unless it is approved."""
+    from kinema.provenance import review
+
+    if ctx.queue.output_path(job) is None or not (job.record or {}).get("id"):
+        raise HTTPException(409, f"job {job.id} is {job.status}; it has no take to publish")
+    item = review.get(job.record["id"])
+    if item.status != "approved":
+        raise HTTPException(
+            409, f"take {job.id} is {item.status}; only approved takes can be published (see the Review page)"
+        )
+    return item

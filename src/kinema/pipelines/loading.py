@@ -1,4 +1,4 @@
-"""Finding and loading a model: the built-in one, or a folder given with --model.
+"""Finding and loading a model: the built-in one, or a model folder.
 
 A kinema model folder holds model.json (name, defaults, text encoder), vae/ and dit/
 (each config.json + model.safetensors) and README.md (the model card). Only safetensors
@@ -17,33 +17,39 @@ from pathlib import Path
 import torch
 
 from kinema.errors import InputError
+from kinema.models.checkpoint import load_config, load_weights
 from kinema.models.dit import DiT, DiTConfig
 from kinema.models.vae import VAEConfig, VideoVAE
+from kinema.pipelines.protocol import Pipeline
 from kinema.pipelines.t2v import TextToVideo
 
 BUILTIN = "builtin"
-# memory savers of diffusers pipelines, by the keyword load_backend takes (a CLI flag each)
+# memory savers of diffusers pipelines, by the keyword load_backend takes
 SAVERS = ("cpu_offload", "vae_tiling", "vae_slicing", "attention_slicing")
 _ENCODERS: dict[str, object] = {}  # one text encoder per name, shared by every pipeline
 
 
 def builtin_folder() -> Path:
+    """Where the built-in model's folder is installed (package data)."""
     return Path(str(resources.files("kinema") / "weights" / BUILTIN))
 
 
 def resolve_model(name_or_dir: str | os.PathLike | None) -> Path:
-    """The folder of a model: the built-in one by default, else a path."""
+    """The folder of a model: the built-in one by default, else a path.
+
+    Refuses (InputError) a path that is not a folder, or not a kinema or diffusers model
+    folder, and the built-in model when its weights are not installed."""
     if name_or_dir is None or str(name_or_dir) == BUILTIN:
         folder = builtin_folder()
         if not (folder / "model.json").is_file():
             raise InputError(
                 "the built-in model's weights are not installed yet (train them with "
-                "`kinema train --preset vae` then `--preset dit`, or pass --model DIR)"
+                "`kinema train --preset vae` then `--preset dit`, or load a model folder)"
             )
         return folder
     folder = Path(os.fspath(name_or_dir))
     if not folder.is_dir():
-        raise InputError(f"--model '{folder}' is not a folder (or a known model name: {BUILTIN})")
+        raise InputError(f"model '{folder}' is not a folder (or a known model name: {BUILTIN})")
     if not (folder / "model.json").is_file() and not (folder / "model_index.json").is_file():
         raise InputError(
             f"'{folder}' is not a kinema model folder: model.json is missing (and no model_index.json "
@@ -86,20 +92,18 @@ def load(
     *,
     savers: Collection[str] = (),
     int8: bool = False,
-) -> TextToVideo:
+) -> Pipeline:
     """The pipeline of a kinema model folder (the built-in model by default), or the
     backend of a diffusers model folder (one with model_index.json and no model.json).
 
     `savers` names memory savers from SAVERS; they are diffusers features and refused for
     kinema's own models. `int8` quantises kinema's DiT dynamically for CPU inference and
-    is refused for diffusers models.
+    is refused for diffusers models. Both kinds satisfy kinema.pipelines.protocol.Pipeline.
     """
-    from kinema.train.checkpoint import load_config, load_weights
-
     if device not in ("cpu", "cuda"):
-        raise InputError(f"--device must be cpu or cuda, got {device}")
+        raise InputError(f"device must be cpu or cuda, got {device}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but no CUDA device is available")
+        raise InputError("device cuda asked for, but no CUDA device is available")
     unknown = sorted(set(savers) - set(SAVERS))
     if unknown:
         raise InputError(f"unknown memory saver {unknown[0]}; kinema knows {', '.join(SAVERS)}")
@@ -109,14 +113,14 @@ def load(
 
         if int8:
             raise InputError(
-                f"--int8 applies to kinema's own models; '{folder}' is a diffusers model "
-                "(its memory savers are --cpu-offload, --vae-tiling, --vae-slicing, --attention-slicing)"
+                f"int8 applies to kinema's own models; '{folder}' is a diffusers model "
+                f"(its memory savers are {', '.join(SAVERS)})"
             )
         return load_backend(folder, device, **dict.fromkeys(savers, True))
     if savers:
-        flag = "--" + sorted(savers)[0].replace("_", "-")
         raise InputError(
-            f"{flag} applies to diffusers models; '{folder}' is a kinema model (use --int8 to save memory)"
+            f"memory saver {sorted(savers)[0]} applies to diffusers models; '{folder}' is a kinema "
+            "model (int8 saves memory on it)"
         )
     meta = _read_json(folder / "model.json")
     vae = VideoVAE(VAEConfig.from_dict(load_config(folder / "vae")["model"]))

@@ -23,9 +23,9 @@ def quantize_int8(module: nn.Module, device: str = "cpu") -> nn.Module:
     qnnpack) run only there.
     """
     if device != "cpu":
-        raise InputError(f"--int8 quantises for CPU inference; it cannot run on --device {device}")
+        raise InputError(f"int8 quantises for CPU inference; it cannot run on device {device}")
     if not torch.backends.quantized.supported_engines or torch.backends.quantized.engine == "none":
-        raise InputError("--int8: this PyTorch build has no quantised CPU engine (fbgemm or qnnpack)")
+        raise InputError("int8: this PyTorch build has no quantised CPU engine (fbgemm or qnnpack)")
     with warnings.catch_warnings():
         # torch.ao's eager quantisation warns that its future is torchao; it is still the one
         # int8 path in this PyTorch and the warnings would end up on every user's terminal

@@ -20,10 +20,14 @@ from kinema.io import Video
 from kinema.models.dit import DiT
 from kinema.models.vae import VideoVAE
 from kinema.pipelines.conditioning import frame_map
+from kinema.pipelines.protocol import MODES, resolve_settings
 
 
 class TextToVideo:
-    """A callable pipeline over a VAE, a DiT and a text encoder."""
+    """A callable pipeline over a VAE, a DiT and a text encoder (a Pipeline: it serves
+    every mode kinema has)."""
+
+    modes = frozenset(MODES)
 
     def __init__(
         self,
@@ -71,19 +75,16 @@ class TextToVideo:
     # ---------------------------------------------------------------- generation
 
     def _settings(self, steps, guidance, sampler, shift) -> dict:
+        """The sampler run: steps and guidance resolved as every pipeline resolves them,
+        plus kinema's own sampler and schedule shift."""
         d = self.defaults
-        steps = d["steps"] if steps is None else steps
-        guidance = d["guidance"] if guidance is None else guidance
-        if steps < 1:
-            raise InputError(f"steps must be at least 1, got {steps}")
-        if guidance < 0:
-            raise InputError(f"guidance must not be negative, got {guidance}")
+        resolved = resolve_settings(d, steps=steps, guidance=guidance)
         name = sampler or d["sampler"]
         if name not in SAMPLERS:
             raise InputError(f"unknown sampler '{name}': choose one of {', '.join(SAMPLERS)}")
         return {
-            "steps": steps,
-            "guidance": guidance,
+            "steps": resolved.steps,
+            "guidance": resolved.guidance,
             "sampler": SAMPLERS[name],
             "shift": d["shift"] if shift is None else shift,
         }
@@ -167,24 +168,20 @@ class TextToVideo:
         VAE decodes chunk by chunk.
         """
         d = self.defaults
-        frames = d["frames"] if frames is None else frames
-        width, height = (size, size) if isinstance(size, int) else (size or (d["size"], d["size"]))
-        if frames < 1:
-            raise InputError(f"frames must be at least 1, got {frames}")
+        settings = resolve_settings(d, frames, size, steps, guidance, fps)
+        frames, width, height = settings.frames, settings.width, settings.height
         self.check_size(width, height)
-        run = self._settings(steps, guidance, sampler, shift)
+        run = self._settings(settings.steps, settings.guidance, sampler, shift)
 
         made = frames + 1 if loop else frames  # a loop also makes its closing frame, then drops it
         latent_t = self.latent_frames(made)
         window = self.latent_frames(d.get("window", 17))
         if loop and (last_image is not None or latent_t <= window):
-            raise InputError(f"--loop needs more than {d.get('window', 17) - 1} frames and no --last-image")
+            raise InputError(f"loop needs more than {d.get('window', 17) - 1} frames and no last_image")
         keyframes = dict(keyframes or {})
         if last_image is not None:
             if latent_t > window:
-                raise InputError(
-                    f"--last-image works up to the model's window of {d.get('window', 17)} frames"
-                )
+                raise InputError(f"last_image works up to the model's window of {d.get('window', 17)} frames")
             keyframes[self.vae.config.temporal_factor * (latent_t - 1)] = last_image
         f = self.spatial_factor
         first = (1, self.vae.config.latent_channels, min(latent_t, window), height // f, width // f)
@@ -204,7 +201,7 @@ class TextToVideo:
             index = frame_map(frames, pixels.shape[2])
         else:
             index = list(range(frames))
-        return self.to_video(pixels[:, :, index], d["fps"] if fps is None else fps)
+        return self.to_video(pixels[:, :, index], settings.fps)
 
     @torch.inference_mode()
     def extend(
@@ -227,7 +224,7 @@ class TextToVideo:
         are added. Backward extension runs the same process on the reversed clip.
         """
         if frames < 1:
-            raise InputError(f"--frames must be at least 1, got {frames}")
+            raise InputError(f"frames to add must be at least 1, got {frames}")
         self.check_size(video.width, video.height)
         run = self._settings(steps, guidance, None, None)
         source = video.frames[::-1] if backward else video.frames
@@ -276,7 +273,7 @@ class TextToVideo:
         denoise them under the new prompt. Low strength keeps more of the clip (layout and
         motion survive the partial noise), high strength follows the prompt more."""
         if not 0 <= strength <= 1:
-            raise InputError(f"--strength must be between 0 and 1, got {strength}")
+            raise InputError(f"strength must be between 0 and 1, got {strength}")
         run = self._settings(steps, guidance, None, None)
         x0, frames = self._encode_clip(video)
         if strength == 0:
@@ -332,7 +329,7 @@ class TextToVideo:
     ) -> Video:
         """Extend the canvas by the given pixels on each side and fill the new area."""
         if min(left, top, right, bottom) < 0 or left + top + right + bottom == 0:
-            raise InputError("--outpaint takes four non-negative pixel counts L,T,R,B, not all zero")
+            raise InputError("outpaint takes four non-negative pixel counts L,T,R,B, not all zero")
         width, height = video.width + left + right, video.height + top + bottom
         self.check_size(width, height)
         canvas = np.zeros((video.num_frames, height, width, 3), np.uint8)

@@ -5,6 +5,8 @@ weights users generate with), config.json (the model config and how it was train
 and, for resuming, train_state.safetensors (raw weights, optimizer moments, RNG states)
 with train_state.json (step, counters, optimizer scalars). Folders are written beside
 the target and swapped in with renames, so a kill mid-save leaves the previous one.
+This module writes checkpoints and keeps resume state; reading a checkpoint's config and
+weights is kinema.models.checkpoint's (re-exported here).
 """
 
 from __future__ import annotations
@@ -16,14 +18,22 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from kinema.errors import InputError
+# reading lives in the models layer, where the pipelines load model folders with it; train
+# code keeps importing these names from here
+from kinema.models.checkpoint import CheckpointError, load_config, load_weights
 
-
-class CheckpointError(InputError):
-    """A checkpoint folder that is missing, incomplete or not safetensors."""
+__all__ = [
+    "CheckpointError",
+    "load_config",
+    "load_weights",
+    "load_train_state",
+    "optimizer_from_tensors",
+    "optimizer_to_tensors",
+    "recover_checkpoint",
+    "save_checkpoint",
+]
 
 
 def save_checkpoint(
@@ -59,28 +69,6 @@ def save_checkpoint(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def load_config(folder: str | os.PathLike) -> dict:
-    path = Path(os.fspath(folder)) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"'{path.parent}' is not a kinema checkpoint: config.json is missing")
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"'{path}' is not valid JSON: {e}") from None
-
-
-def load_weights(folder: str | os.PathLike, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
-    """Read a safetensors file of a checkpoint; refuses anything else (no pickle, ever)."""
-    path = Path(os.fspath(folder)) / name
-    if not path.is_file():
-        raise CheckpointError(f"'{path.parent}' has no {name}")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"'{path}' is not a readable safetensors file ({e})") from None
-    return {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in tensors.items()}
 
 
 def recover_checkpoint(folder: str | os.PathLike) -> None:

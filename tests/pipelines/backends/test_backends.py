@@ -13,6 +13,7 @@ from kinema.pipelines.backends import load_backend
 from kinema.pipelines.backends.cogvideox import decoded_frames
 from kinema.pipelines.loading import load
 from kinema.provenance.verify import verify_file
+from tests.pipelines.test_protocol import assert_satisfies
 
 PROMPT = "a red ball rolls across a table"
 
@@ -157,6 +158,29 @@ def test_backend_reports_what_the_cli_needs(tiny_folders):
     assert steps == [(1, 2), (2, 2)]
 
 
+@pytest.mark.parametrize(
+    "kind,modes",
+    [
+        ("wan", {"t2v"}),
+        ("wan-i2v", {"i2v", "keyframes"}),
+        ("ltx", {"t2v", "i2v", "keyframes"}),
+        ("cogvideox", {"t2v"}),
+        ("cogvideox-i2v", {"i2v"}),
+    ],
+)
+def test_backends_satisfy_the_pipeline_protocol(tiny_folders, kind, modes):
+    backend = load_backend(tiny_folders[kind])
+    assert_satisfies(backend)
+    assert backend.modes == modes
+    # the shared resolution refuses alike for kinema's pipeline and a backend
+    with pytest.raises(InputError, match="steps must be at least 1, got 0"):
+        backend(PROMPT, frames=5, size=32, steps=0)
+    with pytest.raises(
+        InputError, match=f"serves {', '.join(m for m in ('t2v', 'i2v', 'keyframes') if m in modes)}"
+    ):
+        backend.inpaint(None, PROMPT, None)
+
+
 def test_cogvideox_frame_rule_follows_its_vae():
     # 49 frames (CogVideoX's default) come from 13 latents; 8 from 2, 9 from 3
     assert [decoded_frames(n, 2, 4) for n in (1, 2, 3, 4, 13)] == [1, 8, 9, 16, 49]
@@ -172,7 +196,7 @@ def test_cogvideox_frame_rule_follows_its_vae():
         ("ltx", ["--size", 48], "multiples of 32"),
         ("cogvideox-i2v", ["--size", 32], "only makes 64x64"),
         ("wan", ["--image", "{first}"], "text-to-video Wan checkpoint"),
-        ("wan-i2v", [], "pass --image"),
+        ("wan-i2v", [], "image-to-video Wan checkpoint: it needs a first image"),
         ("cogvideox-i2v", ["--image", "{first}", "--last-image", "{last}"], "first image only"),
     ],
 )
@@ -189,7 +213,7 @@ def test_refusals_are_one_line_and_write_nothing(capsys, tmp_path, tiny_folders,
 
 
 def test_loop_is_refused(tiny_folders):
-    with pytest.raises(InputError, match="--loop is not supported"):
+    with pytest.raises(InputError, match="loop is not supported"):
         load(tiny_folders["wan"])(PROMPT, frames=5, size=32, steps=2, loop=True)
 
 

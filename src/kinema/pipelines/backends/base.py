@@ -1,7 +1,7 @@
 """One backend over a diffusers pipeline: kinema's options in, a Video out.
 
-A backend offers what kinema's own TextToVideo offers the command line (`name`,
-`model_hash`, `defaults`, `check_size`, `__call__`), so cli.py needs no branch for it.
+A backend is a Pipeline (kinema.pipelines.protocol), as kinema's own TextToVideo is, so
+the layers above need no branch for it; it serves the modes its family and folder can.
 What differs between model families (which frame counts and sizes a model can make,
 which diffusers pipeline serves which mode, how images are passed) lives in a `Family`;
 this file holds the steps every family shares.
@@ -20,6 +20,7 @@ import torch
 
 from kinema.errors import InputError
 from kinema.io import Video
+from kinema.pipelines.protocol import MODES, resolve_settings
 
 # only safetensors are hashed, as only safetensors are loaded (use_safetensors=True)
 WEIGHT_SUFFIX = ".safetensors"
@@ -47,6 +48,8 @@ class Family:
     fixed_size(pipe): (width, height) a model can only make (learned position tables), or None.
     route(backend, request): the diffusers pipeline for the request's mode and its extra
     keyword arguments; raises InputError for a mode the folder cannot serve.
+    modes(class_name): the modes (kinema.pipelines.protocol.MODES) a folder whose
+    model_index.json names class_name serves; known without loading any weights.
     """
 
     name: str
@@ -54,6 +57,7 @@ class Family:
     frames_ok: Callable[[object, int], bool]
     size_multiple: Callable[[object], int]
     route: Callable[[DiffusersBackend, Request], tuple[object, dict]]
+    modes: Callable[[str], frozenset[str]]
     fixed_size: Callable[[object], tuple[int, int] | None] = lambda pipe: None
 
 
@@ -123,6 +127,11 @@ class DiffusersBackend:
     def class_name(self) -> str:
         return type(self.pipe).__name__
 
+    @property
+    def modes(self) -> frozenset[str]:
+        """The modes this folder serves: some of t2v, i2v and keyframes, never the edits."""
+        return self.family.modes(self.class_name)
+
     def derived(self, cls) -> object:
         """The pipeline of class cls over this backend's components, made once."""
         if cls.__name__ not in self._derived:
@@ -140,7 +149,7 @@ class DiffusersBackend:
             if (width, height) != fixed:
                 raise InputError(
                     f"{self.name} only makes {fixed[0]}x{fixed[1]} (learned position table); "
-                    f"{width}x{height} is not (pass --size {fixed[0]}x{fixed[1]})"
+                    f"{width}x{height} is not (ask for size {fixed[0]}x{fixed[1]})"
                 )
             return
         m = self.family.size_multiple(self.pipe)
@@ -187,19 +196,13 @@ class DiffusersBackend:
         folder cannot serve) is refused, never silently dropped."""
         d = self.defaults
         if loop:
-            raise InputError(f"--loop is not supported with the diffusers model {self.name}")
+            raise InputError(f"loop is not supported with the diffusers model {self.name}")
         if sampler is not None and sampler != d["sampler"]:
             raise InputError(f"{self.name} samples with its own scheduler {d['sampler']}; drop the sampler")
         if shift is not None:
             raise InputError(f"{self.name} takes its shift from its scheduler config; drop the shift")
-        frames = d["frames"] if frames is None else frames
-        width, height = (size, size) if isinstance(size, int) else (size or (d["size"], d["size"]))
-        steps = d["steps"] if steps is None else steps
-        guidance = d["guidance"] if guidance is None else guidance
-        if steps < 1:
-            raise InputError(f"steps must be at least 1, got {steps}")
-        if guidance < 0:
-            raise InputError(f"guidance must not be negative, got {guidance}")
+        settings = resolve_settings(d, frames, size, steps, guidance, fps)
+        frames, width, height, steps = settings.frames, settings.width, settings.height, settings.steps
         self.check_size(width, height)
         self.check_frames(frames)
         keyframes = dict(keyframes or {})
@@ -208,10 +211,9 @@ class DiffusersBackend:
                 raise InputError(f"keyframe index {index} is outside the clip's {frames} frames")
             self._check_image(image, width, height, f"keyframe {index}")
         if last_image is not None:
-            self._check_image(last_image, width, height, "--last-image")
-        fps = d["fps"] if fps is None else fps
+            self._check_image(last_image, width, height, "last_image")
         first = keyframes.pop(0, None)
-        request = Request(frames, fps, width, height, first, keyframes, last_image)
+        request = Request(frames, settings.fps, width, height, first, keyframes, last_image)
         pipe, extra = self.family.route(self, request)
 
         def on_step(pipe_, i, t, tensors):
@@ -226,19 +228,20 @@ class DiffusersBackend:
                 height=height,
                 width=width,
                 num_inference_steps=steps,
-                guidance_scale=guidance,
+                guidance_scale=settings.guidance,
                 generator=torch.Generator().manual_seed(seed),
                 output_type="np",
                 callback_on_step_end=on_step if progress else None,
                 **extra,
             )
-        return Video(to_uint8(out.frames[0]), fps)
+        return Video(to_uint8(out.frames[0]), settings.fps)
 
     # ---------------------------------------------------------------- edits kinema's own model makes
 
     def _refuse(self, what: str):
+        serves = ", ".join(mode for mode in MODES if mode in self.modes)
         raise InputError(
-            f"{what} works with kinema's own model; the diffusers model {self.name} only generates"
+            f"{what} works with kinema's own model; the diffusers model {self.name} serves {serves}"
         )
 
     def extend(self, *args, **kwargs):

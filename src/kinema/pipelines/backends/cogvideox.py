@@ -56,17 +56,23 @@ def _fixed_size(pipe) -> tuple[int, int] | None:
 def _route(backend: DiffusersBackend, request: Request) -> tuple[object, dict]:
     if request.keyframes or request.last_image is not None:
         raise InputError(
-            "CogVideoX conditions on a first image only: keyframes and --last-image are not supported"
+            "CogVideoX conditions on a first image only: keyframes and a last image are not supported"
         )
     # the transformer's text positions are sized for exactly this many tokens
     extra = {"max_sequence_length": backend.pipe.transformer.config.max_text_seq_length}
     if backend.class_name == T2V:
         if request.first_image is not None:
-            raise InputError(f"{backend.name} is a text-to-video CogVideoX checkpoint: it takes no --image")
+            raise InputError(
+                f"{backend.name} is a text-to-video CogVideoX checkpoint: it takes no first image"
+            )
         return backend.pipe, extra
     if request.first_image is None:
-        raise InputError(f"{backend.name} is an image-to-video CogVideoX checkpoint: pass --image")
+        raise InputError(f"{backend.name} is an image-to-video CogVideoX checkpoint: it needs a first image")
     return backend.pipe, {"image": to_pil(request.first_image), **extra}
+
+
+def _modes(class_name: str) -> frozenset[str]:
+    return frozenset({"i2v"} if class_name == I2V else {"t2v"})
 
 
 FAMILY = Family(
@@ -75,5 +81,6 @@ FAMILY = Family(
     frames_ok=_frames_ok,
     size_multiple=_size_multiple,
     route=_route,
+    modes=_modes,
     fixed_size=_fixed_size,
 )

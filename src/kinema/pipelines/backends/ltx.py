@@ -38,7 +38,7 @@ def _route(backend: DiffusersBackend, request: Request) -> tuple[object, dict]:
         return pipe, {"image": to_pil(request.first_image), **rate}
     if _CONDITION is None:
         raise InputError(
-            f"keyframes and --last-image with LTX-Video need diffusers with LTXConditionPipeline "
+            f"keyframes and a last image with LTX-Video need diffusers with LTXConditionPipeline "
             f"(>= 0.33); this one is {diffusers.__version__}"
         )
     step = backend.pipe.vae_temporal_compression_ratio
@@ -58,10 +58,16 @@ def _route(backend: DiffusersBackend, request: Request) -> tuple[object, dict]:
     return backend.derived(_CONDITION), {"conditions": conditions, **rate}
 
 
+def _modes(class_name: str) -> frozenset[str]:
+    # every LTX folder serves all three pipelines (from_pipe); keyframes need the third
+    return frozenset({"t2v", "i2v"} | ({"keyframes"} if _CONDITION is not None else set()))
+
+
 FAMILY = Family(
     name="LTX-Video",
     defaults={"frames": 121, "size": 512, "fps": 24.0, "steps": 50, "guidance": 3.0},
     frames_ok=_frames_ok,
     size_multiple=_size_multiple,
     route=_route,
+    modes=_modes,
 )

@@ -28,14 +28,19 @@ def _route(backend: DiffusersBackend, request: Request) -> tuple[object, dict]:
         raise InputError(f"Wan takes a first and a last image, not keyframes at {sorted(request.keyframes)}")
     if backend.class_name == T2V:
         if request.first_image is not None or request.last_image is not None:
-            raise InputError(f"{backend.name} is a text-to-video Wan checkpoint: it takes no --image")
+            raise InputError(f"{backend.name} is a text-to-video Wan checkpoint: it takes no first image")
         return backend.pipe, {}
     if request.first_image is None:
-        raise InputError(f"{backend.name} is an image-to-video Wan checkpoint: pass --image")
+        raise InputError(f"{backend.name} is an image-to-video Wan checkpoint: it needs a first image")
     extra = {"image": to_pil(request.first_image)}
     if request.last_image is not None:
         extra["last_image"] = to_pil(request.last_image)
     return backend.pipe, extra
+
+
+def _modes(class_name: str) -> frozenset[str]:
+    # an image-to-video checkpoint needs its first image; a last image makes it first–last frame
+    return frozenset({"i2v", "keyframes"} if class_name == I2V else {"t2v"})
 
 
 FAMILY = Family(
@@ -44,4 +49,5 @@ FAMILY = Family(
     frames_ok=_frames_ok,
     size_multiple=_size_multiple,
     route=_route,
+    modes=_modes,
 )

@@ -1,4 +1,8 @@
+import pytest
+
+from kinema import bench
 from kinema.bench import LENGTH_PROMPT, lengths
+from kinema.errors import InputError
 
 
 def test_lengths_measures_each_length_in_its_own_process(tiny_model):
@@ -11,3 +15,28 @@ def test_lengths_measures_each_length_in_its_own_process(tiny_model):
         assert run["peak_rss_mb"] > 0 and run["seconds_per_frame"] > 0
         assert 0 <= run["identity_fraction"] <= 1
     assert result["peak_rss_ratio_longest_to_shortest"] > 0
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"clips": 3}, "--clips applies to bench --watermark"),
+        ({"watermark": True, "peak_memory": True}, "--watermark takes only --clips"),
+        ({"watermark": True, "clips": 0}, "--clips must be at least 1"),
+        ({"device": "cuda"}, "--device applies to bench --memory"),
+        ({"device": "tpu", "peak_memory": True}, "cpu or cuda"),
+        ({"web": True, "long_clips": True}, "bench --web takes only --model"),
+        ({"long_clips": True, "peak_memory": True}, "--lengths runs on the CPU alone"),
+    ],
+)
+def test_run_refuses_combinations_that_mean_nothing(options, message):
+    with pytest.raises(InputError, match=message):
+        bench.run(**options)
+
+
+def test_watermark_bench_clips_are_shapes_world_clips_of_the_asked_size():
+    clip = bench.world_clip(3, 32)
+    assert (clip.num_frames, clip.width, clip.height, clip.fps) == (16, 32, 32, 8.0)
+    assert (clip.frames == bench.world_clip(3, 32).frames).all() and (
+        clip.frames != bench.world_clip(4, 32).frames
+    ).any()

@@ -239,3 +239,160 @@ def test_bench_watermark_prints_the_table(capsys):
     assert code == 0 and result["sizes"] == [64, 256] and result["clips_per_size"] == 1
     assert {r["attack"] for r in result["robustness"]} >= {"h264_crf23", "vp9", "gif", "brightness_1.2"}
     assert result["false_positives"]["trials"] == 200 and result["summary"]["wrong_payloads"] == 0
+
+
+# ---------------------------------------------------------------- the CLI as users expect (issue 19)
+
+
+def _commands(include_groups=False):
+    """(argv path, click command) of every command under `kinema`, groups too if asked."""
+    import typer
+
+    from kinema.cli import app
+
+    def walk(group, path):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                if include_groups or command.invoke_without_command:  # `serve` is a group and a command
+                    yield [*path, name], command
+                yield from walk(command, [*path, name])
+            else:
+                yield [*path, name], command
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+def test_export_takes_o_and_keeps_the_positional_form(capsys, tmp_path):
+    code, out, _ = run(
+        capsys, "world", "render", PROMPT, "-o", str(tmp_path / "c.mp4"), "--seed", "1", "--json"
+    )
+    item = json.loads(out)["id"]
+    assert run(capsys, "review", "approve", item)[0] == 0
+    code, out, _ = run(capsys, "export", item, "-o", str(tmp_path / "pub.mp4"))
+    assert code == 0 and out == f"wrote {tmp_path / 'pub.mp4'} (id {item})\n"
+    for args in ([item], [item, str(tmp_path / "a.mp4"), "-o", str(tmp_path / "b.mp4")]):
+        code, out, err = run(capsys, "export", *args)
+        assert code == 2 and out == "" and err.count("\n") == 1 and "-o OUT" in err, (args, err)
+    assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "b.mp4").exists()
+    code, out, _ = run(capsys, "export", item, str(tmp_path / "again.mp4"))
+    assert code == 0 and out.startswith(f"wrote {tmp_path / 'again.mp4'}")
+
+
+def test_review_list_is_newest_first_under_a_header(capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from kinema.provenance import review
+
+    def item(id, created):
+        return SimpleNamespace(id=id, status="pending", kind="video", created=created, path=f"/w/{id}.mp4")
+
+    oldest_first = [item("0000000a", "2026-01-01T10:00:00Z"), item("0000000b", "2026-03-01T09:00:00Z")]
+    monkeypatch.setattr(review, "list_items", lambda status=None: oldest_first)
+    code, out, _ = run(capsys, "review", "list")
+    header, first, second = out.splitlines()
+    assert code == 0 and header.split() == ["ID", "STATUS", "KIND", "CREATED", "PATH"]
+    assert first.split() == ["0000000b", "pending", "video", "2026-03-01T09:00:00Z", "/w/0000000b.mp4"]
+    assert second.startswith("0000000a")
+    assert header.index("CREATED") == first.index("2026-") and header.index("PATH") == first.index("/w/")
+
+
+def test_help_states_the_built_in_models_defaults():
+    from importlib import resources
+
+    from kinema.cli.common import BUILTIN_DEFAULTS
+
+    model = json.loads((resources.files("kinema") / "weights" / "builtin" / "model.json").read_text())
+    builtin = model["defaults"]
+    assert {name: builtin[name] for name in BUILTIN_DEFAULTS} == BUILTIN_DEFAULTS
+    checked = []
+    for path, command in _commands():
+        if path == ["train"]:  # its --steps are training steps, not the sampler's
+            continue
+        for param in command.params:
+            if param.name in BUILTIN_DEFAULTS and param.default is None and not param.required:
+                expected = f"default: the model's, {builtin[param.name]:g} for the built-in model"
+                assert expected in param.help, (path, param.name, param.help)
+                checked.append((path[-1], param.name))
+    assert {("generate", "steps"), ("remix", "guidance"), ("storyboard", "steps"), ("eval", "steps")} <= set(
+        checked
+    )
+
+
+def test_every_option_with_a_default_shows_it(capsys):
+    for path, command in _commands():
+        for param in command.params:
+            if param.param_type_name == "option" and param.default is not None and not param.is_flag:
+                assert param.show_default, (path, param.name)
+    code, out, _ = run(capsys, "generate", "--help")
+    assert code == 0 and "[default: cpu]" in out and "[default: amber]" in out
+    from kinema.bench import WATERMARK_CLIPS
+
+    clips = next(p for path, c in _commands() if path == ["bench"] for p in c.params if p.name == "clips")
+    assert f"default {WATERMARK_CLIPS} " in clips.help  # None there means "not given", so the text says it
+
+
+def test_every_command_help_has_an_example(capsys):
+    paths = [path for path, _ in _commands(include_groups=True)]
+    assert len(paths) > 30 and ["serve"] in paths and ["review", "list"] in paths
+    for path in [[], *paths]:
+        code, out, _ = run(capsys, *path, "--help")
+        assert code == 0 and "Example: kinema " in out, path
+
+
+def test_storyboard_help_shows_the_board_format(capsys):
+    code, out, _ = run(capsys, "storyboard", "--help")
+    assert code == 0
+    for text in ("shots:", "- prompt:", "frames:", "seconds:", "seed:", "image:", "transition:"):
+        assert text in out, text
+    assert "cut (default) | crossfade:N | continue" in out
+    assert "joins the PREVIOUS shot into this one" in out and "refused" in out
+
+
+def test_progress_off_a_terminal_prints_a_plain_line_every_interval(capsys):
+    from kinema.cli.common import with_progress
+
+    now = 0.0
+
+    def work(progress):
+        nonlocal now
+        for step in range(1, 25):
+            now += 0.5
+            progress(step, 24)
+        progress(25, None)
+        return "done"
+
+    assert with_progress(work, "generating", False, clock=lambda: now, interval=2.0) == "done"
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert out == "" and len(lines) == 6
+    assert lines[0] == "generating: 4/24 steps, 2.0 s" and lines[-1] == "generating: 24/24 steps, 12.0 s"
+    assert with_progress(lambda progress: progress, "generating", True) is None  # --json: no display
+
+
+def test_progress_with_an_unknown_total_shows_no_none(capsys, monkeypatch):
+    import io
+
+    from kinema.cli.common import with_progress
+
+    now = 0.0
+
+    def work(progress):
+        nonlocal now
+        now += 3.0
+        progress(0, None)
+        return 1
+
+    with_progress(work, "shots", False, "shots", clock=lambda: now, interval=1.0)
+    assert capsys.readouterr().err == "shots: 0 shots, 3.0 s\n"
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with_progress(lambda progress: progress(2, None), "shots", False, "shots")
+    assert "2 shots" in terminal.getvalue() and "None" not in terminal.getvalue()
+    terminal.truncate(0)
+    with_progress(lambda progress: progress(3, 8), "generating", False)
+    assert "3/8 steps" in terminal.getvalue()

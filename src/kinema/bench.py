@@ -4,7 +4,8 @@ A CPU's model varies between machines, so the run measures its own fp32 matmul p
 and reports the DiT's achieved GFLOP/s against it. `bench --memory` measures peak
 memory per configuration (int8 off/on; each diffusers memory saver off/on), each in a
 fresh process: a process's peak resident size only ever grows, and torch allocates
-outside Python's heap, where tracemalloc cannot see.
+outside Python's heap, where tracemalloc cannot see. `run` is the whole command: which
+bench its flags ask for, and the combinations it refuses.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from kinema.errors import InputError
+from kinema.io import Video
 from kinema.pipelines.loading import SAVERS, load, resolve_model
 from kinema.publish import Origin, publish
 
@@ -207,3 +210,66 @@ def memory(model: str | None = None, device: str = "cpu", steps: int = 2) -> dic
         rows.append({"config": name, **_measure_in_subprocess({**base, **config})})
     names = [row["model"] for row in rows if "model" in row]
     return {"model": names[0] if names else folder.name, "device": device, "steps": steps, "memory": rows}
+
+
+WATERMARK_CLIPS = 50  # shapes-world clips a size when --clips is not given
+
+
+def run(
+    model: str | None = None,
+    *,
+    peak_memory: bool = False,
+    device: str = "cpu",
+    long_clips: bool = False,
+    web: bool = False,
+    watermark: bool = False,
+    clips: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """`kinema bench` with its flags, as a JSON-ready dict: the speed bench (`bench`) by
+    default, peak memory per configuration on DEVICE (--memory: `memory`), long clips
+    (--lengths: `lengths`), a real server's API latency (--web) or watermark robustness
+    over CLIPS shapes-world clips a size (--watermark, default WATERMARK_CLIPS; PROGRESS
+    follows it clip by clip). Refuses (InputError) combinations that mean nothing:
+    --watermark takes only --clips, --clips goes only with --watermark, --device only
+    with --memory, and --web and --lengths take neither --memory nor --device."""
+    if watermark:
+        if peak_memory or long_clips or web or model is not None or device != "cpu":
+            raise InputError("bench --watermark takes only --clips (no model, --memory or --device)")
+        clips = WATERMARK_CLIPS if clips is None else clips
+        if clips < 1:
+            raise InputError(f"--clips must be at least 1, got {clips}")
+        from kinema.provenance import watermark_bench
+
+        return watermark_bench.run(world_clip, clips, progress=progress)
+    if clips is not None:
+        raise InputError("--clips applies to bench --watermark")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda, got {device}")
+    if device != "cpu" and not peak_memory:
+        raise InputError("--device applies to bench --memory; the speed bench runs on the CPU")
+    if web:
+        if peak_memory or long_clips or device != "cpu":
+            raise InputError("bench --web takes only --model (no --memory, --lengths or --device)")
+        from kinema.web.loadbench import run_loadbench
+
+        return run_loadbench(model=model)
+    if long_clips and (peak_memory or device != "cpu"):
+        raise InputError("bench --lengths runs on the CPU alone (no --memory or --device)")
+    if long_clips:
+        return lengths(model)
+    if peak_memory:
+        return memory(model, device)
+    return bench(model)
+
+
+def world_clip(index: int, size: int) -> Video:
+    """Shapes-world clip number INDEX for the watermark bench: a scene and layout drawn from
+    the index, 16 frames (2 s at 8 fps) of SIZE×SIZE."""
+    import numpy as np
+
+    from kinema.world import render_frames
+    from kinema.world.dataset import sample_scene
+
+    scene = sample_scene(np.random.default_rng([0x3A7E, index]))
+    return Video(render_frames(scene, seed=index, frames=16, size=size), 8.0)

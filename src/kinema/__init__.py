@@ -1,6 +1,8 @@
 """kinema: text-to-video diffusion with temporal QA, watermarking and provenance."""
 
-__version__ = "0.1.0"
+from kinema.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(name_or_dir=None, device: str = "cpu", **load_options):

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import kinema
 from kinema.errors import InputError
 from kinema.io import Audio, Video, check_output_path, is_still, output_kind, write_video
 from kinema.io.atomic import replacing, write_json
@@ -46,6 +45,7 @@ from kinema.provenance.origin import WORLD_RENDERER, Origin
 from kinema.provenance.watermark import ALGORITHM as WATERMARK_ALGORITHM
 from kinema.provenance.watermark import PAYLOAD_BYTES, embed
 from kinema.state import kinema_home
+from kinema.version import __version__
 
 __all__ = [
     "WORLD_RENDERER",
@@ -93,7 +93,7 @@ def _sidecar_record(settings: dict, origin: Origin, hide_prompt: bool) -> dict:
     for name in ("prompt", "negative_prompt"):
         if hide_prompt and isinstance(record.get(name), str):
             record[f"{name}_sha256"] = hashlib.sha256(record.pop(name).encode()).hexdigest()
-    record.update(model=origin.name, model_hash=origin.model_hash, kinema_version=kinema.__version__)
+    record.update(model=origin.name, model_hash=origin.model_hash, kinema_version=__version__)
     return record
 
 

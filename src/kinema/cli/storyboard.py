@@ -7,15 +7,8 @@ from typing import Annotated
 
 import typer
 
-from kinema.cli.common import (
-    JsonOption,
-    ModelOption,
-    OutputOption,
-    check_frames,
-    model_default,
-    report_written,
-    with_progress,
-)
+from kinema.cli.common import JsonOption, OutputOption, report_written, with_progress
+from kinema.cli.shared import Shared, shared_options
 from kinema.errors import InputError
 
 app = typer.Typer()
@@ -42,6 +35,7 @@ def stitch_command(
 
 
 @app.command("storyboard")
+@shared_options
 def storyboard(
     board: Annotated[
         Path,
@@ -50,9 +44,7 @@ def storyboard(
         ),
     ],
     output: OutputOption,
-    steps: Annotated[
-        int | None, typer.Option(help=f"Sampler steps for every shot ({model_default('steps')}).")
-    ] = None,
+    shared: Shared,
     fps: Annotated[float, typer.Option(help="Frames per second of the finished clip.")] = 8.0,
     candidates: Annotated[
         int | None, typer.Option(help="Takes per shot (seeds seed, seed+1, …); overrides the board.")
@@ -67,8 +59,6 @@ def storyboard(
     contact_sheet: Annotated[
         Path | None, typer.Option(help="Write the run's PNG contact sheet here (.png).")
     ] = None,
-    model: ModelOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Make a board's shots (cached by content, so reruns redo only what changed) and cut them together.
 
@@ -77,7 +67,7 @@ def storyboard(
         shots:
           - prompt: a red circle moving right on a black background
             frames: 16               # or seconds: 2 (at --fps); default 16
-            seed: 1                  # default: the shot's number
+            seed: 1                  # default: the shot's number (plus --seed - 1)
             image: start.png         # optional first frame, beside the board
           - prompt: a red circle moving left on a black background
             seconds: 2
@@ -90,46 +80,26 @@ def storyboard(
 
     Optional board fields: title, report (.html), contact_sheet (.png), and
     candidates, retakes, qa_threshold (takes per shot; a shot may set its own).
+    The shared options (--steps, --guidance, --negative, --model, ...) apply to
+    every shot; --seed N makes shot K's default seed N + K - 1.
 
     Example: kinema storyboard board.yaml -o film.mp4 --report run.html
     """
-    from kinema.io import check_output_path
-    from kinema.pipelines.loading import load
-    from kinema.provenance.policy import check_likeness, screen_prompt
-    from kinema.publish import Origin, publish
-    from kinema.studio.storyboard import load_board, render_board
+    from kinema.studio.produce import produce_board
+    from kinema.studio.storyboard import load_board
 
     if not 0 < fps <= 240:
         raise InputError(f"--fps must be in (0, 240], got {fps}")
     shots = (
-        load_board(board, fps).with_takes(candidates, retakes, qa_threshold).writing(report, contact_sheet)
+        load_board(board, fps, base_seed=shared.seed)
+        .with_takes(candidates, retakes, qa_threshold)
+        .writing(report, contact_sheet)
     )
-    for shot in shots:
-        screen_prompt(shot.prompt)
-        check_frames(shot.frames)
-    check_output_path(output)
-    pipe = load(model)
-    video, log = with_progress(
-        lambda progress: render_board(
-            pipe,
-            shots,
-            board.parent,
-            fps,
-            steps,
-            progress,
-            check_image=lambda pixels, name: check_likeness(pixels, source=name),
-        ),
+    template = shared.request("")
+    record = with_progress(
+        lambda progress: produce_board(shots, template, output, fps, progress),
         "shots",
-        as_json,
+        shared.as_json,
+        "shots",
     )
-    settings = {
-        "storyboard": str(board),
-        "seed": shots[0].seed,
-        "shots": log,
-        "frames": video.num_frames,
-        "fps": video.fps,
-        "steps": steps,
-    }
-    images = [shot.image for shot in shots if shot.image is not None]
-    record = publish(video, output, settings, Origin(pipe.name, pipe.model_hash), ingredients=images)
-    report_written(record, as_json)
+    report_written(record, shared.as_json)

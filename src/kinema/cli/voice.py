@@ -46,8 +46,8 @@ def narrate(
     Example: kinema narrate 'A red circle crosses the screen.' -o narrated.mp4 --video clip.mp4
     """
     from kinema.io import check_output_path, read_video
-    from kinema.publish import Origin, publish
-    from kinema.voice.narrate import SYNTHESIZER, check_narration_output, narrate_video, write_narration
+    from kinema.publish import Origin, publish, write_narration
+    from kinema.voice.narrate import SYNTHESIZER, check_narration_output, narrate_video
     from kinema.voice.tts import check_text
 
     check_text(text)

@@ -144,8 +144,10 @@ def output_kind(path: str | os.PathLike) -> str:
     """'mp4', 'webm', 'gif', 'frames' (a folder of PNGs), or a still's 'png', 'jpg' or
     'webp', from how the path is spelled."""
     text = os.fspath(path)
-    if not text.strip():
-        raise VideoError("the output path is empty: give a file name (.mp4, .webm, .gif, .png) or a folder")
+    if not text.strip() or text.strip() in (".", "./"):  # a CLI's Path('') reads as '.'
+        raise VideoError(
+            "the output path is empty: give a file name (.mp4, .webm, .gif, .png) or a new folder name"
+        )
     p = Path(text)
     if text.endswith(("/", os.sep)) or p.suffix == "":
         return "frames"

@@ -36,7 +36,7 @@ from typing import Any
 
 import c2pa
 
-from kinema import __version__
+from kinema.version import __version__
 from kinema.provenance.keys import KeyPaths, ProvenanceError
 
 __all__ = [

@@ -130,8 +130,9 @@ def _fail(index: int | None, field: str, problem: str) -> InputError:
     return InputError(f"{where}, field '{field}': {problem}")
 
 
-def load_board(path: str | os.PathLike, fps: float = 8.0) -> Board:
-    """Parse and validate a board; refuses (InputError) anything wrong before any work."""
+def load_board(path: str | os.PathLike, fps: float = 8.0, base_seed: int | None = None) -> Board:
+    """Parse and validate a board; refuses (InputError) anything wrong before any work.
+    A shot without a seed gets its number (1, 2, …), or BASE_SEED + number - 1."""
     board = Path(os.fspath(path))
     try:
         data = yaml.safe_load(board.read_text())
@@ -164,7 +165,7 @@ def load_board(path: str | os.PathLike, fps: float = 8.0) -> Board:
                 i,
                 prompt,
                 _frames(i, raw, fps),
-                _seed(i, raw),
+                _seed(i, raw, base_seed),
                 _image(i, raw, root),
                 _transition(i, raw),
                 **_takes(i, raw, defaults),
@@ -248,8 +249,8 @@ def _frames(i: int, raw: dict, fps: float) -> int:
     return frames
 
 
-def _seed(i: int, raw: dict) -> int:
-    seed = raw.get("seed", i)
+def _seed(i: int, raw: dict, base_seed: int | None = None) -> int:
+    seed = raw.get("seed", i if base_seed is None else base_seed + i - 1)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**62:
         raise _fail(i, "seed", f"must be a whole number from 0 to 2**62, got {seed!r}")
     return seed

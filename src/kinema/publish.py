@@ -63,7 +63,7 @@ __all__ = [
 def settings_path(output: str | os.PathLike) -> Path:
     """The JSON sidecar: OUT.json beside a file, settings.json inside a frame folder."""
     out = Path(os.fspath(output))
-    if output_kind(output) == "frames":
+    if out.suffix.lower() != ".wav" and output_kind(output) == "frames":
         return out / "settings.json"
     return out.with_name(out.name + ".json")
 

@@ -36,8 +36,8 @@ from typing import Any
 
 import c2pa
 
-from kinema.version import __version__
 from kinema.provenance.keys import KeyPaths, ProvenanceError
+from kinema.version import __version__
 
 __all__ = [
     "ALGORITHMIC_MEDIA",

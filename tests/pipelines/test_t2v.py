@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-import kinema
 from kinema.cli import main
 from kinema.errors import InputError
+from kinema.pipelines.loading import load  # the internal pipeline: unmarked pixels
 from kinema.provenance.verify import verify_file
 
 
@@ -17,7 +17,7 @@ def run(capsys, *args):
 
 
 def test_same_seed_same_clip_any_length(tiny_model):
-    pipe = kinema.load(tiny_model)
+    pipe = load(tiny_model)
     a = pipe("a red circle moving right on a black background", seed=3)
     b = pipe("a red circle moving right on a black background", seed=3)
     assert a.frames.shape == (16, 64, 64, 3) and np.array_equal(a.frames, b.frames)
@@ -30,7 +30,7 @@ def test_same_seed_same_clip_any_length(tiny_model):
 
 
 def test_keyframes_are_held(tiny_model):
-    pipe = kinema.load(tiny_model)
+    pipe = load(tiny_model)
     first = np.zeros((64, 64, 3), np.uint8)
     video = pipe("a square", seed=0, frames=9, steps=2, keyframes={0: first})
     assert video.num_frames == 9
@@ -79,7 +79,7 @@ def test_generate_command_writes_a_marked_signed_pending_clip(tiny_model, tmp_pa
         "--json",
     )
     written = read_video(tmp_path / "frames").frames
-    plain = kinema.load(tiny_model)("a blue square", seed=5, steps=1).frames
+    plain = load(tiny_model)("a blue square", seed=5, steps=1).frames
     assert code == 0 and not np.array_equal(written, plain) and psnr(written, plain) >= 38
     code, stdout, _ = run(
         capsys,
@@ -233,7 +233,7 @@ def test_frame_map_keeps_first_and_last():
 
 
 def test_long_clips_are_made_in_windows(tiny_model):
-    pipe = kinema.load(tiny_model)
+    pipe = load(tiny_model)
     video = pipe("a red circle moving right on a black background", seed=1, frames=40, steps=1)
     assert video.num_frames == 40
     again = pipe("a red circle moving right on a black background", seed=1, frames=40, steps=1)
@@ -245,7 +245,7 @@ def test_extend_keeps_the_input_and_adds_frames(tiny_model, tmp_path, capsys):
     from kinema.world import parse, render_frames
 
     source = Video(render_frames(parse("a red circle moving right on a black background"), seed=1), 8)
-    pipe = kinema.load(tiny_model)
+    pipe = load(tiny_model)
     forward = pipe.extend(source, "a red circle moving right on a black background", 6, steps=1)
     assert forward.num_frames == 22 and np.array_equal(forward.frames[:16], source.frames)
     backward = pipe.extend(source, "a red circle", 5, backward=True, steps=1)
@@ -293,7 +293,7 @@ def _world_clip(prompt="a red circle moving right on a black background", frames
 
 
 def test_remix_strength_bounds(tiny_model):
-    pipe = kinema.load(tiny_model)
+    pipe = load(tiny_model)
     source = _world_clip()
     assert np.array_equal(pipe.remix(source, "a blue circle", strength=0.0).frames, source.frames)
     changed = pipe.remix(source, "a blue circle", strength=0.5, steps=2)
@@ -303,7 +303,7 @@ def test_remix_strength_bounds(tiny_model):
 
 
 def test_inpaint_keeps_outside_exactly_and_outpaint_grows(tiny_model):
-    pipe = kinema.load(tiny_model)
+    pipe = load(tiny_model)
     source = _world_clip()
     region = np.zeros((64, 64), bool)
     region[10:30, 20:50] = True
@@ -393,7 +393,7 @@ def test_edit_commands(tiny_model, tmp_path, capsys):
 
 
 def test_loops_come_in_whole_periods(tiny_model, tmp_path, capsys):
-    pipe = kinema.load(tiny_model)
+    pipe = load(tiny_model)
     assert pipe("a red circle", seed=0, frames=30, loop=True, steps=1).num_frames == 30
     code, out, err = run(
         capsys,

@@ -178,9 +178,9 @@ def test_cached_generation_reuses_clips(tmp_path):
 def test_committed_weights_tell_the_built_in_model_from_the_renderer():
     # fresh seeds and prompts (the training ones drew seeds 0…149); in measurements on
     # unseen clips the model's scored 0.70–1.0 and the renderer's 0.0–0.16
-    import kinema
+    from kinema.pipelines.loading import load
 
-    pipe = kinema.load()
+    pipe = load()  # the internal pipeline: the clips as the model made them, unmarked
     model = triage.load()
     for k, prompt in enumerate(PROMPTS[:2]):
         made = triage.score_video(pipe(prompt, seed=20_000_000 + k), model)["score"]

@@ -32,7 +32,7 @@ import datetime as dt
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +57,7 @@ __all__ = [
     "records",
     "revoke",
     "scope_covers",
+    "status",
     "today",
     "usable",
 ]
@@ -117,9 +118,7 @@ class Consent:
 
     def status(self, on: dt.date | None = None) -> str:
         """'valid', 'expired' or 'revoked' on the day ON (default today, UTC)."""
-        if self.revoked is not None:
-            return "revoked"
-        return "valid" if self.expires >= (on or today()) else "expired"
+        return status(self.revoked, self.expires, on)
 
     def valid_for(self, scope: str | None = None, on: dt.date | None = None) -> bool:
         """Whether the record allows a use now: valid, and covering SCOPE when one is given."""
@@ -127,19 +126,28 @@ class Consent:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the status as of today."""
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "subject": self.subject,
-            "subject_sha256": self.subject_sha256,
-            "owner": self.owner,
-            "scope": self.scope,
-            "expires": self.expires.isoformat(),
-            "created": self.created,
-            "revoked": self.revoked,
-            "details": dict(self.details),
-            "status": self.status(),
-        }
+        data = dataclasses.asdict(self)
+        data.update(expires=self.expires.isoformat(), details=dict(self.details), status=self.status())
+        return data
+
+    def view(self, names: Iterable[str], renamed: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The values a kind's typed view (policy.ConsentRecord, profiles.VoiceRecord) is
+        built from: each of NAMES read from the record's field of that name, or of the
+        name RENAMED maps it to ("source" -> "subject"), else from its details."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        values = {}
+        for name in names:
+            source = (renamed or {}).get(name, name)
+            values[name] = getattr(self, source) if source in fields else self.details[source]
+        return values
+
+
+def status(revoked: str | None, expires: dt.date, on: dt.date | None = None) -> str:
+    """A record's status on the day ON (default today, UTC): 'revoked' once revoked, else
+    'valid' through its expiry day and 'expired' after it."""
+    if revoked is not None:
+        return "revoked"
+    return "valid" if expires >= (on or today()) else "expired"
 
 
 # ----------------------------------------------------------------------------- terms

@@ -32,7 +32,7 @@ import hashlib
 import os
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -356,24 +356,13 @@ class ConsentRecord:
 
     @classmethod
     def of(cls, record: consent.Consent) -> ConsentRecord:
-        """The likeness view of a registry record."""
-        return cls(
-            id=record.id,
-            image_sha256=record.subject_sha256,
-            owner=record.owner,
-            scope=record.scope,
-            expires=record.expires,
-            created=record.created,
-            source=record.subject,
-            faces=int(record.details.get("faces", 0)),
-            revoked=record.revoked,
-        )
+        """The likeness view of a registry record (kind "likeness")."""
+        names = [f.name for f in fields(cls)]
+        return cls(**record.view(names, {"image_sha256": "subject_sha256", "source": "subject"}))
 
     def status(self, today: dt.date | None = None) -> str:
         """'valid', 'expired' or 'revoked'."""
-        if self.revoked is not None:
-            return "revoked"
-        return "valid" if self.expires >= (today or _today()) else "expired"
+        return consent.status(self.revoked, self.expires, today or _today())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the status as of today."""

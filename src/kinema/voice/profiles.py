@@ -37,7 +37,7 @@ import json
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from kinema.errors import InputError
@@ -93,6 +93,22 @@ CODE_WORDS = (
 ).split()
 
 
+# What a voice's consent record is, in the order its JSON has always had; `consent_hash`
+# (named by signed manifests) covers exactly these.
+CONSENT_FIELDS = (
+    "id",
+    "name",
+    "owner",
+    "scope",
+    "expires",
+    "created",
+    "reference_sha256",
+    "consent_sha256",
+    "phrase_sha256",
+    "similarity",
+)
+
+
 # ----------------------------------------------------------------------------- records
 
 
@@ -117,42 +133,20 @@ class VoiceRecord:
     @classmethod
     def of(cls, record: registry.Consent) -> VoiceRecord:
         """The voice view of a consent registry record (kind "voice")."""
-        details = record.details
-        return cls(
-            id=record.id,
-            name=record.subject,
-            owner=record.owner,
-            scope=record.scope,
-            expires=record.expires,
-            created=record.created,
-            reference_sha256=record.subject_sha256,
-            consent_sha256=details["consent_sha256"],
-            phrase_sha256=details["phrase_sha256"],
-            similarity=details["similarity"],
-            profile=VoiceProfile(**details["profile"]),
-            revoked=record.revoked,
-        )
+        names = [f.name for f in fields(cls)]
+        values = record.view(names, {"name": "subject", "reference_sha256": "subject_sha256"})
+        return cls(**{**values, "profile": VoiceProfile(**values["profile"])})
 
     def status(self, today: dt.date | None = None) -> str:
         """'valid', 'expired' or 'revoked' on the day TODAY (default today, UTC)."""
-        if self.revoked is not None:
-            return "revoked"
-        return "valid" if self.expires >= (today or _today()) else "expired"
+        return registry.status(self.revoked, self.expires, today or _today())
 
     def consent_dict(self) -> dict[str, Any]:
-        """The consent record proper (what `consent_hash` covers)."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "owner": self.owner,
-            "scope": self.scope,
-            "expires": self.expires.isoformat(),
-            "created": self.created,
-            "reference_sha256": self.reference_sha256,
-            "consent_sha256": self.consent_sha256,
-            "phrase_sha256": self.phrase_sha256,
-            "similarity": self.similarity,
-        }
+        """The consent record proper (what `consent_hash` covers): every field but the
+        profile and the revocation, the expiry as YYYY-MM-DD."""
+        data = {name: getattr(self, name) for name in CONSENT_FIELDS}
+        data["expires"] = self.expires.isoformat()
+        return data
 
     @property
     def consent_hash(self) -> str:

@@ -102,11 +102,11 @@ def test_generate_command_writes_a_marked_signed_pending_clip(tiny_model, tmp_pa
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--steps", "0"], "--steps"),
-        (["--guidance", "-1"], "--guidance"),
-        (["--frames", "0"], "--frames"),
+        (["--steps", "0"], "steps must be between 1 and 1000"),
+        (["--guidance", "-1"], "guidance must be between 0 and 50"),
+        (["--frames", "0"], "frames must be between 1 and"),
         (["--size", "60"], "nearest valid: 64"),
-        (["--size", "abc"], "--size"),
+        (["--size", "abc"], "size takes S or WxH"),
         (["--model", "{tmp}/nowhere"], "not a folder"),
         (["--model", "{tmp}"], "model.json is missing"),
     ],
@@ -174,7 +174,7 @@ def test_first_and_last_images(tiny_model, tmp_path, capsys):
         "--json",
     )
     assert code == 0 and json.loads(out)["frames"] == 16
-    assert "--image" in err and "cropped 16 px of height" in err and "resized" in err
+    assert f"image {tmp_path / 'first.png'}:" in err and "cropped 16 px of height" in err and "resized" in err
     report = verify_file(tmp_path / "k.mp4")
     assert len(report["c2pa"]["ingredients"]) == 2
 
@@ -371,7 +371,7 @@ def test_edit_commands(tiny_model, tmp_path, capsys):
     write_png(grey, tmp_path / "grey.png")
     write_png(mask[:32], tmp_path / "small.png")
     for args, message in [
-        (["remix", tmp_path / "in.mp4", "x", "-o", tmp_path / "a.mp4", "--strength", "2"], "--strength"),
+        (["remix", tmp_path / "in.mp4", "x", "-o", tmp_path / "a.mp4", "--strength", "2"], "strength must be between 0 and 1"),
         (
             ["inpaint", tmp_path / "in.mp4", "x", "--mask", tmp_path / "grey.png", "-o", tmp_path / "a.mp4"],
             "pure black",

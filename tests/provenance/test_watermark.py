@@ -11,6 +11,7 @@ import pytest
 
 from kinema.io import Video
 from kinema.provenance import watermark as wm
+from kinema.provenance import watermark_code as code
 from kinema.provenance.watermark import PAYLOAD_BYTES, detect, detect_raw, embed, pilot_scores, psnr
 from kinema.provenance.watermark_bench import ATTACKS, crop, resize_half, through_file
 
@@ -77,13 +78,16 @@ def test_round_trip_gives_the_exact_payload():
 
 
 def test_the_check_is_crc16_ccitt_inside_the_coded_message():
-    assert wm._check(b"123456789").tolist() == [int(b) for b in f"{0x29B1:016b}"]
-    message = wm._message(PAYLOAD)
+    assert code.check(b"123456789").tolist() == [int(b) for b in f"{0x29B1:016b}"]
+    message = code.message(PAYLOAD)
     assert len(message) == wm.PAYLOAD_BITS + wm.CHECK_BITS == 80
     assert wm.ALGORITHM.endswith(".v2") and wm._VERSION.endswith(b"v2")
     # every coded bit sits on exactly three data cells (no weak, less repeated bits)
     lay = wm._layout(KEY)
-    assert np.all(np.bincount(lay.data_bit) == 3) and len(wm._encode(message)) == wm._coded_bits()
+    assert (
+        np.all(np.bincount(lay.data_bit) == 3)
+        and len(code.encode(message, wm._coded_bits())) == wm._coded_bits()
+    )
 
 
 def handmade(pilot_gain: float = 1.0, scramble_data: bool = False) -> Video:
@@ -123,9 +127,9 @@ def test_random_decodes_fail_the_check():
     rng = np.random.default_rng(5)
     passed = 0
     for _ in range(300):
-        bits = wm._viterbi(rng.normal(0, 1, wm._coded_bits()))
+        bits = code.viterbi(rng.normal(0, 1, wm._coded_bits()))
         payload = np.packbits(bits[: wm.PAYLOAD_BITS]).tobytes()
-        passed += np.array_equal(bits[wm.PAYLOAD_BITS :], wm._check(payload))
+        passed += np.array_equal(bits[wm.PAYLOAD_BITS :], code.check(payload))
     assert passed == 0
 
 
@@ -242,22 +246,22 @@ def test_unmarked_clips_and_wrong_keys_are_not_detected():
 
 
 def test_error_correction_fixes_flipped_bits():
-    message = wm._message(PAYLOAD)
-    coded = wm._encode(message)
+    message = code.message(PAYLOAD)
+    coded = code.encode(message, wm._coded_bits())
     rng = np.random.default_rng(0)
     for _ in range(5):
         soft = 1.0 - 2.0 * coded
         flip = rng.choice(len(coded), size=len(coded) // 10, replace=False)
         soft[flip] *= -1
-        assert np.array_equal(wm._viterbi(soft), message)
+        assert np.array_equal(code.viterbi(soft), message)
 
 
 def test_tail_biting_code_has_no_start_or_end_weakness():
     # errors at the very start and end of the word are corrected like any others
-    message = wm._message(bytes(range(8)))
-    soft = 1.0 - 2.0 * wm._encode(message)
+    message = code.message(bytes(range(8)))
+    soft = 1.0 - 2.0 * code.encode(message, wm._coded_bits())
     soft[[0, 1, 2, -1, -2, -3]] *= -1
-    assert np.array_equal(wm._viterbi(soft), message)
+    assert np.array_equal(code.viterbi(soft), message)
 
 
 def test_refusals():

@@ -14,12 +14,12 @@ shots:
     frames: 9
     seed: 1
     image: start.png
-    transition: continue
   - prompt: a red circle moving left on a black background
     seconds: 1
-    transition: crossfade:2
+    transition: continue
   - prompt: a blue square growing on a white background
     frames: 5
+    transition: crossfade:2
 """
 
 
@@ -63,10 +63,11 @@ def test_board_renders_joins_and_caches(tiny_model, tmp_path, capsys):
     [
         (("prompt: a red circle moving right on a black background", "prompt: ''"), "shot 1, field 'prompt'"),
         (("seconds: 1", "seconds: -1"), "shot 2, field 'seconds'"),
-        (("transition: crossfade:2", "transition: wipe"), "shot 2, field 'transition'"),
+        (("transition: crossfade:2", "transition: wipe"), "shot 3, field 'transition'"),
         (("image: start.png", "image: ../escape.png"), "shot 1, field 'image'"),
         (("frames: 5", "frames: 5\n    colour: red"), "shot 3, field 'colour'"),
-        (("transition: crossfade:2", "transition: crossfade:20"), "shorter than the shot"),
+        (("transition: crossfade:2", "transition: crossfade:20"), "shorter than the shots it joins"),
+        (("image: start.png", "image: start.png\n    transition: cut"), "shot 1, field 'transition'.*none before"),
         (("frames: 9", "frames: 9\n    candidates: 0"), "shot 1, field 'candidates'"),
         (("seconds: 1", "seconds: 1\n    retakes: -1"), "shot 2, field 'retakes'"),
         (("frames: 5", "frames: 5\n    qa_threshold: 2"), "shot 3, field 'qa_threshold'"),

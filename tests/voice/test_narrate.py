@@ -10,6 +10,7 @@ from kinema.io import Video, read_video, write_video
 from kinema.provenance.audio_watermark import audio_key, detect_audio
 from kinema.provenance.c2pa import read_manifest
 from kinema.provenance.keys import key_paths
+from kinema.publish import write_narration
 from kinema.state import kinema_home
 from kinema.voice.narrate import (
     MAX_SPEEDUP,
@@ -17,7 +18,6 @@ from kinema.voice.narrate import (
     check_narration_output,
     fit,
     narrate_video,
-    write_narration,
 )
 from kinema.voice.profiles import VoiceError, read_audio, resolve_voice
 
@@ -94,7 +94,7 @@ def test_refusals_write_nothing(tmp_path):
         write_narration("  ", out)
     with pytest.raises(InputError, match="characters"):
         write_narration("word " * 1000, out)
-    with pytest.raises(NarrationError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         write_narration(TEXT, tmp_path / "no" / "x.wav")
     with pytest.raises(NarrationError, match="shorten"):
         write_narration(TEXT, out, seconds=1.0)

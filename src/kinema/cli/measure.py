@@ -34,7 +34,8 @@ def qa_command(
     Example: kinema qa clip.mp4 --prompt 'a red circle moving right on a black background' --report qa.png
     """
     from kinema.io import read_video
-    from kinema.metrics import draw_report, qa
+    from kinema.metrics import draw_report
+    from kinema.qa import clip_qa
 
     if report is not None:
         if report.suffix.lower() != ".png":
@@ -45,7 +46,7 @@ def qa_command(
         if report.is_dir():
             raise InputError(f"'{report}' is a directory; give a file name ending in .png")
     video = read_video(clip)
-    result = qa(video, prompt)
+    result = clip_qa(video, prompt)
     result["clip"] = str(clip)
     if report is not None:
         result["report"] = str(draw_report(video, result, report))

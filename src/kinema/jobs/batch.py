@@ -147,7 +147,8 @@ def summary_row(job: Job, status: str, record: dict | None = None, seconds: floa
     batch reports what a fresh one would) and, for a shapes-world prompt, the world
     checker's verdict."""
     from kinema.io import read_video
-    from kinema.metrics import MEASURES, qa
+    from kinema.metrics import MEASURES
+    from kinema.qa import clip_qa
 
     if record is None:
         try:
@@ -155,7 +156,7 @@ def summary_row(job: Job, status: str, record: dict | None = None, seconds: floa
         except (OSError, ValueError):
             record = {}
     video = read_video(job.output)
-    result = qa(video, job.prompt)  # qa adds the world checker's verdict for a world prompt
+    result = clip_qa(video, job.prompt)  # with the world checker's verdict for a world prompt
     world = result["world"]
     row = {
         "index": job.index,

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from kinema.errors import InputError
-from kinema.state import kinema_home
+from kinema.state import connect, kinema_home, transaction
 
 __all__ = ["ID_PATTERN", "Job", "JobQueue", "JobError", "STATUSES", "FINISHED"]
 
@@ -144,8 +144,7 @@ class JobQueue:
         for folder in (self.root, self.outputs, self.inputs):
             folder.mkdir(parents=True, exist_ok=True)
         self.lease_seconds = lease_seconds
-        with closing(sqlite3.connect(self.root / "jobs.db", timeout=30)) as db:
-            db.execute("PRAGMA journal_mode = WAL")
+        with closing(connect(self.root / "jobs.db", wal=True)) as db:
             db.executescript(_SCHEMA)
             # a queue made before uploads kept their facts gains the column (empty for old rows)
             if "facts" not in {row[1] for row in db.execute("PRAGMA table_info(inputs)")}:
@@ -414,15 +413,8 @@ class JobQueue:
         """One connection, one transaction (committed on success): IMMEDIATE for writes;
         reads take a WAL snapshot and wait for no lock, so status polls never queue
         behind each other or behind a worker's progress writes."""
-        with closing(sqlite3.connect(self.root / "jobs.db", timeout=30, isolation_level=None)) as db:
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with closing(connect(self.root / "jobs.db", wal=True, autocommit=True)) as db, transaction(db, write):
+            yield db
 
 
 def check_id(value: str, what: str = "job") -> str:

@@ -1,5 +1,8 @@
 """Signed C2PA manifests for kinema's outputs, and reading them back.
 
+What a manifest claims (ManifestSpec, Generation, SoftBinding, Review, Ingredient) and
+which formats embed one are manifest.py; they are importable from here as before.
+
 `sign_file` embeds a manifest, signed with the local chain (`keys.py`), in the formats
 that c2pa embeds (mp4/mov, png, gif, wav, jpeg, webp, mp3, m4a); for formats it cannot
 embed into (webm, mkv, ogg) it writes the manifest beside the file as `OUT.c2pa`, bound
@@ -21,26 +24,45 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import datetime as dt
-import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import c2pa
 
 from kinema.provenance.keys import KeyPaths, ProvenanceError
-from kinema.version import __version__
+from kinema.provenance.manifest import (
+    ACTIONS_LABEL,
+    ALGORITHMIC_MEDIA,
+    EMBEDDED_FORMATS,
+    FRAME_LABEL,
+    FRAME_PATTERN,
+    GENERATION_LABEL,
+    REVIEW_LABEL,
+    SIDECAR_FORMATS,
+    SOFT_BINDING_LABEL,
+    TRAINED_ALGORITHMIC_MEDIA,
+    Generation,
+    Ingredient,
+    ManifestSpec,
+    Review,
+    SoftBinding,
+    embeds,
+    ingredient_label,
+    ingredient_list,
+    manifest_definition,
+    mime_for,
+    sidecar_path,
+)
 
 __all__ = [
     "ALGORITHMIC_MEDIA",
+    "FRAME_PATTERN",
     "TRAINED_ALGORITHMIC_MEDIA",
     "Generation",
     "Ingredient",
@@ -54,158 +76,13 @@ __all__ = [
     "sign_file",
 ]
 
-IPTC_SOURCE_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
-TRAINED_ALGORITHMIC_MEDIA = IPTC_SOURCE_TYPES + "trainedAlgorithmicMedia"
-ALGORITHMIC_MEDIA = IPTC_SOURCE_TYPES + "algorithmicMedia"
-
-GENERATION_LABEL = "org.kinema.generation"
-REVIEW_LABEL = "org.kinema.review"
-FRAME_LABEL = "org.kinema.frame"
-SOFT_BINDING_LABEL = "c2pa.soft-binding"
-ACTIONS_LABEL = "c2pa.actions"
-SIDECAR_SUFFIX = ".c2pa"
-FRAME_PATTERN = re.compile(r"^frame_(\d{4,})\.png$")
-
-# Suffix → MIME type, split by whether c2pa can embed a manifest into the file.
-EMBEDDED_FORMATS = {
-    ".mp4": "video/mp4",
-    ".m4v": "video/mp4",
-    ".mov": "video/quicktime",
-    ".png": "image/png",
-    ".gif": "image/gif",
-    ".wav": "audio/wav",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".webp": "image/webp",
-    ".mp3": "audio/mpeg",
-    ".m4a": "audio/mp4",
-}
-SIDECAR_FORMATS = {
-    ".webm": "video/webm",
-    ".mkv": "video/x-matroska",
-    ".ogg": "audio/ogg",
-    ".opus": "audio/ogg",
-}
-# Relationships an ingredient may have to the new asset (C2PA 2.x).
-RELATIONSHIPS = ("parentOf", "componentOf", "inputTo")
 STATE_RANK = {"Trusted": 0, "Valid": 1, "Absent": 2, "Invalid": 3}
 UNTRUSTED_CODE = "signingCredential.untrusted"
 # c2pa's words when the media container itself is broken (not the manifest).
 ASSET_UNPARSABLE = "asset could not be parsed"
 
 
-@dataclass(frozen=True)
-class Generation:
-    """What made the asset: the custom assertion `org.kinema.generation`.
-
-    With hide_prompt the prompt (and negative prompt) appear only as SHA-256 hashes.
-    `details` carries anything else worth recording (voice profile, consent record, ...).
-    """
-
-    model: str
-    model_hash: str | None = None
-    seed: int | None = None
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    hide_prompt: bool = False
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_assertion(self) -> dict[str, Any]:
-        """The assertion's data, with the prompt replaced by its hash when hidden."""
-        data: dict[str, Any] = {
-            "model": self.model,
-            "model_hash": self.model_hash,
-            "seed": self.seed,
-        }
-        for name, text in (("prompt", self.prompt), ("negative_prompt", self.negative_prompt)):
-            if text is None:
-                continue
-            data[f"{name}_sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
-            if not self.hide_prompt:
-                data[name] = text
-        data["settings"] = dict(self.settings)
-        data.update(self.details)
-        return data
-
-
-@dataclass(frozen=True)
-class SoftBinding:
-    """The invisible watermark as a C2PA soft binding: its algorithm and payload (hex)."""
-
-    algorithm: str
-    payload_hex: str
-
-    def to_assertion(self) -> dict[str, Any]:
-        try:
-            payload = bytes.fromhex(self.payload_hex)
-        except ValueError as exc:
-            raise ProvenanceError(f"soft binding payload is not hex: {self.payload_hex!r}") from exc
-        value = base64.b64encode(payload).decode("ascii")
-        return {"alg": self.algorithm, "blocks": [{"scope": {}, "value": value}]}
-
-
-@dataclass(frozen=True)
-class Review:
-    """A human review decision, recorded in exported files as `org.kinema.review`."""
-
-    decision: str
-    reviewer: str
-    note: str = ""
-    time: str = ""
-
-    def to_assertion(self) -> dict[str, Any]:
-        return {
-            "decision": self.decision,
-            "reviewer": self.reviewer,
-            "note": self.note,
-            "time": self.time or _now(),
-        }
-
-
-@dataclass(frozen=True)
-class Ingredient:
-    """A file the asset was made from, and how (parentOf, componentOf or inputTo)."""
-
-    path: Path
-    relationship: str = "parentOf"
-    title: str | None = None
-
-
-@dataclass(frozen=True)
-class ManifestSpec:
-    """What a manifest claims about one output.
-
-    edit names the operation (extend, remix, inpaint, ...) when the output edits a
-    source file; the source must then be given to `sign_file` as the parentOf
-    ingredient. Without edit the action is c2pa.created. digital_source_type takes the
-    IPTC short name ("trainedAlgorithmicMedia", "algorithmicMedia") or the full URI.
-    """
-
-    title: str
-    format: str = ""
-    digital_source_type: str = TRAINED_ALGORITHMIC_MEDIA
-    edit: str | None = None
-    generation: Generation | None = None
-    soft_binding: SoftBinding | None = None
-    review: Review | None = None
-    when: str | None = None
-    software_version: str = __version__
-    extra_assertions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-
 # ----------------------------------------------------------------------------- signing
-
-
-def embeds(path: Path) -> bool:
-    """Whether c2pa embeds a manifest into files like this one (else: a sidecar)."""
-    return Path(path).suffix.lower() in EMBEDDED_FORMATS
-
-
-def sidecar_path(path: Path) -> Path:
-    """Where the manifest of a file that cannot embed one lives: OUT.c2pa."""
-    path = Path(path)
-    return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
 def sign_file(
@@ -222,107 +99,17 @@ def sign_file(
     path = Path(path)
     if not keys.exist():
         raise ProvenanceError(f"signing keys are missing in {keys.folder}")
-    parts = _ingredient_list(manifest, ingredients)
+    parts = ingredient_list(manifest, ingredients)
     if path.is_dir():
         _sign_frame_folder(path, manifest, keys, parts)
         return None
     if not path.is_file():
         raise ProvenanceError(f"cannot sign {path}: no such file")
-    mime = _mime_for(path)
+    mime = mime_for(path)
     if embeds(path):
-        _sign_embedded(path, mime, _manifest_json(manifest, mime, parts), keys, parts)
+        _sign_embedded(path, mime, manifest_definition(manifest, mime, parts), keys, parts)
         return None
-    return _sign_sidecar(path, mime, _manifest_json(manifest, mime, parts), keys, parts)
-
-
-def _mime_for(path: Path) -> str:
-    """The MIME type c2pa is told for PATH, from its suffix."""
-    suffix = path.suffix.lower()
-    mime = EMBEDDED_FORMATS.get(suffix) or SIDECAR_FORMATS.get(suffix)
-    if mime is None:
-        raise ProvenanceError(f"cannot sign {path.name}: format {suffix or '(none)'} not supported")
-    return mime
-
-
-def _ingredient_list(spec: ManifestSpec, items: Sequence[Path | Ingredient]) -> list[Ingredient]:
-    """Ingredients with explicit relationships: a bare path is the edit's parent if it comes
-    first in an edit, else an input; an edit must have exactly one parent."""
-    result = []
-    for index, item in enumerate(items):
-        if not isinstance(item, Ingredient):
-            relation = "parentOf" if spec.edit and index == 0 else "inputTo"
-            item = Ingredient(Path(item), relation)
-        if item.relationship not in RELATIONSHIPS:
-            raise ProvenanceError(f"ingredient relationship must be one of {RELATIONSHIPS}")
-        if not Path(item.path).exists():
-            raise ProvenanceError(f"ingredient {item.path} does not exist")
-        result.append(item)
-    parents = sum(1 for i in result if i.relationship == "parentOf")
-    if spec.edit and parents != 1:
-        raise ProvenanceError(f"an edit ({spec.edit}) needs its source file as the one parent")
-    if not spec.edit and parents:
-        raise ProvenanceError("a parentOf ingredient needs an edit name in the manifest")
-    return result
-
-
-def _manifest_json(spec: ManifestSpec, mime: str, parts: Sequence[Ingredient]) -> dict:
-    """The c2pa manifest definition for SPEC."""
-    assertions = [{"label": ACTIONS_LABEL, "data": {"actions": _actions(spec, parts)}}]
-    if spec.generation is not None:
-        assertions.append({"label": GENERATION_LABEL, "data": spec.generation.to_assertion()})
-    if spec.soft_binding is not None:
-        assertions.append({"label": SOFT_BINDING_LABEL, "data": spec.soft_binding.to_assertion()})
-    if spec.review is not None:
-        assertions.append({"label": REVIEW_LABEL, "data": spec.review.to_assertion()})
-    for label, data in spec.extra_assertions.items():
-        assertions.append({"label": label, "data": dict(data)})
-    return {
-        "claim_generator_info": [{"name": "kinema", "version": spec.software_version}],
-        "title": spec.title,
-        "format": spec.format or mime,
-        "assertions": assertions,
-    }
-
-
-def _actions(spec: ManifestSpec, parts: Sequence[Ingredient]) -> list[dict]:
-    """c2pa.created (or c2pa.opened + c2pa.edited for an edit), then c2pa.published
-    when the manifest records a review."""
-    when = spec.when or _now()
-    main: dict[str, Any] = {
-        "action": "c2pa.edited" if spec.edit else "c2pa.created",
-        "digitalSourceType": _source_type_uri(spec.digital_source_type),
-        "softwareAgent": {"name": "kinema", "version": spec.software_version},
-        "when": when,
-    }
-    if spec.edit:
-        main["description"] = spec.edit
-    inputs = [_ingredient_id(i) for i, p in enumerate(parts) if p.relationship != "parentOf"]
-    if inputs:
-        main["parameters"] = {"ingredientIds": inputs}
-    actions = [main]
-    if spec.edit:
-        parent = next(i for i, p in enumerate(parts) if p.relationship == "parentOf")
-        opened = {
-            "action": "c2pa.opened",
-            "parameters": {"ingredientIds": [_ingredient_id(parent)]},
-        }
-        actions.insert(0, opened)
-    if spec.review is not None:
-        actions.append({"action": "c2pa.published", "when": spec.review.time or when})
-    return actions
-
-
-def _source_type_uri(name: str) -> str:
-    """The full IPTC digital source type URI for a short name or URI."""
-    return name if name.startswith("http") else IPTC_SOURCE_TYPES + name
-
-
-def _ingredient_id(index: int) -> str:
-    return f"ingredient{index}"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _sign_sidecar(path, mime, manifest_definition(manifest, mime, parts), keys, parts)
 
 
 def _signer(keys: KeyPaths) -> c2pa.Signer:
@@ -350,11 +137,11 @@ def _add_ingredient(builder: c2pa.Builder, index: int, part: Ingredient, root: P
     source = Path(part.path)
     if source.is_dir():
         source = _frame_files(source)[0]
-    mime = _mime_for(source)
+    mime = mime_for(source)
     definition: dict[str, Any] = {
         "title": part.title or Path(part.path).name,
         "relationship": part.relationship,
-        "label": _ingredient_id(index),
+        "label": ingredient_label(index),
         "format": mime,
     }
     sidecar = sidecar_path(source)
@@ -433,7 +220,7 @@ def _sign_frame_folder(folder: Path, spec: ManifestSpec, keys: KeyPaths, parts: 
         frame_parts = parts if index == 0 else []
         edit = spec.edit if index == 0 else None
         frame_spec = dataclasses.replace(spec, extra_assertions=extras, edit=edit)
-        definition = _manifest_json(frame_spec, "image/png", frame_parts)
+        definition = manifest_definition(frame_spec, "image/png", frame_parts)
         _sign_embedded(frame, "image/png", definition, keys, frame_parts)
 
 

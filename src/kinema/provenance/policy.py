@@ -18,7 +18,9 @@ uint8 RGB bytes in row order. So re-saving the same PNG (other compression, othe
 metadata) is the same image, while any pixel change is a different one. A lossy re-encode
 (JPEG, H.264) changes pixels, so a clip's consent is for exactly the decoded frames given.
 
-The consent registry is SQLite at KINEMA_HOME/consent.db. Every decision (screen pass or
+The consent registry is `kinema.provenance.consent` (SQLite at KINEMA_HOME/consent.db, one
+store for likeness and voice consent); this module reads and writes its likeness records
+(kind "likeness") through the ConsentRecord view. Every decision (screen pass or
 refusal, likeness pass or refusal, consent add and revoke) is appended to the audit log;
 prompts are logged only as their SHA-256.
 """
@@ -29,12 +31,8 @@ import datetime as dt
 import hashlib
 import os
 import re
-import secrets
-import sqlite3
 import unicodedata
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,9 @@ import numpy as np
 
 from kinema.errors import InputError
 from kinema.io import VideoError, read_image, read_video
-from kinema.provenance import audit
+from kinema.provenance import audit, consent
+from kinema.provenance.consent import scope_covers
+from kinema.provenance.consent import today as _today
 from kinema.state import kinema_home
 
 __all__ = [
@@ -69,9 +69,7 @@ RULE_NAMES = "names-and-marks"
 RULE_LIKENESS = "likeness-consent"
 BLOCKED_TERMS_FILE = "blocked_terms.txt"
 BLOCKED_TERMS_ENV = "KINEMA_BLOCKED_TERMS_FILE"
-CONSENT_DB = "consent.db"
 HASH_LABEL = b"kinema-image-v1"
-ANY_SCOPE = ("*", "any")
 
 # A small default: well-known public figures and trademarks. Extend it per installation
 # with blocked_terms.txt; this list is a floor, not a policy.
@@ -337,19 +335,14 @@ def _refusal(label, digest, records, usable, scope, today) -> str:
     return f"{label} shows a face and its consent record {last.id} was revoked on {last.revoked} {rule}"
 
 
-def scope_covers(granted: str, wanted: str) -> bool:
-    """Whether a record's scope (comma-separated scopes, or * / any) covers WANTED."""
-    parts = {" ".join(p.casefold().split()) for p in granted.split(",")}
-    return bool(parts & set(ANY_SCOPE)) or " ".join(wanted.casefold().split()) in parts
-
-
 # ----------------------------------------------------------------------------- consent registry
 
 
 @dataclass(frozen=True)
 class ConsentRecord:
-    """One consent: who gave it (owner), for what (scope), until when (expires, inclusive,
-    UTC), for which image (image_sha256, see image_hash)."""
+    """One likeness consent (a record of the consent registry, kind "likeness"): who gave
+    it (owner), for what (scope), until when (expires, inclusive, UTC), for which image
+    (image_sha256, see image_hash; source names the file it was registered from)."""
 
     id: str
     image_sha256: str
@@ -361,11 +354,15 @@ class ConsentRecord:
     faces: int
     revoked: str | None = None
 
+    @classmethod
+    def of(cls, record: consent.Consent) -> ConsentRecord:
+        """The likeness view of a registry record (kind "likeness")."""
+        names = [f.name for f in fields(cls)]
+        return cls(**record.view(names, {"image_sha256": "subject_sha256", "source": "subject"}))
+
     def status(self, today: dt.date | None = None) -> str:
         """'valid', 'expired' or 'revoked'."""
-        if self.revoked is not None:
-            return "revoked"
-        return "valid" if self.expires >= (today or _today()) else "expired"
+        return consent.status(self.revoked, self.expires, today or _today())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the status as of today."""
@@ -373,23 +370,6 @@ class ConsentRecord:
         data["expires"] = self.expires.isoformat()
         data["status"] = self.status()
         return data
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS consents (
-    id TEXT PRIMARY KEY,
-    image_sha256 TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    expires TEXT NOT NULL,
-    created TEXT NOT NULL,
-    source TEXT NOT NULL,
-    faces INTEGER NOT NULL,
-    revoked TEXT
-);
-CREATE INDEX IF NOT EXISTS consents_by_image ON consents (image_sha256);
-"""
-_COLUMNS = "id, image_sha256, owner, scope, expires, created, source, faces, revoked"
 
 
 def add_consent(
@@ -401,119 +381,62 @@ def add_consent(
     Refuses (PolicyError) an empty owner or scope, an expiry in the past or not a date,
     and a file that is not a decodable image or clip. Returns the new record.
     """
-    owner, scope = (owner or "").strip(), (scope or "").strip()
-    if not owner:
-        raise PolicyError("a consent record needs the owner's name (--owner)")
-    if not scope:
-        raise PolicyError("a consent record needs a scope (--scope), e.g. 'kinema demo reel'")
-    until = _parse_date(expires)
-    if until < _today():
-        raise PolicyError(f"expiry {until.isoformat()} is in the past")
+    try:
+        owner, scope, until = consent.check_terms(owner, scope, expires)
+    except consent.ConsentError as exc:
+        raise PolicyError(str(exc)) from None
     path = Path(os.fspath(image_path))
     pixels = _load_pixels(path)
-    digest = image_hash(pixels)
     first = pixels[0] if pixels.ndim == 4 else pixels
-    record = ConsentRecord(
-        id=_new_id(),
-        image_sha256=digest,
-        owner=owner,
-        scope=scope,
-        expires=until,
-        created=_now(),
-        source=path.name,
-        faces=len(find_faces(first)),
+    stored = consent.add(
+        "likeness", path.name, image_hash(pixels), owner, scope, until, {"faces": len(find_faces(first))}
     )
-    with _db() as db:
-        db.execute(
-            f"INSERT INTO consents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _row(record),
-        )
+    record = ConsentRecord.of(stored)
     audit.append("consent.add", **record.to_dict())
     return record
 
 
 def list_consents(include_revoked: bool = True) -> list[ConsentRecord]:
-    """Every consent record, oldest first (revoked ones too unless asked not to)."""
-    query = f"SELECT {_COLUMNS} FROM consents"
-    if not include_revoked:
-        query += " WHERE revoked IS NULL"
-    with _db() as db:
-        return [_record(row) for row in db.execute(query + " ORDER BY created, id")]
+    """Every likeness consent record, oldest first (revoked ones too unless asked not to)."""
+    return [ConsentRecord.of(r) for r in consent.records("likeness", include_revoked=include_revoked)]
 
 
 def consents_for(image_sha256: str) -> list[ConsentRecord]:
     """Every record (valid, expired or revoked) for an image hash, oldest first."""
-    with _db() as db:
-        rows = db.execute(
-            f"SELECT {_COLUMNS} FROM consents WHERE image_sha256 = ? ORDER BY created, id",
-            (image_sha256.lower(),),
-        )
-        return [_record(row) for row in rows]
+    return [ConsentRecord.of(r) for r in consent.records("likeness", subject_sha256=image_sha256)]
 
 
 def find_consent(image_sha256: str, scope: str | None = None) -> ConsentRecord | None:
     """The record that allows using the image now (not revoked, not expired, covering
     SCOPE when given), the one lasting longest; None when there is none."""
-    today = _today()
-    usable = [
-        r
-        for r in consents_for(image_sha256)
-        if r.status(today) == "valid" and (scope is None or scope_covers(r.scope, scope))
-    ]
-    return max(usable, key=lambda r: r.expires) if usable else None
+    usable = consent.usable("likeness", scope, subject_sha256=image_sha256, on=_today())
+    return ConsentRecord.of(max(usable, key=lambda r: r.expires)) if usable else None
 
 
 def get_consent(consent_id: str) -> ConsentRecord:
-    """The record with this id; PolicyError when there is none."""
-    with _db() as db:
-        row = db.execute(f"SELECT {_COLUMNS} FROM consents WHERE id = ?", (consent_id.strip(),)).fetchone()
-    if row is None:
-        raise PolicyError(f"no consent record with id '{consent_id}'")
-    return _record(row)
+    """The likeness record with this id; PolicyError when there is none."""
+    try:
+        record = consent.get(consent_id)
+    except consent.ConsentError as exc:
+        raise PolicyError(str(exc)) from None
+    if record.kind != "likeness":
+        raise PolicyError(
+            f"consent record '{consent_id}' is a {record.kind} consent: "
+            f"manage it with `kinema voice` (revoke the voice '{record.subject}')"
+        )
+    return ConsentRecord.of(record)
 
 
 def revoke_consent(consent_id: str, reason: str | None = None) -> ConsentRecord:
     """Revoke a record from now on; returns it. PolicyError for an unknown id or a record
     already revoked. (The record stays in the registry, marked, for the audit trail.)"""
-    record = get_consent(consent_id)
-    if record.revoked is not None:
-        raise PolicyError(f"consent record {record.id} was already revoked on {record.revoked}")
-    when = _now()
-    with _db() as db:
-        db.execute("UPDATE consents SET revoked = ? WHERE id = ?", (when, record.id))
-    revoked = ConsentRecord(**{**asdict(record), "revoked": when})
+    get_consent(consent_id)  # a likeness record, or refused with a message that says which
+    try:
+        revoked = ConsentRecord.of(consent.revoke(consent_id))
+    except consent.ConsentError as exc:
+        raise PolicyError(str(exc)) from None
     audit.append("consent.revoke", reason=reason, **revoked.to_dict())
     return revoked
-
-
-@contextmanager
-def _db() -> Iterator[sqlite3.Connection]:
-    """A connection to HOME/consent.db in one transaction (committed on success)."""
-    path = kinema_home() / CONSENT_DB
-    with closing(sqlite3.connect(path, timeout=30)) as connection:
-        with connection:
-            connection.executescript(_SCHEMA)
-            yield connection
-
-
-def _row(record: ConsentRecord) -> tuple:
-    return (
-        record.id,
-        record.image_sha256,
-        record.owner,
-        record.scope,
-        record.expires.isoformat(),
-        record.created,
-        record.source,
-        record.faces,
-        record.revoked,
-    )
-
-
-def _record(row: tuple) -> ConsentRecord:
-    values = list(row)
-    values[4] = dt.date.fromisoformat(values[4])
-    return ConsentRecord(*values)
 
 
 def _load_pixels(path: Path) -> np.ndarray:
@@ -528,26 +451,3 @@ def _load_pixels(path: Path) -> np.ndarray:
     except VideoError as exc:
         kind = "an image" if is_image else "an image or a clip"
         raise PolicyError(f"'{path}' is not {kind} kinema can read ({exc})") from None
-
-
-def _parse_date(value: dt.date | str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise PolicyError(f"expiry must be a date as YYYY-MM-DD, got '{value}'") from None
-
-
-def _new_id() -> str:
-    return "c" + secrets.token_hex(5)
-
-
-def _today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -49,7 +49,7 @@ from kinema.provenance.c2pa import (
     sign_file,
 )
 from kinema.provenance.keys import ensure_keys, key_paths
-from kinema.state import kinema_home
+from kinema.state import connect, kinema_home
 
 __all__ = [
     "STATUSES",
@@ -528,7 +528,7 @@ _JSON_FIELDS = {"settings", "spec", "ingredients", "exports"}
 @contextmanager
 def _db() -> Iterator[sqlite3.Connection]:
     """A connection to HOME/review.db in one transaction (committed on success)."""
-    with closing(sqlite3.connect(kinema_home() / REVIEW_DB, timeout=30)) as connection:
+    with closing(connect(kinema_home() / REVIEW_DB)) as connection:
         with connection:
             connection.executescript(_SCHEMA)
             yield connection

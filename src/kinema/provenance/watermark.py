@@ -13,7 +13,7 @@ Design (classical spread spectrum, no learned model):
   tail-biting rate-1/3, K=9 convolutional code punctured to a third of the data cells
   (soft Viterbi), each coded bit on exactly three cells through a keyed interleaver, with
   keyed scrambling signs. All key-dependent choices come from HMAC-SHA256(key, label)
-  seeds.
+  seeds. The channel code itself (CRC, convolutional code, Viterbi) is watermark_code.py.
 - The chip grid is rendered as smooth bumps (nearest-upsampled, then Gaussian-blurred)
   and added to the luma (the same value to R, G and B), the same in every frame: frame
   averaging raises the SNR and dropped frames cost nothing. Smooth, cell-sized bumps
@@ -40,7 +40,6 @@ Design (classical spread spectrum, no learned model):
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 import math
@@ -52,11 +51,31 @@ import cv2
 import numpy as np
 
 from kinema.io import Video
+from kinema.provenance.watermark_code import (
+    CHECK_BITS,
+    MESSAGE_BITS,
+    PAYLOAD_BITS,
+    PAYLOAD_BYTES,
+    check,
+    encode,
+    message,
+    viterbi,
+)
 
-PAYLOAD_BYTES = 8  # 64 bits
-PAYLOAD_BITS = PAYLOAD_BYTES * 8
-CHECK_BITS = 16  # CRC-16/CCITT over the payload, inside the coded message
-_MESSAGE_BITS = PAYLOAD_BITS + CHECK_BITS
+__all__ = [
+    "ALGORITHM",
+    "CHECK_BITS",
+    "DEFAULT_STRENGTH",
+    "PAYLOAD_BITS",
+    "PAYLOAD_BYTES",
+    "WatermarkResult",
+    "detect",
+    "detect_raw",
+    "embed",
+    "pilot_scores",
+    "psnr",
+]
+
 # The C2PA soft-binding name of this design; the version changes whenever the layout does.
 ALGORITHM = "org.kinema.watermark.v2"
 DEFAULT_STRENGTH = 1.0
@@ -80,10 +99,7 @@ _MARGIN = 2  # search this many canonical samples outside the nominal offset ran
 _FPR = 1e-6
 # The pilot threshold for a detection whose payload also passes its CRC-16 (see above).
 _FPR_CHECKED = 1e-2
-_POLYS = (0o557, 0o663, 0o711)  # rate 1/3, constraint length 9 (free distance 18)
-_K = 9
 _REPEAT = 3  # cells per coded bit
-_WRAP = 5 * _K  # steps of circular context on each side of the tail-biting decode
 _VERSION = b"kinema-watermark-v2"
 
 
@@ -178,7 +194,7 @@ def _layout(key: bytes) -> _Layout:
         data_cells=data_cells,
         data_bit=data_bit,
         data_signs=signs.choice([-1.0, 1.0], size=len(data_cells)),
-        pad=_rng(key, b"pad").integers(0, 2, size=_MESSAGE_BITS).astype(np.uint8),
+        pad=_rng(key, b"pad").integers(0, 2, size=MESSAGE_BITS).astype(np.uint8),
     )
 
 
@@ -188,7 +204,7 @@ def _check_key(key: bytes) -> bytes:
     return bytes(key)
 
 
-# ---------------------------------------------------------------- convolutional code
+# ---------------------------------------------------------------- coded bits on cells
 
 
 def _data_cells() -> int:
@@ -200,109 +216,12 @@ def _coded_bits() -> int:
     return _data_cells() // _REPEAT
 
 
-@lru_cache(maxsize=1)
-def _kept() -> np.ndarray:
-    """Indices of the coded bits that are sent: the punctured ones, spread evenly along
-    the message, are all from the third generator (the other two carry the full code).
-
-    Puncturing rather than repeating some bits more than others: bits on fewer cells
-    would be the weak ones, and 80 message bits at rate 1/3 make more coded bits than
-    the data cells hold three times over.
-    """
-    n, r = _MESSAGE_BITS, len(_POLYS)
-    drop = n * r - _coded_bits()
-    gone = {r * int((i + 0.5) * n / drop) + r - 1 for i in range(drop)}
-    return np.array([i for i in range(n * r) if i not in gone], np.int64)
-
-
-def _check(payload: bytes) -> np.ndarray:
-    """The payload's CRC-16/CCITT (polynomial 0x1021, initial 0xFFFF) as CHECK_BITS bits.
-
-    A CRC rather than a keyed MAC: the layout is keyed already, and a CRC catches every
-    error burst up to 16 bits long (Viterbi errors come in short bursts), not just most.
-    """
-    crc = binascii.crc_hqx(payload, 0xFFFF)
-    return np.unpackbits(np.frombuffer(crc.to_bytes(2, "big"), np.uint8))
-
-
-def _message(payload: bytes) -> np.ndarray:
-    """Payload bits then check bits (_MESSAGE_BITS), before whitening."""
-    return np.concatenate([np.unpackbits(np.frombuffer(payload, np.uint8)), _check(payload)])
-
-
-@lru_cache(maxsize=1)
-def _trellis() -> tuple[np.ndarray, np.ndarray]:
-    """next_state[s, b] and output bits out[s, b, :] of the encoder."""
-    n_states = 1 << (_K - 1)
-    nxt = np.zeros((n_states, 2), np.int64)
-    out = np.zeros((n_states, 2, len(_POLYS)), np.uint8)
-    for s in range(n_states):
-        for b in (0, 1):
-            reg = (b << (_K - 1)) | s  # newest bit on top
-            nxt[s, b] = reg >> 1
-            for j, g in enumerate(_POLYS):
-                out[s, b, j] = bin(reg & g).count("1") & 1
-    return nxt, out
-
-
-def _conv_encode(bits: np.ndarray) -> np.ndarray:
-    """All len(_POLYS) outputs per message bit, tail-biting: the encoder starts in the state
-    its last K-1 input bits leave it in, so it ends where it started and needs no tail."""
-    nxt, out = _trellis()
-    s = 0
-    for b in bits[-(_K - 1) :]:
-        s = nxt[s, b]
-    coded = []
-    for b in bits:
-        coded.append(out[s, b])
-        s = nxt[s, b]
-    return np.concatenate(coded)
-
-
-def _encode(message: np.ndarray) -> np.ndarray:
-    """The coded bits sent for a message: the tail-biting code, punctured (_coded_bits())."""
-    return _conv_encode(message)[_kept()]
-
-
-def _viterbi(soft: np.ndarray) -> np.ndarray:
-    """Soft-decision Viterbi decode of the sent coded bits (soft > 0 favours bit 0).
-
-    Punctured positions count as erasures (0). The tail-biting word is decoded circularly
-    extended by _WRAP steps on each side from an unknown state, keeping the middle: a
-    standard near-maximum-likelihood decode. Returns the _MESSAGE_BITS message bits.
-    """
-    _, out = _trellis()
-    n_states, r = out.shape[0], len(_POLYS)
-    full = np.zeros(_MESSAGE_BITS * r)
-    full[_kept()] = soft
-    n, wrap = _MESSAGE_BITS, min(_WRAP, _MESSAGE_BITS)
-    ext = np.concatenate([full[(n - wrap) * r :], full, full[: wrap * r]]).reshape(-1, r)
-    # State d = (b << (K-2)) | (s >> 1) is reached from s = 2*(d mod half) + {0, 1} on bit b.
-    half = n_states // 2
-    d = np.arange(n_states)
-    b_in = d // half
-    pred = np.stack([2 * (d % half), 2 * (d % half) + 1], axis=1)  # (S, 2)
-    sign = 1.0 - 2.0 * out[pred, b_in[:, None]].astype(np.float64)  # (S, 2, r)
-    metric = np.zeros(n_states)
-    back = np.zeros((len(ext), n_states), np.int64)
-    for t, received in enumerate(ext):
-        cand = metric[pred] + sign @ received  # (S, 2)
-        choice = np.argmax(cand, axis=1)
-        metric = cand[d, choice]
-        back[t] = pred[d, choice]
-    state, bits = int(np.argmax(metric)), np.zeros(len(ext), np.uint8)
-    for t in range(len(ext) - 1, -1, -1):
-        bits[t] = b_in[state]
-        state = back[t, state]
-    return bits[wrap : wrap + n]
-
-
 # ---------------------------------------------------------------- the mark
 
 
 def _chip_grid(payload: bytes, key: bytes) -> np.ndarray:
     lay = _layout(key)
-    coded = _encode(_message(payload) ^ lay.pad)
+    coded = encode(message(payload) ^ lay.pad, _coded_bits())
     grid = np.zeros(_GRID * _GRID, np.float32)
     grid[lay.pilot_cells] = lay.pilot_signs
     grid[lay.data_cells] = (1.0 - 2.0 * coded[lay.data_bit]) * lay.data_signs
@@ -615,11 +534,11 @@ def _detect(video: Video, key: bytes, decode_always: bool) -> tuple[WatermarkRes
     # frames with nothing to correlate (constant, or too small) give z = -inf: no decode
     if (z >= check_threshold or decode_always) and math.isfinite(z):
         soft = _soft_bits(prepared, key, g, dy, dx)
-        bits = _viterbi(soft)
-        message = bits ^ _layout(key).pad
-        raw = np.packbits(message[:PAYLOAD_BITS]).tobytes()
-        valid = z >= check_threshold and bool(np.array_equal(message[PAYLOAD_BITS:], _check(raw)))
-        errors = int(np.sum((soft < 0).astype(np.uint8) != _encode(bits)))
+        bits = viterbi(soft)
+        decoded = bits ^ _layout(key).pad
+        raw = np.packbits(decoded[:PAYLOAD_BITS]).tobytes()
+        valid = z >= check_threshold and bool(np.array_equal(decoded[PAYLOAD_BITS:], check(raw)))
+        errors = int(np.sum((soft < 0).astype(np.uint8) != encode(bits, _coded_bits())))
     detected = bool(z >= threshold) or valid
     errors = errors if detected else None
     result = WatermarkResult(

@@ -26,6 +26,7 @@ import numpy as np
 from kinema.errors import InputError
 from kinema.io import Video
 from kinema.metrics.temporal import SEAM_RATIO, frame_differences, seam_ratio
+from kinema.qa import clip_qa
 
 DEFAULT_THRESHOLD = 0.7  # of 7 temporal measures: ≤ 4 flags with a world pass, ≤ 2 without a world prompt
 MAX_TAKES = 64  # candidates, and retakes, a shot may ask for
@@ -42,9 +43,7 @@ def qa_score(video: Video, prompt: str | None, before: np.ndarray | None = None)
     without a world prompt), "world_score", "world_reasons", "flags" (temporal measures
     that flagged) and "metrics" ({name: {value, threshold, flag, vbench}}).
     """
-    from kinema.metrics import qa
-
-    result = qa(video, prompt)
+    result = clip_qa(video, prompt)
     metrics = result["metrics"]
     if before is not None and video.num_frames > 2:  # a seam needs an inner step to compare with
         metrics["seam"] = seam_measure(before, video.frames)

@@ -196,6 +196,7 @@ def _edit(request: JobRequest, owner, queue: JobQueue, limits) -> dict[str, Any]
     else:
         source_path({"source": request.source}, owner, queue, mode)  # a finished take of OWNER's
         record = queue.get(request.source, owner).record or {}
+        width, height = (int(v) for v in record.get("size") or (0, 0))
         length = int(record.get("frames") or 0)
         out = {"source": request.source}
         what = "take"
@@ -212,6 +213,9 @@ def _edit(request: JobRequest, owner, queue: JobQueue, limits) -> dict[str, Any]
             raise InputError("the mask must be a PNG (black = keep, white = regenerate)")
         out["mask"] = request.mask
     else:
+        left, top, right, bottom = request.outpaint
+        grown = (width + left + right, height + top + bottom)
+        _check_sides(*grown, limits.side, f"the outpainted clip ({grown[0]}x{grown[1]})")
         out["outpaint"] = list(request.outpaint)
     return out
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kinema.errors import InputError
-from kinema.io import Audio, Video, check_output_path, is_still, output_kind, write_video
+from kinema.io import Video, check_output_path, is_still, output_kind, write_video
 from kinema.io.atomic import replacing, write_json
 from kinema.io.video import check_still
 from kinema.io.wav import write_wav
@@ -214,26 +214,22 @@ def check_wav_path(output: str | os.PathLike) -> Path:
 
 
 def publish_audio(
-    audio: Audio,
+    track: Any,
     output: str | os.PathLike,
-    settings: dict,
     origin: Origin,
     *,
-    text: str,
-    generation_settings: dict,
-    details: dict,
-    soft_binding: SoftBinding,
     edit: str | None = None,
     ingredients: Sequence[Path] = (),
 ) -> dict:
-    """Finish speech (already carrying its audio watermark) as a .wav working file:
-    write, sign (algorithmicMedia, DETAILS naming the voice profile and consent record),
-    sidecar OUTPUT.json, rename into place, review queue. Returns the sidecar record with
-    "id", "path" and "seed". Refuses an output that is not a .wav in an existing folder."""
+    """Finish speech (a kinema.voice.narrate.SpeechTrack, its audio already watermarked)
+    as a .wav working file: write, sign (algorithmicMedia, naming the voice profile and
+    consent record), sidecar OUTPUT.json, rename into place, review queue. Returns the
+    sidecar record with "id", "path" and "seed". Refuses an output that is not a .wav in
+    an existing folder."""
     target = check_wav_path(output)
     home = kinema_home()
     keys, created = ensure_keys(home)
-    record = _sidecar_record(settings, origin, hide_prompt=False)
+    record = _sidecar_record(track.settings, origin, hide_prompt=False)
     item_id = review_item_id(record, target)
     record = {"id": item_id, **record}
     spec = ManifestSpec(
@@ -241,11 +237,13 @@ def publish_audio(
         format="wav",
         digital_source_type=ALGORITHMIC_MEDIA,
         edit=edit,
-        generation=Generation(model=origin.name, prompt=text, settings=generation_settings, details=details),
-        soft_binding=soft_binding,
+        generation=Generation(
+            model=origin.name, prompt=track.text, settings=track.generation_settings, details=track.details
+        ),
+        soft_binding=track.soft_binding,
     )
     with replacing(target) as tmp:
-        write_wav(audio, tmp)
+        write_wav(track.audio, tmp)
         sign_file(tmp, spec, keys, list(ingredients))
         write_json(settings_path(target), record)
     review.register(target, record, "audio", manifest=spec, ingredients=list(ingredients), item_id=item_id)
@@ -299,15 +297,7 @@ def write_narration(
 
     check_wav_path(output)
     track = speech_track(text, seconds=seconds, **voice)
+    origin = Origin(SYNTHESIZER, trained=False)
     return publish_audio(
-        track.audio,
-        output,
-        track.settings,
-        Origin(SYNTHESIZER, trained=False),
-        text=track.text,
-        generation_settings=track.generation_settings,
-        details=track.details,
-        soft_binding=track.soft_binding,
-        edit="narrate" if ingredients else None,
-        ingredients=ingredients,
+        track, output, origin, edit="narrate" if ingredients else None, ingredients=ingredients
     )

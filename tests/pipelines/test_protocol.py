@@ -10,28 +10,25 @@ import torch
 from kinema.errors import InputError
 from kinema.models.dit import DiT, DiTConfig
 from kinema.models.vae import VAEConfig, VideoVAE
-from kinema.pipelines.protocol import MODES, Pipeline, ResolvedSettings, resolve_settings
+from kinema.pipelines.protocol import MODES, OPTIONS, Pipeline, ResolvedSettings, resolve_settings
 from kinema.pipelines.t2v import TextToVideo
 
 DEFAULTS = {"frames": 16, "size": 64, "fps": 8.0, "steps": 24, "guidance": 4.0}
 
 
 def assert_satisfies(pipe) -> None:
-    """pipe is a Pipeline: it has every member (isinstance), each method accepts every
-    argument the protocol passes, the way it passes them, and its modes are known ones."""
+    """pipe is a Pipeline: it has every member (isinstance), each method accepts the
+    protocol's positional arguments and every keyword option OPTIONS names for it, and
+    its modes are known ones."""
     assert isinstance(pipe, Pipeline)
     for name in ("check_size", "__call__", "extend", "remix", "inpaint", "outpaint"):
         wanted = list(inspect.signature(getattr(Pipeline, name)).parameters.values())[1:]  # not self
         positional = [p.name for p in wanted if p.kind is p.POSITIONAL_OR_KEYWORD]
-        keywords = {p.name: p.name for p in wanted if p.kind is p.KEYWORD_ONLY}
-        required = [p.name for p in wanted if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty]
-        required_keywords = {
-            p.name: p.name for p in wanted if p.kind is p.KEYWORD_ONLY and p.default is p.empty
-        }
+        keywords = {option: option for option in OPTIONS.get(name, ())}
         signature = inspect.signature(getattr(pipe, name))
         try:
             signature.bind(*positional, **keywords)  # every argument the protocol names
-            signature.bind(*required, **required_keywords)  # only the ones it requires
+            signature.bind(*positional)  # the options are all optional
         except TypeError as e:
             raise AssertionError(
                 f"{type(pipe).__name__}.{name}{signature} does not fit the protocol: {e}"

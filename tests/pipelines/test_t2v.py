@@ -371,7 +371,10 @@ def test_edit_commands(tiny_model, tmp_path, capsys):
     write_png(grey, tmp_path / "grey.png")
     write_png(mask[:32], tmp_path / "small.png")
     for args, message in [
-        (["remix", tmp_path / "in.mp4", "x", "-o", tmp_path / "a.mp4", "--strength", "2"], "strength must be between 0 and 1"),
+        (
+            ["remix", tmp_path / "in.mp4", "x", "-o", tmp_path / "a.mp4", "--strength", "2"],
+            "strength must be between 0 and 1",
+        ),
         (
             ["inpaint", tmp_path / "in.mp4", "x", "--mask", tmp_path / "grey.png", "-o", tmp_path / "a.mp4"],
             "pure black",

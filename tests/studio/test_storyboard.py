@@ -67,7 +67,10 @@ def test_board_renders_joins_and_caches(tiny_model, tmp_path, capsys):
         (("image: start.png", "image: ../escape.png"), "shot 1, field 'image'"),
         (("frames: 5", "frames: 5\n    colour: red"), "shot 3, field 'colour'"),
         (("transition: crossfade:2", "transition: crossfade:20"), "shorter than the shots it joins"),
-        (("image: start.png", "image: start.png\n    transition: cut"), "shot 1, field 'transition'.*none before"),
+        (
+            ("image: start.png", "image: start.png\n    transition: cut"),
+            "shot 1, field 'transition'.*none before",
+        ),
         (("frames: 9", "frames: 9\n    candidates: 0"), "shot 1, field 'candidates'"),
         (("seconds: 1", "seconds: 1\n    retakes: -1"), "shot 2, field 'retakes'"),
         (("frames: 5", "frames: 5\n    qa_threshold: 2"), "shot 3, field 'qa_threshold'"),

@@ -42,6 +42,7 @@ class ModelFacts:
     temporal: int = 4
     adapters: tuple[str, ...] = ()
     controls: tuple[str, ...] = ()
+    served: tuple[str, ...] | None = None  # a diffusers folder's modes, by its pipeline class
 
     @classmethod
     def read(cls, model: str | os.PathLike | None) -> ModelFacts:
@@ -53,7 +54,7 @@ class ModelFacts:
         try:
             if not (folder / "model.json").is_file():
                 if (folder / "model_index.json").is_file():
-                    return cls(known=True, name=folder.name, own=False)
+                    return cls(known=True, name=folder.name, own=False, served=_diffusers_modes(folder))
                 return cls()
             meta = json.loads((folder / "model.json").read_text())
             vae = json.loads((folder / "vae" / "config.json").read_text())["model"]
@@ -71,6 +72,8 @@ class ModelFacts:
     @property
     def modes(self) -> tuple[str, ...]:
         """The modes this model serves (all of them when unknown: the pipeline checks)."""
+        if self.served is not None:
+            return self.served
         return ALL_MODES if self.own or not self.known else GENERATE_MODES
 
     def default(self, name: str, fallback: int) -> int:
@@ -89,3 +92,13 @@ class ModelFacts:
             "defaults": self.defaults,
             "size_multiple": self.spatial,
         }
+
+
+def _diffusers_modes(folder: Path) -> tuple[str, ...] | None:
+    """The modes of a diffusers folder's pipeline class (its family's, from
+    model_index.json: no weights are read); None when kinema does not know the class."""
+    from kinema.pipelines.backends import FAMILIES
+
+    class_name = json.loads((folder / "model_index.json").read_text()).get("_class_name")
+    family = FAMILIES.get(class_name)
+    return None if family is None else tuple(m for m in ALL_MODES if m in family.modes(class_name))

@@ -69,14 +69,26 @@ def resolve_settings(
     return ResolvedSettings(frames, width, height, steps, guidance, fps)
 
 
+# The keyword options each method takes (TextToVideo's docstrings say what they mean); a
+# pipeline may take more, never fewer. Named once here rather than restated per method.
+EDIT_OPTIONS = ("seed", "steps", "guidance", "negative", "progress")
+OPTIONS = {
+    "__call__": ("seed", "frames", "size", "steps", "guidance", "negative", "fps", "keyframes", "last_image")
+    + ("loop", "progress"),
+    "extend": (*EDIT_OPTIONS, "backward"),
+    "remix": (*EDIT_OPTIONS, "strength"),
+    "inpaint": EDIT_OPTIONS,
+    "outpaint": EDIT_OPTIONS,
+}
+
+
 @runtime_checkable
 class Pipeline(Protocol):
     """A loaded model that makes and edits clips.
 
     name and model_hash identify the model (the manifest and sidecar name them);
     defaults holds at least frames, size, fps, steps, guidance and sampler; modes is the
-    subset of MODES it serves. The methods' arguments mean what TextToVideo's docstrings
-    say; a pipeline may take more keyword arguments than these, never fewer.
+    subset of MODES it serves. Each method takes the keyword options OPTIONS names for it.
     """
 
     name: str
@@ -92,73 +104,24 @@ class Pipeline(Protocol):
         """Raise InputError, naming the nearest valid size, if the model cannot make W×H."""
         ...
 
-    def __call__(
-        self,
-        prompt: str,
-        *,
-        seed: int = 0,
-        frames: int | None = None,
-        size: int | tuple[int, int] | None = None,
-        steps: int | None = None,
-        guidance: float | None = None,
-        negative: str = "",
-        fps: float | None = None,
-        keyframes: dict[int, np.ndarray] | None = None,
-        last_image: np.ndarray | None = None,
-        loop: bool = False,
-        progress: Progress | None = None,
-    ) -> Video:
+    def __call__(self, prompt: str, **options) -> Video:
         """A new clip (t2v; i2v with keyframes={0: image}; keyframes; loop)."""
         ...
 
-    def extend(
-        self,
-        video: Video,
-        prompt: str,
-        frames: int,
-        *,
-        backward: bool = False,
-        seed: int = 0,
-        steps: int | None = None,
-        guidance: float | None = None,
-        negative: str = "",
-        progress: Progress | None = None,
-    ) -> Video:
+    def extend(self, video: Video, prompt: str, frames: int, **options) -> Video:
         """The clip with `frames` new frames after it (before it, backward)."""
         ...
 
-    def remix(
-        self,
-        video: Video,
-        prompt: str,
-        *,
-        strength: float = 0.6,
-        seed: int = 0,
-        steps: int | None = None,
-        guidance: float | None = None,
-        negative: str = "",
-        progress: Progress | None = None,
-    ) -> Video:
+    def remix(self, video: Video, prompt: str, **options) -> Video:
         """The clip redone under a new prompt; strength 0 keeps it, 1 ignores it."""
         ...
 
-    def inpaint(
-        self,
-        video: Video,
-        prompt: str,
-        region: np.ndarray,
-        *,
-        seed: int = 0,
-        steps: int | None = None,
-        guidance: float | None = None,
-        negative: str = "",
-        progress: Progress | None = None,
-    ) -> Video:
+    def inpaint(self, video: Video, prompt: str, region: np.ndarray, **options) -> Video:
         """The clip with `region` (bool H×W, True = regenerate) made anew in every frame."""
         ...
 
     def outpaint(
-        self, video: Video, prompt: str, left: int, top: int, right: int, bottom: int, **kw
+        self, video: Video, prompt: str, left: int, top: int, right: int, bottom: int, **options
     ) -> Video:
         """The clip on a canvas grown by the given pixels on each side, the new area filled."""
         ...

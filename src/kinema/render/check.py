@@ -81,7 +81,7 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
     kind = "i2v" if first is not None and r.kind == "t2v" else r.kind
     if kind not in facts.modes:
         served = ", ".join(m for m in facts.modes)
-        raise InputError(f"{kind} does not work with the model {facts.name} (it serves: {served})")
+        raise InputError(f"the model {facts.name} does not do {MODE_WORDS[kind]}; it serves {served}")
     seed = secrets.randbelow(2**31) if r.seed is None else r.seed
     r = replace(r, prompt=prompt, negative=negative, seed=seed)
     if r.mode == "generate":
@@ -101,6 +101,19 @@ def _first_frame(inputs: Inputs, first: np.ndarray, r: ClipRequest, facts: Model
     width, height = r.size or (default, default)
     fitted, _ = fit_image(np.asarray(first, np.uint8), width, height)
     return replace(inputs, first=fitted)
+
+
+# What each pipeline mode is, in a refusal's words.
+MODE_WORDS = {
+    "t2v": "text to video without a first image (t2v)",
+    "i2v": "image to video from a first image (i2v)",
+    "keyframes": "keyframes: a last image (keyframes)",
+    "loop": "loops (loop)",
+    "extend": "extend",
+    "remix": "remix",
+    "inpaint": "inpaint",
+    "outpaint": "outpaint",
+}
 
 
 def _check_options_for_mode(r: ClipRequest) -> None:

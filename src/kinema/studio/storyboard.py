@@ -450,20 +450,13 @@ def check_board(shots: Sequence[Shot], template: ClipRequest, facts: ModelFacts,
             raise InputError(f"shot {shot.index}: {e}") from None
 
 
-def render_board(
-    pipe,
-    shots: Sequence[Shot],
-    board_dir: Path,
-    fps: float,
-    template: ClipRequest | None = None,
-    facts: ModelFacts | None = None,
-    progress=None,
-) -> tuple[Video, list[dict]]:
-    """Run the board (see run_board) and, when it is a Board that asks for them, write its
-    HTML report and contact sheet; returns the finished clip and the per-shot log."""
+def render_board(pipe, shots: Sequence[Shot], *args, **options) -> tuple[Video, list[dict]]:
+    """Run the board (run_board, with its arguments) and, when it is a Board that asks for
+    them, write its HTML report and contact sheet; returns the finished clip and the
+    per-shot log."""
     from kinema.studio.report import contact_sheet, write_report
 
-    run = run_board(pipe, shots, board_dir, fps, template, facts, progress)
+    run = run_board(pipe, shots, *args, **options)
     if isinstance(shots, Board):
         run.settings["board"] = str(shots.path)
         if shots.contact_sheet is not None:

@@ -133,27 +133,18 @@ def _disclosure(
     return marked, record
 
 
-def narrate_video(
-    video: Video,
-    text: str,
-    voice: str = DEFAULT_VOICE,
-    scope: str | None = None,
-    rate_wpm: float | None = None,
-    pitch_semitones: float = 0.0,
-    disclose_aloud: bool = False,
-) -> tuple[Video, dict]:
+def narrate_video(video: Video, text: str, **voice: Any) -> tuple[Video, dict]:
     """VIDEO with TEXT narrated over its whole length (replacing any audio), watermarked.
+    VOICE takes what speech_track takes (voice, scope, rate_wpm, pitch_semitones,
+    disclose_aloud).
 
     Returns (video, settings): settings is {"narration": {...}} to merge into what publish
     records (voice, profile and consent record ids and hash, rate, watermark payload).
     Refuses an unknown voice, an enrolled one out of scope or expired, bad text or
     settings, and text that cannot fit the clip.
     """
-    text = check_text(text)
-    choice = resolve_voice(voice, scope, rate_wpm, pitch_semitones)
-    narration = fit(text, choice, video.seconds, disclose_aloud)
-    audio, record = _disclosure(text, narration.details, disclose_aloud, audio_key(), narration.audio)
-    return Video(video.frames, video.fps, audio), {"narration": record}
+    track = speech_track(text, seconds=video.seconds, **voice)
+    return Video(video.frames, video.fps, track.audio), {"narration": track.settings["narration"]}
 
 
 @dataclass(frozen=True)

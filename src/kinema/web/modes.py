@@ -191,14 +191,14 @@ def _edit(request: JobRequest, owner, queue: JobQueue, limits) -> dict[str, Any]
     if request.source_clip is not None:
         width, height, length = _clip_facts(request.source_clip, owner, queue)
         _check_sides(width, height, limits.side, f"the clip ({width}x{height})")
-        out: dict[str, Any] = {"source_clip": request.source_clip}
+        out: dict[str, Any] = {"source_clip": request.source_clip, "size": [width, height]}
         what = "clip"
     else:
         source_path({"source": request.source}, owner, queue, mode)  # a finished take of OWNER's
         record = queue.get(request.source, owner).record or {}
         width, height = (int(v) for v in record.get("size") or (0, 0))
         length = int(record.get("frames") or 0)
-        out = {"source": request.source}
+        out = {"source": request.source, "size": [width, height]}
         what = "take"
     if mode == "extend":
         if length + request.frames > limits.frames:
@@ -216,7 +216,7 @@ def _edit(request: JobRequest, owner, queue: JobQueue, limits) -> dict[str, Any]
         left, top, right, bottom = request.outpaint
         grown = (width + left + right, height + top + bottom)
         _check_sides(*grown, limits.side, f"the outpainted clip ({grown[0]}x{grown[1]})")
-        out["outpaint"] = list(request.outpaint)
+        out.update(outpaint=list(request.outpaint), size=list(grown))
     return out
 
 

@@ -194,10 +194,10 @@ def test_cogvideox_frame_rule_follows_its_vae():
         ("cogvideox", ["--frames", 11], "nearest valid: 9"),
         ("wan", ["--size", 40], "multiples of 16"),
         ("ltx", ["--size", 48], "multiples of 32"),
-        ("cogvideox-i2v", ["--size", 32], "only makes 64x64"),
-        ("wan", ["--image", "{first}"], "text-to-video Wan checkpoint"),
-        ("wan-i2v", [], "image-to-video Wan checkpoint: it needs a first image"),
-        ("cogvideox-i2v", ["--image", "{first}", "--last-image", "{last}"], "first image only"),
+        ("cogvideox-i2v", ["--size", 32, "--image", "{first}"], "only makes 64x64"),
+        ("wan", ["--image", "{first}"], "does not do image to video from a first image (i2v); it serves t2v"),
+        ("wan-i2v", [], "does not do text to video without a first image (t2v); it serves i2v"),
+        ("cogvideox-i2v", ["--image", "{first}", "--last-image", "{last}"], "does not do keyframes"),
     ],
 )
 def test_refusals_are_one_line_and_write_nothing(capsys, tmp_path, tiny_folders, images, kind, args, message):
@@ -207,7 +207,7 @@ def test_refusals_are_one_line_and_write_nothing(capsys, tmp_path, tiny_folders,
     code, _, err = run(
         capsys, "generate", PROMPT, "-o", out, "--model", tiny_folders[kind], "--steps", 2, *base, *args
     )
-    lines = [line for line in err.strip().splitlines() if not line.startswith(("--image ", "--last-image "))]
+    lines = [line for line in err.strip().splitlines() if not line.startswith(("image ", "last_image "))]
     assert code == 2 and message in lines[-1] and len(lines) == 1, err
     assert not out.exists()
 
@@ -240,7 +240,11 @@ def test_edits_are_refused_in_one_line(capsys, tmp_path, tiny_folders):
     code, _, err = run(
         capsys, "remix", clip, PROMPT, "-o", tmp_path / "r.mp4", "--model", tiny_folders["wan"]
     )
-    assert code == 2 and "remix works with kinema's own model" in err and not (tmp_path / "r.mp4").exists()
+    assert (
+        code == 2
+        and "the model wan does not do remix; it serves t2v" in err
+        and not (tmp_path / "r.mp4").exists()
+    )
 
 
 def test_a_folder_of_another_pipeline_names_what_it_found(capsys, tmp_path):

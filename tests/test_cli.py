@@ -281,7 +281,7 @@ def test_export_takes_o_and_keeps_the_positional_form(capsys, tmp_path):
 def test_review_list_is_newest_first_under_a_header(capsys, monkeypatch):
     from types import SimpleNamespace
 
-    from kinema.provenance import review
+    from kinema.governance import review
 
     def item(id, created):
         return SimpleNamespace(id=id, status="pending", kind="video", created=created, path=f"/w/{id}.mp4")

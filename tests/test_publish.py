@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import kinema.publish as publish_module
+from kinema.governance import review
 from kinema.io import Video, read_video
-from kinema.provenance import review
 from kinema.provenance.verify import verify_file
 from kinema.publish import Origin, publish, watermark_payload
 from kinema.world import parse, render_frames

@@ -57,7 +57,7 @@ def test_cli_worker_and_python_make_the_same_file(tiny_model, tmp_path, capsys):
 
 
 def test_python_door_output_is_watermarked_signed_and_pending_review(tmp_path):
-    from kinema.provenance import review
+    from kinema.governance import review
 
     model = kinema.load()  # the built-in model, as the README's Python example
     video = model(PROMPT, seed=3, steps=4)

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from kinema.errors import InputError
+from kinema.governance import review
 from kinema.io import Video, check_output_path, is_still, output_kind, write_video
 from kinema.io.atomic import replacing, write_json
 from kinema.io.video import check_still
 from kinema.io.wav import write_wav
-from kinema.provenance import review
 from kinema.provenance.c2pa import (
     ALGORITHMIC_MEDIA,
     Generation,

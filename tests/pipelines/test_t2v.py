@@ -181,7 +181,7 @@ def test_first_and_last_images(tiny_model, tmp_path, capsys):
 
 def test_face_without_consent_is_refused(tiny_model, tmp_path, capsys):
     from kinema.io import write_png
-    from tests.provenance.test_policy import draw_face
+    from tests.governance.test_policy import draw_face
 
     write_png(draw_face(128), tmp_path / "face.png")
     code, _, err = run(

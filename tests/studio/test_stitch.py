@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from kinema.errors import InputError
+from kinema.governance import review
 from kinema.io import Audio, Video, read_video
-from kinema.provenance import review
 from kinema.provenance.verify import verify_file
 from kinema.studio import letterbox, parse_transition, resample_fps, stitch, stitch_files
 

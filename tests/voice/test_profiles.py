@@ -4,8 +4,8 @@ import itertools
 import numpy as np
 import pytest
 
+from kinema.governance import audit
 from kinema.io import Audio
-from kinema.provenance import audit
 from kinema.voice import profiles
 from kinema.voice.narrate import write_wav
 from kinema.voice.profiles import (

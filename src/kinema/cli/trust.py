@@ -107,7 +107,7 @@ def consent_add(
 
     Example: kinema consent add face.png --owner 'Ada L.' --scope storyboard-2026 --expires 2026-12-31
     """
-    from kinema.provenance.policy import add_consent
+    from kinema.governance.policy import add_consent
 
     record = add_consent(image, owner=owner, scope=scope, expires=expires)
     typer.echo(f"consent {record.id} for {image} ({owner}, scope {scope}, until {expires})")
@@ -119,7 +119,7 @@ def consent_list() -> None:
 
     Example: kinema consent list
     """
-    from kinema.provenance.policy import list_consents
+    from kinema.governance.policy import list_consents
 
     for record in list_consents():
         typer.echo(json.dumps(record.to_dict(), default=json_default))
@@ -131,7 +131,7 @@ def consent_revoke(consent_id: Annotated[str, typer.Argument(help="The record's 
 
     Example: kinema consent revoke c1a2b3c4d5
     """
-    from kinema.provenance.policy import revoke_consent
+    from kinema.governance.policy import revoke_consent
 
     record = revoke_consent(consent_id)
     typer.echo(f"revoked consent {record.id}")
@@ -145,7 +145,7 @@ def review_list(
 
     Example: kinema review list --status pending
     """
-    from kinema.provenance import review
+    from kinema.governance import review
 
     items = sorted(review.list_items(status), key=lambda item: (item.created, item.id), reverse=True)
     typer.echo(f"{'ID':<8}  {'STATUS':<9} {'KIND':<6} {'CREATED':<20}  PATH")
@@ -159,13 +159,13 @@ def review_show(item_id: Annotated[str, typer.Argument(help="The item's id.")]) 
 
     Example: kinema review show 3f9a1c2e
     """
-    from kinema.provenance import review
+    from kinema.governance import review
 
     typer.echo(json.dumps(review.get(item_id).to_dict(), indent=2, default=json_default))
 
 
 def _decide(item_id: str, note: str | None, approve: bool) -> None:
-    from kinema.provenance import review
+    from kinema.governance import review
 
     item = (review.approve if approve else review.reject)(item_id, note=note)
     typer.echo(f"{'approved' if approve else 'rejected'} {item.id}")
@@ -208,7 +208,7 @@ def export(
 
     Example: kinema export 3f9a1c2e -o published.mp4
     """
-    from kinema.provenance import review
+    from kinema.governance import review
 
     if (out_argument is None) == (output is None):
         raise InputError("export takes one destination: -o OUT (or OUT after the id), not both or neither")

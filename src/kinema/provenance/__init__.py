@@ -1,2 +1,3 @@
-"""Provenance: invisible watermarks, signed C2PA manifests, local signing keys,
-rights and consent policy, review and the audit log. Works on any Video; knows no model."""
+"""Provenance: marks in media. Invisible watermarks (video and audio), signed C2PA
+manifests, the local signing keys, verification and the triage detector. Works on any
+Video; knows no model. Who may publish what is kinema.governance's."""

@@ -61,7 +61,7 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
     that are not black and white at the clip's size, and any input image or clip that
     shows a face without a consent record.
     """
-    from kinema.provenance.policy import screen_prompt
+    from kinema.governance.policy import screen_prompt
 
     r = request
     if r.mode not in MODES:
@@ -228,8 +228,8 @@ def _check_narration(narration: Narration) -> None:
 
 def _read_inputs(r: ClipRequest, facts: ModelFacts) -> Inputs:
     """Read and policy-check every input file of R."""
+    from kinema.governance.policy import check_likeness
     from kinema.pipelines.conditioning import fit_image, mask_region
-    from kinema.provenance.policy import check_likeness
 
     if r.mode == "generate":
         default = facts.default("size", 64)

@@ -18,7 +18,7 @@ voice clone; it is a likeness all the same, so it is stored only with consent:
    recogniser runs offline here, so the words themselves are not checked: a speaker
    reading any text of the same length and rhythm passes (b). Say so to users.
 3. The profile and its consent record (owner, scope, expiry, hashes of both recordings
-   and the phrase, the similarity) go into the consent registry (provenance.consent,
+   and the phrase, the similarity) go into the consent registry (governance.consent,
    kind "voice", one store with likeness consent) in one transaction that also retires
    the phrase. `resolve_voice(name, scope)` refuses an expired, revoked or out-of-scope
    profile.
@@ -41,11 +41,11 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from kinema.errors import InputError
+from kinema.governance import audit
+from kinema.governance import consent as registry
+from kinema.governance.consent import scope_covers
+from kinema.governance.consent import today as _today
 from kinema.io import Audio
-from kinema.provenance import audit
-from kinema.provenance import consent as registry
-from kinema.provenance.consent import scope_covers
-from kinema.provenance.consent import today as _today
 from kinema.voice.features import (
     SPEAKER_THRESHOLD,
     VoiceError,

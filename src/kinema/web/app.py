@@ -102,7 +102,7 @@ async def _lifespan(app: FastAPI):
     queue, limits = context.queue, context.limits
     # import what requests need now: a first request importing them holds the GIL
     # and stalls every other request for as long (verify's imports take a second)
-    for name in ("kinema.provenance.policy", "kinema.provenance.review", "kinema.provenance.verify"):
+    for name in ("kinema.governance.policy", "kinema.governance.review", "kinema.provenance.verify"):
         importlib.import_module(name)
 
     queue.recover(all_running=True)  # the previous run's workers are gone

@@ -98,7 +98,7 @@ def download(ctx: Context, caller: Caller, job_id: JobId, download: bool = False
 def publish_take(ctx: Context, caller: Caller, job_id: JobId) -> dict[str, Any]:
     """Publish an approved take (as `kinema export` does): a copy whose C2PA manifest
     records the review decision. 409 until the take is approved on the review page."""
-    from kinema.provenance import review
+    from kinema.governance import review
 
     job = _own_job(ctx, caller, job_id)
     item = _approved_item(ctx, job)
@@ -134,7 +134,7 @@ def _own_job(ctx: WebContext, caller: Token, job_id: str) -> Job:
 
 def _approved_item(ctx: WebContext, job: Job):
     """The review item of a done take, refused (409) unless it is approved."""
-    from kinema.provenance import review
+    from kinema.governance import review
 
     if ctx.queue.output_path(job) is None or not (job.record or {}).get("id"):
         raise HTTPException(409, f"job {job.id} is {job.status}; it has no take to publish")

@@ -35,7 +35,7 @@ def review_list(
     ctx: Context, caller: Caller, status: Literal["pending", "approved", "rejected"] | None = None
 ) -> dict[str, Any]:
     """Review items of this token's clips (all, or those with STATUS)."""
-    from kinema.provenance import review
+    from kinema.governance import review
 
     owned = _owned_reviews(ctx.queue, caller.id)
     items = [i for i in review.list_items(status) if i.id in owned]
@@ -51,7 +51,7 @@ def review_decide(
     body: Annotated[Note | None, Body()] = None,
 ) -> dict[str, Any]:
     """Approve or reject one of this token's clips, with an optional note."""
-    from kinema.provenance import review
+    from kinema.governance import review
 
     if not REVIEW_ID.match(item_id):
         raise InputError(f"bad review id '{item_id[:40]}'")

@@ -23,8 +23,8 @@ def upload(ctx: Context, caller: Caller, file: Annotated[UploadFile, File()]) ->
     image (i2v, keyframes) or an inpaint mask (PNG); or an mp4 or webm clip of your own
     to edit (`source_clip` of extend, remix, inpaint, outpaint). Returns its id and kind.
     Images and clips showing a face need a consent record."""
+    from kinema.governance.policy import check_likeness
     from kinema.io import read_image
-    from kinema.provenance.policy import check_likeness
 
     limits = ctx.limits
     data = read_upload(file, limits.upload_bytes)
@@ -54,9 +54,9 @@ def _clip_upload(
     """A clip of the user's own to edit (extend, remix, inpaint, outpaint): its stream's
     declared size is checked before any frame is decoded, then at most the frame limit
     is decoded, and every frame is checked for faces without consent."""
+    from kinema.governance.policy import check_likeness
     from kinema.io import read_video
     from kinema.io.video import video_header
-    from kinema.provenance.policy import check_likeness
 
     limits = ctx.limits
     with Scratch(ctx.home, data, suffix) as path:

@@ -18,7 +18,7 @@ uint8 RGB bytes in row order. So re-saving the same PNG (other compression, othe
 metadata) is the same image, while any pixel change is a different one. A lossy re-encode
 (JPEG, H.264) changes pixels, so a clip's consent is for exactly the decoded frames given.
 
-The consent registry is `kinema.provenance.consent` (SQLite at KINEMA_HOME/consent.db, one
+The consent registry is `kinema.governance.consent` (SQLite at KINEMA_HOME/consent.db, one
 store for likeness and voice consent); this module reads and writes its likeness records
 (kind "likeness") through the ConsentRecord view. Every decision (screen pass or
 refusal, likeness pass or refusal, consent add and revoke) is appended to the audit log;
@@ -41,10 +41,10 @@ import cv2
 import numpy as np
 
 from kinema.errors import InputError
+from kinema.governance import audit, consent
+from kinema.governance.consent import scope_covers
+from kinema.governance.consent import today as _today
 from kinema.io import VideoError, read_image, read_video
-from kinema.provenance import audit, consent
-from kinema.provenance.consent import scope_covers
-from kinema.provenance.consent import today as _today
 from kinema.state import kinema_home
 
 __all__ = [

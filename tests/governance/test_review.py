@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from kinema.errors import InputError
+from kinema.governance import audit, review
+from kinema.governance.review import ReviewError
 from kinema.io import Video, VideoError, read_video
-from kinema.provenance import audit, review
 from kinema.provenance.c2pa import (
     Generation,
     ManifestSpec,
@@ -20,7 +21,6 @@ from kinema.provenance.c2pa import (
     sign_file,
 )
 from kinema.provenance.keys import ensure_keys
-from kinema.provenance.review import ReviewError
 from kinema.state import kinema_home
 
 PROMPT = "a red circle moving right on a black background"

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from kinema.errors import InputError
+from kinema.governance import audit
 from kinema.io import check_output_path, output_kind
-from kinema.provenance import audit
 from kinema.provenance.c2pa import (
     FRAME_PATTERN,
     TRAINED_ALGORITHMIC_MEDIA,

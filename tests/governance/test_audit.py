@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from kinema.provenance import audit
-from kinema.provenance.audit import GENESIS, AuditError, append, head_path, log_path, verify_log
+from kinema.governance import audit
+from kinema.governance.audit import GENESIS, AuditError, append, head_path, log_path, verify_log
 
 
 def fill(n: int = 5) -> list[dict]:

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from kinema.errors import InputError
-from kinema.io import Video, read_image, write_png
-from kinema.provenance import audit
-from kinema.provenance.policy import (
+from kinema.governance import audit
+from kinema.governance.policy import (
     DEFAULT_MARKS,
     DEFAULT_PEOPLE,
     PolicyError,
@@ -29,6 +28,7 @@ from kinema.provenance.policy import (
     revoke_consent,
     screen_prompt,
 )
+from kinema.io import Video, read_image, write_png
 from kinema.state import kinema_home
 from kinema.world import parse, render_frames
 

@@ -12,8 +12,8 @@ from contextlib import closing
 
 import pytest
 
-from kinema.provenance import consent
-from kinema.provenance.policy import (
+from kinema.governance import consent
+from kinema.governance.policy import (
     ConsentRecord,
     PolicyError,
     add_consent,
@@ -25,7 +25,7 @@ from kinema.provenance.policy import (
 from kinema.state import kinema_home
 from kinema.voice import profiles
 from kinema.voice.tts import BUILTIN_VOICES
-from tests.provenance.test_policy import draw_face
+from tests.governance.test_policy import draw_face
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 NEXT_YEAR = TODAY + dt.timedelta(days=365)

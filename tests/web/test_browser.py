@@ -319,3 +319,48 @@ def test_extend_remix_inpaint_loop_publish_in_chromium(server, tmp_path):
     claims = verify_file(published)["c2pa"]["claims"]
     assert claims["review"]["decision"] == "approved"
     assert [a["action"] for a in claims["actions"]][-1] == "c2pa.published"
+
+
+def test_an_image_take_in_chromium(server):
+    """The form's Image choice hides what a still cannot have, and its take is shown as an
+    <img>, with no edits offered, in the studio and on the review page."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(server)
+        page.select_option("#job-form select[name=kind]", "image")
+        for name in ("frames", "last_image", "loop"):
+            expect(page.locator(f"#job-form [name={name}]")).to_be_hidden()
+        page.fill("textarea[name=prompt]", PROMPT)
+        page.fill("input[name=steps]", "2")
+        page.fill("input[name=seed]", "7")
+        page.click("#job-form button[type=submit]")
+        expect(page.locator("#form-status")).to_have_text(
+            re.compile(r"^done \(seed 7\) · open the take$"), timeout=120_000
+        )
+        take = page.locator(".take").first
+        expect(take).to_have_attribute("data-kind", "image")
+        expect(take.locator(".meta")).to_contain_text("image")
+        expect(take.locator("img")).to_be_visible()
+        expect(take.locator("video")).to_be_hidden()
+        _until(page, "document.querySelector('.take img').naturalWidth === 64", 30)
+        for act in ("again", "download", "publish", "delete"):
+            expect(take.locator(f'[data-act="{act}"]')).to_be_visible()
+        for act in ("extend", "remix", "inpaint", "outpaint", "loop", "compare"):
+            expect(take.locator(f'[data-act="{act}"]')).to_be_hidden()
+        expect(take.locator('[data-act="download"]')).to_have_attribute(
+            "href", f"/api/jobs/{take.get_attribute('data-id')}/file?download=true"
+        )
+        page.screenshot(path=str(ARTIFACTS / "studio-image.png"), full_page=True)
+        page.select_option("#job-form select[name=kind]", "clip")  # a clip's options come back
+        expect(page.locator("#job-form [name=frames]")).to_be_visible()
+
+        page.goto(server.split("/login")[0] + "/review")
+        item = page.locator("#review-list .take").first
+        expect(item.locator(".meta")).to_contain_text("image")
+        expect(item.locator("img")).to_be_visible()
+        expect(item.locator("video")).to_be_hidden()
+        browser.close()

@@ -19,9 +19,10 @@ it sees its parent gone); `recover()` alone re-queues jobs whose lease expired (
 call it between jobs, so independent worker processes heal each other).
 
 Files live under ROOT (default KINEMA_HOME/jobs): jobs.db, outputs/<id>.mp4 (+ its
-.json sidecar), outputs/<id>.published.mp4 (an approved take exported through the review
-gate) and inputs/<upload id>.png. `cleanup` enforces an age and a size limit; it keeps the
-uploads and source takes that queued or running jobs still need.
+.json sidecar; a still's is outputs/<id>.png: `output_name`), outputs/<id>.published.mp4
+(or .png: an approved take exported through the review gate) and inputs/<upload id>.png.
+`cleanup` enforces an age and a size limit; it keeps the uploads and source takes that
+queued or running jobs still need.
 """
 
 from __future__ import annotations
@@ -41,13 +42,23 @@ from typing import Any
 from kinema.errors import InputError
 from kinema.state import connect, kinema_home, transaction
 
-__all__ = ["ID_PATTERN", "Job", "JobQueue", "JobError", "STATUSES", "FINISHED"]
+__all__ = [
+    "ID_PATTERN",
+    "Job",
+    "JobQueue",
+    "JobError",
+    "STATUSES",
+    "FINISHED",
+    "output_name",
+    "output_suffix",
+]
 
 ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 LEASE_SECONDS = 60.0
 OUTPUT_SUFFIX = ".mp4"
+STILL_SUFFIX = ".png"
 
 
 class JobError(InputError):
@@ -228,10 +239,12 @@ class JobQueue:
         path = self.outputs / job.output
         return path if path.is_file() else None
 
-    def published_path(self, job_id: str) -> Path:
-        """Where the published (approved and exported) copy of a job's take goes; it is
-        removed with the job."""
-        return self.outputs / f"{check_id(job_id)}.published{OUTPUT_SUFFIX}"
+    def published_path(self, job: Job | str) -> Path:
+        """Where the published (approved and exported) copy of JOB's take goes (JOB or its
+        id), in the take's own format; it is removed with the job."""
+        if isinstance(job, str):
+            job = self.get(job)
+        return self.outputs / f"{job.id}.published{output_suffix(job.params)}"
 
     def save_input(
         self, owner: str, data: bytes, suffix: str = ".png", facts: dict[str, Any] | None = None
@@ -415,6 +428,17 @@ class JobQueue:
         behind each other or behind a worker's progress writes."""
         with closing(connect(self.root / "jobs.db", wal=True, autocommit=True)) as db, transaction(db, write):
             yield db
+
+
+def output_suffix(params: dict[str, Any]) -> str:
+    """The suffix of the working file a job with PARAMS makes: .png for a still, else .mp4
+    (jobs queued before stills have no "still" and stay clips)."""
+    return STILL_SUFFIX if params.get("still") else OUTPUT_SUFFIX
+
+
+def output_name(job: Job) -> str:
+    """The name under outputs/ of the working file JOB makes: its id and output_suffix."""
+    return job.id + output_suffix(job.params)
 
 
 def check_id(value: str, what: str = "job") -> str:

@@ -3,9 +3,10 @@
 A job's params are what the web's modes take (see kinema.web.modes): the mode (t2v, i2v,
 keyframes, extend, remix, inpaint, outpaint), prompt, negative, seed (fixed at submit
 time, so a re-run after a crash writes the same file), steps, guidance; frames, size,
-fps and loop for generated clips; upload ids for images, masks and clips; a done take's
-id as an edit's source. Ids are resolved here to the owner's files, so the web (before
-queueing) and the worker (before rendering) check the very same request.
+fps, loop and still (one frame, written as a PNG) for generated clips; upload ids for
+images, masks and clips; a done take's id as an edit's source (a clip, not a still).
+Ids are resolved here to the owner's files, so the web (before queueing) and the worker
+(before rendering) check the very same request.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def clip_request(
             size=tuple(size) if size else None,
             fps=params.get("fps"),
             loop=bool(params.get("loop")),
+            still=bool(params.get("still")),
             image=_upload(params.get("image"), owner, queue),
             last_image=_upload(params.get("last_image"), owner, queue),
         )
@@ -72,6 +74,8 @@ def source_path(params: dict[str, Any], owner: str, queue: JobQueue, mode: str) 
     path = queue.output_path(source)
     if path is None:
         raise InputError(f"take {source.id} is {source.status}; only a finished take can be used for {mode}")
+    if source.params.get("still"):
+        raise InputError(f"take {source.id} is an image; {mode} changes a clip")
     return path
 
 

@@ -5,8 +5,9 @@ rendered exactly as the command line checks and renders its own (kinema.render):
 same request gives the same pixels and settings from either door, and inputs are
 policy-checked again here (a consent revoked since the job was queued is honoured).
 The file goes through `kinema.publish` (watermark, C2PA manifest with the uploads or the
-source take as ingredients, sidecar, review queue) to outputs/<job id>.mp4, written under
-a temporary name and renamed into place.
+source take as ingredients, sidecar, review queue) to outputs/<job id>.mp4 (a still's to
+outputs/<job id>.png: kinema.jobs.queue.output_name), written under a temporary name and
+renamed into place.
 
 `start_workers(n, ...)` starts N processes (spawn, so none inherits a server's threads);
 each exits when told to stop or when its parent process is gone.
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kinema.errors import InputError
-from kinema.jobs.queue import OUTPUT_SUFFIX, Cancelled, Job, JobQueue
+from kinema.jobs.queue import Cancelled, Job, JobQueue, output_name
 from kinema.jobs.requests import EDITS, GENERATE, MODES, clip_request
 
 __all__ = ["EDITS", "GENERATE", "MODES", "run_job", "start_workers", "stop_workers", "work"]
@@ -57,7 +58,7 @@ def run_job(queue: JobQueue, job: Job, pipe, facts, alive: Callable[[], bool] = 
         rendered = render(pipe, checked, progress)
         if not queue.heartbeat(job):
             raise Cancelled(job.id)
-        name = job.id + OUTPUT_SUFFIX
+        name = output_name(job)
         record = publish_rendered(rendered, queue.outputs / name)
     except Orphaned:
         stop.set()

@@ -5,7 +5,8 @@ uploads and takes); everything else is the request layer's one check (kinema.ren
 run on the very ClipRequest the worker will render.
 
     t2v        prompt → clip                          loop: the last frame flows into the first
-    i2v        + image: the clip starts on an uploaded image
+                                                      still: one frame, written as a PNG image
+    i2v        + image: the clip starts on an uploaded image (loop and still as t2v)
     keyframes  + last_image (and optionally image): the clip ends (and starts) on them
     extend     source + frames new frames, after it (or before it: backward)
     remix      source + strength in [0, 1] (0 keeps the take, 1 ignores it)
@@ -48,6 +49,7 @@ TAKES: dict[str, tuple[str, ...]] = {
     "image": ("i2v", "keyframes"),
     "last_image": ("keyframes",),
     "loop": ("t2v", "i2v"),
+    "still": ("t2v", "i2v"),
     "size": GENERATE,
     "fps": GENERATE,
     "frames": (*GENERATE, "extend"),
@@ -95,6 +97,10 @@ class JobRequest(BaseModel):
     guidance: float | None = Field(default=None, ge=0, le=50, description="classifier-free guidance")
     fps: float | None = Field(default=None, gt=0, le=240, description="frames per second written")
     loop: bool = Field(default=False, description="t2v, i2v: the last frame flows into the first")
+    still: bool = Field(
+        default=False,
+        description="t2v, i2v: an image: one frame, written as a PNG (frames 1 or unset; no loop)",
+    )
     image: str | None = Field(
         default=None, max_length=64, description="i2v, keyframes: upload id of the first image"
     )
@@ -150,7 +156,9 @@ def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: 
     }
     if mode in GENERATE:
         size = parse_size(request.size, limits.side) if request.size else None
-        params.update(frames=request.frames, size=size, fps=request.fps, loop=request.loop)
+        params.update(
+            frames=request.frames, size=size, fps=request.fps, loop=request.loop, still=request.still
+        )
         params.update(
             {name: getattr(request, name) for name in ("image", "last_image") if getattr(request, name)}
         )

@@ -1,10 +1,11 @@
 """/api/jobs: queue a generation or an edit (checked by kinema.web.modes), page through
-this token's jobs, cancel, repeat with a new seed, delete, download the working file, and
-publish an approved take (the review gate decides)."""
+this token's jobs, cancel, repeat with a new seed, delete, download the working file (a
+clip's mp4, a still's png), and publish an approved take (the review gate decides)."""
 
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -21,7 +22,14 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-CLIP: dict[int | str, dict[str, Any]] = {200: {"description": "the clip", "content": {"video/mp4": {}}}}
+# a take's file: a clip, or a still (mode t2v or i2v with still)
+MEDIA_TYPES = {".mp4": "video/mp4", ".png": "image/png"}
+TAKE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the take: a clip (mp4) or a still (png)",
+        "content": {m: {} for m in MEDIA_TYPES.values()},
+    }
+}
 # documented in the spec, checked by the handlers (a bad id is a 400 with a message)
 JobId = Annotated[
     str, PathParam(description="a job id: 16 hex digits", json_schema_extra={"pattern": ID_PATTERN.pattern})
@@ -31,7 +39,7 @@ JobId = Annotated[
 @router.post("/api/jobs", status_code=201)
 def submit(ctx: Context, caller: Caller, job: JobRequest) -> dict[str, Any]:
     """Queue a generation job in any mode (t2v, i2v, keyframes, extend, remix, inpaint,
-    outpaint; loop with t2v and i2v); returns it (status "queued", its seed fixed)."""
+    outpaint; loop or still with t2v and i2v); returns it (status "queued", its seed fixed)."""
     params = job_params(job, caller.id, ctx.queue, ctx.limits, ctx.facts)
     return ctx.queue.submit(caller.id, params).to_dict()
 
@@ -79,19 +87,15 @@ def delete_job(ctx: Context, caller: Caller, job_id: JobId) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/api/jobs/{job_id}/file", response_class=FileResponse, responses=CLIP)
+@router.get("/api/jobs/{job_id}/file", response_class=FileResponse, responses=TAKE)
 def download(ctx: Context, caller: Caller, job_id: JobId, download: bool = False) -> FileResponse:
-    """The job's clip (mp4). It is a working file: pending review until approved."""
+    """The job's take: a clip (mp4) or a still (png). It is a working file: pending review
+    until approved."""
     job = _own_job(ctx, caller, job_id)
     path = ctx.queue.output_path(job)
     if path is None:
         raise HTTPException(409, f"job {job.id} is {job.status}; it has no file yet")
-    return FileResponse(
-        path,
-        media_type="video/mp4",
-        filename=f"kinema-{job.id}.mp4",
-        content_disposition_type="attachment" if download else "inline",
-    )
+    return _take_file(path, f"kinema-{job.id}", "attachment" if download else "inline")
 
 
 @router.post("/api/jobs/{job_id}/publish", status_code=201)
@@ -102,23 +106,29 @@ def publish_take(ctx: Context, caller: Caller, job_id: JobId) -> dict[str, Any]:
 
     job = _own_job(ctx, caller, job_id)
     item = _approved_item(ctx, job)
-    review.export(item.id, ctx.queue.published_path(job.id))
+    review.export(item.id, ctx.queue.published_path(job))
     return {"job": job.id, "review_id": item.id, "url": f"/api/jobs/{job.id}/published"}
 
 
-@router.get("/api/jobs/{job_id}/published", response_class=FileResponse, responses=CLIP)
+@router.get("/api/jobs/{job_id}/published", response_class=FileResponse, responses=TAKE)
 def download_published(ctx: Context, caller: Caller, job_id: JobId) -> FileResponse:
     """The published copy of an approved take (POST .../publish makes it)."""
     job = _own_job(ctx, caller, job_id)
     _approved_item(ctx, job)  # a take rejected after publishing is no longer handed out
-    path = ctx.queue.published_path(job.id)
+    path = ctx.queue.published_path(job)
     if not path.is_file():
         raise HTTPException(409, f"take {job.id} is approved but not published yet (POST .../publish)")
+    return _take_file(path, f"kinema-{job.id}-published", "attachment")
+
+
+def _take_file(path: Path, stem: str, disposition: Literal["inline", "attachment"]) -> FileResponse:
+    """PATH (a take's clip or still) sent as STEM plus its own suffix, with its media type."""
+    suffix = path.suffix.lower()
     return FileResponse(
         path,
-        media_type="video/mp4",
-        filename=f"kinema-{job.id}-published.mp4",
-        content_disposition_type="attachment",
+        media_type=MEDIA_TYPES.get(suffix, "application/octet-stream"),
+        filename=stem + suffix,
+        content_disposition_type=disposition,
     )
 
 

@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from kinema.errors import InputError
-from kinema.jobs.queue import JobQueue
+from kinema.jobs.queue import Job, JobQueue
 from kinema.web.context import Caller, Context
 
 __all__ = ["Note", "router"]
@@ -66,23 +66,24 @@ def review_decide(
     return _review_dict(item, owned[item_id], ctx.queue)
 
 
-def _owned_reviews(queue: JobQueue, owner: str) -> dict[str, str]:
-    """review item id → job id, over this owner's done jobs."""
-    owned: dict[str, str] = {}
+def _owned_reviews(queue: JobQueue, owner: str) -> dict[str, Job]:
+    """review item id → its job, over this owner's done jobs."""
+    owned: dict[str, Job] = {}
     offset = 0
     while True:
         page, total = queue.list(owner, "done", 200, offset)
-        owned.update({j.record["id"]: j.id for j in page if j.record and j.record.get("id")})
+        owned.update({j.record["id"]: j for j in page if j.record and j.record.get("id")})
         offset += len(page)
         if not page or offset >= total:
             return owned
 
 
-def _review_dict(item, job_id: str, queue: JobQueue) -> dict[str, Any]:
+def _review_dict(item, job: Job, queue: JobQueue) -> dict[str, Any]:
     settings = item.settings
     return {
         "id": item.id,
-        "job": job_id,
+        "job": job.id,
+        "kind": item.kind,  # clip or image: what the page shows it in
         "status": item.status,
         "created": item.created,
         "reviewer": item.reviewer,
@@ -91,5 +92,5 @@ def _review_dict(item, job_id: str, queue: JobQueue) -> dict[str, Any]:
         "prompt": settings.get("prompt"),
         "seed": settings.get("seed"),
         "edit": (item.spec or {}).get("edit"),  # extend, remix, inpaint, outpaint; None: generated
-        "published": item.status == "approved" and queue.published_path(job_id).is_file(),
+        "published": item.status == "approved" and queue.published_path(job).is_file(),
     }

@@ -91,17 +91,28 @@ function followJob(job, label = "") {
   if (!FINAL.includes(job.status)) follow.timer = setTimeout(poll, 1000);
 }
 
+function showKind(form) {
+  // an image is one frame: the options that only a clip has are hidden (and not sent)
+  const still = form.elements.kind.value === "image";
+  for (const label of form.querySelectorAll("[data-clip-only]")) label.hidden = still;
+}
+
 async function submitJob(event) {
   event.preventDefault();
   const form = event.target;
   const fields = new FormData(form);
-  const body = { prompt: fields.get("prompt"), negative: fields.get("negative") || "", loop: fields.get("loop") === "on" };
-  for (const name of ["seed", "frames", "steps"]) if (fields.get(name)) body[name] = parseInt(fields.get(name), 10);
+  const still = fields.get("kind") === "image";
+  const body = { prompt: fields.get("prompt"), negative: fields.get("negative") || "" };
+  if (still) body.still = true;
+  else body.loop = fields.get("loop") === "on";
+  for (const name of still ? ["seed", "steps"] : ["seed", "frames", "steps"]) {
+    if (fields.get(name)) body[name] = parseInt(fields.get(name), 10);
+  }
   if (fields.get("guidance")) body.guidance = parseFloat(fields.get("guidance"));
   if (fields.get("size")) body.size = fields.get("size");
   try {
     const image = fields.get("image");
-    const last = fields.get("last_image");
+    const last = still ? null : fields.get("last_image");
     if (image && image.size) {
       setStatus("uploading the first image…");
       body.mode = "i2v";
@@ -135,10 +146,11 @@ function describe(job) {
   const mode = p.mode || "t2v";
   const words = [job.status];
   if (job.status === "running" && job.progress.n) words.push(`step ${job.progress.i}/${job.progress.n}`);
+  if (p.still) words.push("image");
   if (MODE_WORDS[mode]) words.push(MODE_WORDS[mode](p));
   if (p.loop) words.push("loop");
   words.push(`seed ${p.seed}`);
-  if (p.frames && mode !== "extend") words.push(`${p.frames} frames`);
+  if (p.frames && mode !== "extend" && !p.still) words.push(`${p.frames} frames`);
   if (p.size) words.push(`${p.size[0]}×${p.size[1]}`);
   if (p.source) words.push(`of ${p.source.slice(0, 6)}`);
   if (p.source_clip) words.push("of your clip");
@@ -155,23 +167,39 @@ function renderTake(job, old) {
   const fraction = job.status === "done" ? 1 : job.progress.n ? job.progress.i / job.progress.n : 0;
   $(".fill", node).style.width = `${Math.round(fraction * 100)}%`;
   $(".bar", node).hidden = job.status === "done";
-  const video = $("video", node);
-  video.hidden = job.status !== "done";
-  if (job.status === "done" && !video.src) { video.src = fileUrl(job.id); video.play().catch(() => {}); }
+  const still = Boolean(job.params.still);  // a still take is shown as an image
+  node.dataset.kind = still ? "image" : "clip";
+  showMedia(node, job.status === "done" ? fileUrl(job.id) : null, still, true);
   const download = $('[data-act="download"]', node);
   download.hidden = job.status !== "done";
   download.href = `${fileUrl(job.id)}?download=true`;
   $('[data-act="cancel"]', node).hidden = !["queued", "running"].includes(job.status);
-  $('[data-act="compare"]', node).hidden = job.status !== "done";
+  $('[data-act="compare"]', node).hidden = job.status !== "done" || still;  // compare plays clips
   $('[data-act="publish"]', node).hidden = job.status !== "done";
   const modes = studio.model ? studio.model.modes : [];
   for (const button of node.querySelectorAll("[data-mode]")) {
+    // every edit, and a loop, changes or makes a clip: none is offered on a still
     const mode = button.dataset.mode;
     const served = mode === "loop" ? studio.model && studio.model.loop : modes.includes(mode);
-    button.hidden = job.status !== "done" || !served ||
+    button.hidden = job.status !== "done" || !served || still ||
       (mode === "loop" && (job.params.loop || !["t2v", "i2v"].includes(job.params.mode || "t2v")));
   }
   return node;
+}
+
+function showMedia(node, url, still, play = false) {
+  // a take's file in its <video> (a clip, started when PLAY) or its <img> (a still); URL
+  // null: not made yet
+  const video = $("video", node);
+  const image = $("img", node);
+  video.hidden = !url || still;
+  image.hidden = !url || !still;
+  if (!url) return;
+  if (still && !image.getAttribute("src")) image.src = url;
+  if (!still && !video.getAttribute("src")) {
+    video.src = url;
+    if (play) video.play().catch(() => {});
+  }
 }
 
 async function refresh() {
@@ -232,7 +260,7 @@ async function takeAction(event) {
     if (act === "cancel") await api("POST", `/api/jobs/${id}/cancel`);
     if (act === "delete" && confirm("Delete this take and its file?")) await api("DELETE", `/api/jobs/${id}`);
     if (act === "compare") {
-      const other = [...document.querySelectorAll('.take[data-status="done"]')].map((n) => n.dataset.id).find((x) => x !== id);
+      const other = [...document.querySelectorAll('.take[data-status="done"][data-kind="clip"]')].map((n) => n.dataset.id).find((x) => x !== id);
       location.href = `/compare?a=${id}${other ? `&b=${other}` : ""}`;
       return;
     }
@@ -394,7 +422,10 @@ async function initStudio() {
   initEdit();
   // a model that only generates (a diffusers one) edits nothing, uploaded clips included
   if (studio.model && !studio.model.modes.includes("extend")) $("#clip-edit").hidden = true;
-  $("#job-form").addEventListener("submit", submitJob);
+  const form = $("#job-form");
+  form.addEventListener("submit", submitJob);
+  form.elements.kind.addEventListener("change", () => showKind(form));
+  showKind(form);  // a reloaded page may keep the last choice
   $("#gallery").addEventListener("click", takeAction);
   $("#prev").addEventListener("click", () => { studio.offset = Math.max(0, studio.offset - studio.limit); refresh(); });
   $("#next").addEventListener("click", () => { studio.offset += studio.limit; refresh(); });
@@ -405,7 +436,8 @@ async function initStudio() {
 
 async function initCompare() {
   const params = new URLSearchParams(location.search);
-  const page = await api("GET", "/api/jobs?status=done&limit=200");
+  const done = await api("GET", "/api/jobs?status=done&limit=200");
+  const page = { items: done.items.filter((j) => !j.params.still) };  // clips side by side
   const jobs = new Map(page.items.map((j) => [j.id, j]));
   for (const [side, wanted] of [["a", params.get("a")], ["b", params.get("b")]]) {
     const select = $(`#pick-${side}`);
@@ -441,9 +473,9 @@ async function loadReview() {
   list.replaceChildren(...data.items.map((item) => {
     const node = $("#review-item").content.firstElementChild.cloneNode(true);
     node.dataset.id = item.id;
-    $("video", node).src = fileUrl(item.job);
+    showMedia(node, fileUrl(item.job), item.kind === "image");
     $(".prompt", node).textContent = short(item.prompt || "(prompt hidden)", 140);
-    $(".meta", node).textContent = `${item.status}${item.edit ? ` · ${item.edit}` : ""} · seed ${item.seed} · id ${item.id}` +
+    $(".meta", node).textContent = `${item.status}${item.kind === "image" ? " · image" : ""}${item.edit ? ` · ${item.edit}` : ""} · seed ${item.seed} · id ${item.id}` +
       (item.reviewer ? ` · ${item.reviewer}${item.note ? `: ${item.note}` : ""}` : "");
     $('[data-act="approve"]', node).hidden = item.status === "approved";
     $('[data-act="reject"]', node).hidden = item.status === "rejected";

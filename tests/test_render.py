@@ -152,3 +152,39 @@ def test_the_python_door_refuses_a_video_where_a_file_is_needed(tiny_model):
     with pytest.raises(InputError, match="unknown option"):
         model(PROMPT, colour="red")
     assert os.environ["KINEMA_HOME"]  # the tests never touch the user's state
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["generate", PROMPT, "-o", ""], "the output path is empty"),
+        (["generate", PROMPT, "-o", "/proc/x.mp4"], "cannot write in '/proc'"),
+        (["generate", PROMPT, "-o", "{tmp}/x.mp4", "--lora", "pink:0.8"], "cannot load LoRA adapters"),
+        (["generate", PROMPT, "-o", "{tmp}/x.mp4", "--reference", "{tmp}/r.png"], "no reference branch"),
+        (["extend", "{tmp}/in.mp4", PROMPT, "-o", "{tmp}/x.mp4"], "needs --add-frames"),
+        (
+            ["extend", "{tmp}/in.mp4", PROMPT, "-o", "{tmp}/x.mp4", "--add-frames", "4", "--frames", "4"],
+            "--add-frames (frames to add) alone",
+        ),
+        (["remix", "{tmp}/in.mp4", PROMPT, "-o", "{tmp}/x.png"], "a still (.png) comes from generate"),
+        (["generate", PROMPT, "-o", "{tmp}/x.gif", "--narration", "hello"], "a GIF cannot carry narration"),
+    ],
+)
+def test_new_refusals_are_one_line_before_any_work(tmp_path, capsys, args, words):
+    Video(np.zeros((5, 64, 64, 3), np.uint8)).save(tmp_path / "in.mp4")
+    with pytest.raises(SystemExit) as done:
+        main([a.format(tmp=tmp_path) for a in args])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "x.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]  # nothing half-written
+
+
+def test_extend_frames_still_works_with_a_deprecation_line(tiny_model, tmp_path, capsys):
+    Video(np.zeros((5, 64, 64, 3), np.uint8)).save(tmp_path / "in.mp4")
+    args = ["extend", str(tmp_path / "in.mp4"), PROMPT, "-o", str(tmp_path / "x.mp4"), "--frames", "4"]
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--model", str(tiny_model), "--steps", "1"])
+    err = capsys.readouterr().err
+    assert done.value.code == 0 and "deprecated; it means --add-frames" in err
+    assert read_video(tmp_path / "x.mp4").num_frames == 9

@@ -178,6 +178,7 @@ def check_output_path(path: str | os.PathLike) -> str:
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise VideoError(f"output folder '{parent}' does not exist")
+    _check_writable(parent)
     if kind == "frames":
         if p.exists() and not p.is_dir():
             raise VideoError(f"'{p}' is a file, not a frame folder")
@@ -188,6 +189,18 @@ def check_output_path(path: str | os.PathLike) -> str:
     elif p.is_dir():
         raise VideoError(f"'{p}' is a directory; give a file name ending in .{kind}")
     return kind
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse a folder no file can be made in (read-only, or a special file system such as
+    /proc) before any work: a probe file is made and removed, since permission bits alone
+    do not say (root passes them, /proc refuses anyway)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".kinema-probe-", dir=folder)
+    except OSError as e:
+        raise VideoError(f"cannot write in '{folder}': {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 # ---------------------------------------------------------------- writing

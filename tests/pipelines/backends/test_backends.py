@@ -12,6 +12,7 @@ from kinema.io import read_video, write_png
 from kinema.pipelines.backends import load_backend
 from kinema.pipelines.backends.cogvideox import decoded_frames
 from kinema.pipelines.loading import load
+from kinema.pipelines.protocol import MODES as MODE_ORDER
 from kinema.provenance.verify import verify_file
 from tests.pipelines.test_protocol import assert_satisfies
 
@@ -37,6 +38,9 @@ def images(tmp_path):
 # (folder, frames, which images): every mode each family maps
 MODES = [
     ("wan", 5, ()),
+    ("wan", 16, ()),  # not a count Wan's VAE makes: 17 are made and the clip trimmed
+    ("ltx", 16, ()),
+    ("wan-vace", 9, ()),
     ("wan-i2v", 5, ("--image",)),
     ("wan-i2v", 9, ("--image", "--last-image")),
     ("ltx", 9, ()),
@@ -161,10 +165,11 @@ def test_backend_reports_what_the_cli_needs(tiny_folders):
 @pytest.mark.parametrize(
     "kind,modes",
     [
-        ("wan", {"t2v"}),
+        ("wan", {"t2v", "remix"}),
         ("wan-i2v", {"i2v", "keyframes"}),
-        ("ltx", {"t2v", "i2v", "keyframes"}),
-        ("cogvideox", {"t2v"}),
+        ("wan-vace", {"t2v", "extend", "inpaint", "outpaint"}),
+        ("ltx", {"t2v", "i2v", "keyframes", "extend", "remix"}),
+        ("cogvideox", {"t2v", "remix"}),
         ("cogvideox-i2v", {"i2v"}),
     ],
 )
@@ -175,10 +180,12 @@ def test_backends_satisfy_the_pipeline_protocol(tiny_folders, kind, modes):
     # the shared resolution refuses alike for kinema's pipeline and a backend
     with pytest.raises(InputError, match="steps must be at least 1, got 0"):
         backend(PROMPT, frames=5, size=32, steps=0)
-    with pytest.raises(
-        InputError, match=f"serves {', '.join(m for m in ('t2v', 'i2v', 'keyframes') if m in modes)}"
-    ):
-        backend.inpaint(None, PROMPT, None)
+    served = ", ".join(m for m in MODE_ORDER if m in modes)
+    for edit in {"extend", "remix", "inpaint", "outpaint"} - modes:
+        with pytest.raises(InputError, match=f"does not do {edit}; it serves {served}"):
+            getattr(backend, edit)(
+                None, PROMPT, *[1] * {"extend": 1, "inpaint": 1, "outpaint": 4}.get(edit, 0)
+            )
 
 
 def test_cogvideox_frame_rule_follows_its_vae():
@@ -189,9 +196,7 @@ def test_cogvideox_frame_rule_follows_its_vae():
 @pytest.mark.parametrize(
     "kind,args,message",
     [
-        ("wan", ["--frames", 6], "nearest valid: 5"),
-        ("ltx", ["--frames", 10], "nearest valid: 9"),
-        ("cogvideox", ["--frames", 11], "nearest valid: 9"),
+        ("wan", ["--frames", 130], "makes at most 125 frames; 130 is more"),
         ("wan", ["--size", 40], "multiples of 16"),
         ("ltx", ["--size", 48], "multiples of 32"),
         ("cogvideox-i2v", ["--size", 32, "--image", "{first}"], "only makes 64x64"),
@@ -238,11 +243,11 @@ def test_edits_are_refused_in_one_line(capsys, tmp_path, tiny_folders):
         == 0
     )
     code, _, err = run(
-        capsys, "remix", clip, PROMPT, "-o", tmp_path / "r.mp4", "--model", tiny_folders["wan"]
+        capsys, "remix", clip, PROMPT, "-o", tmp_path / "r.mp4", "--model", tiny_folders["wan-i2v"]
     )
     assert (
         code == 2
-        and "the model wan does not do remix; it serves t2v" in err
+        and "the model wan-i2v does not do remix; it serves i2v, keyframes" in err
         and not (tmp_path / "r.mp4").exists()
     )
 

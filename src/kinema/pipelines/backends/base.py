@@ -43,13 +43,23 @@ class Request:
 class Family:
     """What one model family (Wan, LTX-Video, CogVideoX) brings to a backend.
 
-    frames_ok(pipe, n): whether the model makes exactly n frames.
+    frames_ok(pipe, n): whether the model makes exactly n frames (it makes the smallest
+    such n that covers a request, and the clip is trimmed to the request).
+    max_frames(pipe): the most frames the model can make (its position code's reach), or
+    None for no limit of its own.
     size_multiple(pipe): width and height must be multiples of it.
     fixed_size(pipe): (width, height) a model can only make (learned position tables), or None.
     route(backend, request): the diffusers pipeline for the request's mode and its extra
     keyword arguments; raises InputError for a mode the folder cannot serve.
     modes(class_name): the modes (kinema.pipelines.protocol.MODES) a folder whose
     model_index.json names class_name serves; known without loading any weights.
+    remix(backend, run, frames, strength): the clip (uint8 (T, H, W, 3)) redone.
+    fill(backend, run, canvas, regenerate): canvas (uint8 (T, H, W, 3)) with the pixels
+    where regenerate (bool (T, H, W)) is True made anew: serves inpaint, outpaint and
+    extension by masks. extend(backend, run, frames, added): `added` new frames after
+    the clip `frames`, for families that continue a clip by conditioning on it rather
+    than by masks. Each is None where the family has no such pipeline; whether a folder
+    serves the mode is `modes`'s answer, which the backend checks first.
     """
 
     name: str
@@ -59,6 +69,47 @@ class Family:
     route: Callable[[DiffusersBackend, Request], tuple[object, dict]]
     modes: Callable[[str], frozenset[str]]
     fixed_size: Callable[[object], tuple[int, int] | None] = lambda pipe: None
+    max_frames: Callable[[object], int | None] = lambda pipe: None
+    remix: Callable | None = None
+    fill: Callable | None = None
+    extend: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """What every call of a diffusers pipeline takes besides its inputs."""
+
+    prompt: str
+    negative: str
+    seed: int
+    steps: int
+    guidance: float
+    fps: float
+    progress: Callable[[int, int], None] | None = None
+
+    def call(self, pipe, frames: int | None = None, **inputs) -> np.ndarray:
+        """PIPE's clip for this run as uint8 (T, H, W, 3), its first `frames` frames (all
+        when None); inputs are the pipeline's own arguments (size, images, videos)."""
+
+        def on_step(pipe_, i, t, tensors):
+            self.progress(i + 1, getattr(pipe_, "num_timesteps", None) or self.steps)
+            return tensors
+
+        with quiet():
+            out = pipe(
+                prompt=self.prompt,
+                negative_prompt=self.negative or None,
+                num_inference_steps=self.steps,
+                guidance_scale=self.guidance,
+                generator=torch.Generator().manual_seed(self.seed),
+                output_type="np",
+                callback_on_step_end=on_step if self.progress else None,
+                **inputs,
+            )
+        made = to_uint8(out.frames[0])
+        if frames is not None and len(made) < frames:
+            raise RuntimeError(f"{type(pipe).__name__} made {len(made)} frames where {frames} were due")
+        return made[:frames]
 
 
 def model_hash(folder: Path) -> str:
@@ -161,13 +212,20 @@ class DiffusersBackend:
                     f"{axis} {value} is not (nearest valid: {nearest})"
                 )
 
-    def check_frames(self, frames: int) -> None:
-        ok = lambda n: self.family.frames_ok(self.pipe, n)  # noqa: E731
-        if frames < 1 or not ok(frames):
+    def frames_to_make(self, frames: int) -> int:
+        """The smallest count the model makes that covers `frames` (the clip is trimmed to
+        `frames` after); refuses (InputError) a count above the model's maximum."""
+        if frames < 1:
+            raise InputError(f"frames must be at least 1, got {frames}")
+        most = self.family.max_frames(self.pipe)
+        if most is not None and frames > most:
             raise InputError(
-                f"{self.name} ({self.family.name}) cannot make {frames} frames "
-                f"(nearest valid: {nearest_valid(max(frames, 1), ok)})"
+                f"{self.name} ({self.family.name}) makes at most {most} frames; {frames} is more"
             )
+        made = frames
+        while not self.family.frames_ok(self.pipe, made):
+            made += 1
+        return made
 
     # ---------------------------------------------------------------- generation
 
@@ -202,9 +260,9 @@ class DiffusersBackend:
         if shift is not None:
             raise InputError(f"{self.name} takes its shift from its scheduler config; drop the shift")
         settings = resolve_settings(d, frames, size, steps, guidance, fps)
-        frames, width, height, steps = settings.frames, settings.width, settings.height, settings.steps
+        frames, width, height = settings.frames, settings.width, settings.height
         self.check_size(width, height)
-        self.check_frames(frames)
+        made = self.frames_to_make(frames)
         keyframes = dict(keyframes or {})
         for index, image in keyframes.items():
             if not 0 <= index < frames:
@@ -213,48 +271,141 @@ class DiffusersBackend:
         if last_image is not None:
             self._check_image(last_image, width, height, "last_image")
         first = keyframes.pop(0, None)
-        request = Request(frames, settings.fps, width, height, first, keyframes, last_image)
+        request = Request(made, settings.fps, width, height, first, keyframes, last_image)
         pipe, extra = self.family.route(self, request)
-
-        def on_step(pipe_, i, t, tensors):
-            progress(i + 1, steps)
-            return tensors
-
-        with quiet():
-            out = pipe(
-                prompt=prompt,
-                negative_prompt=negative or None,
-                num_frames=frames,
-                height=height,
-                width=width,
-                num_inference_steps=steps,
-                guidance_scale=settings.guidance,
-                generator=torch.Generator().manual_seed(seed),
-                output_type="np",
-                callback_on_step_end=on_step if progress else None,
-                **extra,
+        run = Run(prompt, negative, seed, settings.steps, settings.guidance, settings.fps, progress)
+        clip = run.call(pipe, made, num_frames=made, height=height, width=width, **extra)
+        if last_image is not None:
+            # the last image sits on the last frame made: keep both ends and drop evenly between
+            return Video(
+                np.ascontiguousarray(clip[np.linspace(0, made - 1, frames).round().astype(int)]), settings.fps
             )
-        return Video(to_uint8(out.frames[0]), settings.fps)
+        return Video(clip[:frames], settings.fps)
 
-    # ---------------------------------------------------------------- edits kinema's own model makes
+    # ---------------------------------------------------------------- edits
 
-    def _refuse(self, what: str):
-        serves = ", ".join(mode for mode in MODES if mode in self.modes)
-        raise InputError(
-            f"{what} works with kinema's own model; the diffusers model {self.name} serves {serves}"
-        )
+    def _serve(self, mode: str) -> None:
+        if mode not in self.modes:
+            serves = ", ".join(m for m in MODES if m in self.modes)
+            raise InputError(f"the diffusers model {self.name} does not do {mode}; it serves {serves}")
 
-    def extend(self, *args, **kwargs):
-        self._refuse("extend")
+    def _run(self, prompt, fps, seed, steps, guidance, negative, progress) -> Run:
+        settings = resolve_settings(self.defaults, 1, None, steps, guidance, fps)
+        return Run(prompt, negative, seed, settings.steps, settings.guidance, fps, progress)
 
-    def remix(self, *args, **kwargs):
-        self._refuse("remix")
+    def _padded(self, frames: np.ndarray) -> np.ndarray:
+        """A clip lengthened to a count the model makes by repeating its last frame."""
+        made = self.frames_to_make(len(frames))
+        return np.concatenate([frames, np.repeat(frames[-1:], made - len(frames), axis=0)])
 
-    def inpaint(self, *args, **kwargs):
-        self._refuse("inpaint")
+    @torch.inference_mode()
+    def remix(
+        self,
+        video: Video,
+        prompt: str,
+        *,
+        strength: float = 0.6,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        negative: str = "",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Video:
+        """The clip redone under a new prompt through the family's video-to-video pipeline;
+        strength 0 keeps it (returned as is), 1 ignores it."""
+        self._serve("remix")
+        if not 0 <= strength <= 1:
+            raise InputError(f"strength must be between 0 and 1, got {strength}")
+        self.check_size(video.width, video.height)
+        if strength == 0:
+            return Video(video.frames.copy(), video.fps, video.audio)
+        run = self._run(prompt, video.fps, seed, steps, guidance, negative, progress)
+        made = self.family.remix(self, run, self._padded(video.frames), strength)
+        return Video(np.ascontiguousarray(made[: video.num_frames]), video.fps, video.audio)
 
-    def outpaint(self, *args, **kwargs):
-        self._refuse("outpaint")
+    @torch.inference_mode()
+    def inpaint(
+        self,
+        video: Video,
+        prompt: str,
+        region: np.ndarray,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        negative: str = "",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Video:
+        """Regenerate `region` (bool H×W, True = regenerate) in every frame; every pixel
+        outside it is the input's, exactly (the model's output is composited over it)."""
+        self._serve("inpaint")
+        region = np.asarray(region, bool)
+        if region.shape != (video.height, video.width):
+            raise InputError(
+                f"the mask is {region.shape[1]}x{region.shape[0]}, the clip {video.width}x{video.height}"
+            )
+        self.check_size(video.width, video.height)
+        run = self._run(prompt, video.fps, seed, steps, guidance, negative, progress)
+        regenerate = np.broadcast_to(region, video.frames.shape[:3])
+        return Video(self._fill(run, video.frames, regenerate), video.fps, video.audio)
+
+    def outpaint(
+        self, video: Video, prompt: str, left: int, top: int, right: int, bottom: int, **options
+    ) -> Video:
+        """The clip on a canvas grown by the given pixels on each side, the new area filled
+        and the clip's own pixels kept exactly."""
+        self._serve("outpaint")
+        if min(left, top, right, bottom) < 0 or left + top + right + bottom == 0:
+            raise InputError("outpaint takes four non-negative pixel counts L,T,R,B, not all zero")
+        width, height = video.width + left + right, video.height + top + bottom
+        self.check_size(width, height)
+        canvas = np.full((video.num_frames, height, width, 3), 127, np.uint8)
+        canvas[:, top : top + video.height, left : left + video.width] = video.frames
+        region = np.ones((height, width), bool)
+        region[top : top + video.height, left : left + video.width] = False
+        return self.inpaint(Video(canvas, video.fps, video.audio), prompt, region, **options)
+
+    @torch.inference_mode()
+    def extend(
+        self,
+        video: Video,
+        prompt: str,
+        frames: int,
+        *,
+        backward: bool = False,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        negative: str = "",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Video:
+        """The clip followed (or, backward, preceded) by `frames` new frames; the clip's
+        own frames are kept exactly. Backward runs forward on the reversed clip."""
+        self._serve("extend")
+        if frames < 1:
+            raise InputError(f"frames to add must be at least 1, got {frames}")
+        self.check_size(video.width, video.height)
+        self.frames_to_make(video.num_frames + frames)  # refuses a clip past the model's maximum
+        run = self._run(prompt, video.fps, seed, steps, guidance, negative, progress)
+        source = np.ascontiguousarray(video.frames[::-1] if backward else video.frames)
+        if self.family.extend is not None:
+            added = self.family.extend(self, run, source, frames)
+        else:
+            canvas = np.concatenate([source, np.full((frames, *source.shape[1:]), 127, np.uint8)])
+            regenerate = np.zeros(canvas.shape[:3], bool)
+            regenerate[len(source) :] = True
+            added = self._fill(run, canvas, regenerate)[len(source) :]
+        joined = np.concatenate([added[::-1], video.frames]) if backward else np.concatenate([source, added])
+        return Video(np.ascontiguousarray(joined), video.fps)
+
+    def _fill(self, run: Run, canvas: np.ndarray, regenerate: np.ndarray) -> np.ndarray:
+        """The family's fill of canvas where regenerate is True, composited so that every
+        other pixel is the canvas's own."""
+        frames = len(canvas)
+        padded = self._padded(canvas)
+        mask = np.concatenate([regenerate, np.ones((len(padded) - frames, *regenerate.shape[1:]), bool)])
+        made = self.family.fill(self, run, padded, mask)[:frames]
+        return np.ascontiguousarray(np.where(regenerate[..., None], made, canvas))
 
     @staticmethod
     def _check_image(image: np.ndarray, width: int, height: int, what: str) -> None:

@@ -1,18 +1,25 @@
-"""CogVideoX through diffusers: CogVideoXPipeline (text to video) and
-CogVideoXImageToVideoPipeline (first image). No keyframes and no last image: the model
-conditions on its first frame only.
+"""CogVideoX through diffusers: CogVideoXPipeline (text to video; remix through
+CogVideoXVideoToVideoPipeline on the same components) and CogVideoXImageToVideoPipeline
+(first image). No keyframes and no last image: the model conditions on its first frame
+only.
 
-A CogVideoX checkpoint is either text-to-video or image-to-video (the I2V transformer
-takes the image latents as extra channels), so one folder serves one of the two.
+A CogVideoX checkpoint is text-to-video, image-to-video or CogVideoX-Fun control (the
+I2V transformer takes the image latents as extra channels, the control one the control
+video's), so one folder serves one of the three. A control folder loads, and serves no
+mode of kinema's yet: its control video is not wired to `--control`.
 """
 
 from __future__ import annotations
 
+import diffusers
+import numpy as np
+
 from kinema.errors import InputError
-from kinema.pipelines.backends.base import DiffusersBackend, Family, Request, to_pil
+from kinema.pipelines.backends.base import DiffusersBackend, Family, Request, Run, to_pil
 
 T2V, I2V = "CogVideoXPipeline", "CogVideoXImageToVideoPipeline"
-CLASSES = (T2V, I2V)
+V2V, CONTROL = "CogVideoXVideoToVideoPipeline", "CogVideoXFunControlPipeline"
+CLASSES = (T2V, I2V, V2V, CONTROL)
 
 
 def decoded_frames(latent_frames: int, batch: int, factor: int) -> int:
@@ -60,19 +67,35 @@ def _route(backend: DiffusersBackend, request: Request) -> tuple[object, dict]:
         )
     # the transformer's text positions are sized for exactly this many tokens
     extra = {"max_sequence_length": backend.pipe.transformer.config.max_text_seq_length}
-    if backend.class_name == T2V:
+    if backend.class_name in (T2V, V2V):
         if request.first_image is not None:
             raise InputError(
                 f"{backend.name} is a text-to-video CogVideoX checkpoint: it takes no first image"
             )
-        return backend.pipe, extra
+        return backend.derived(diffusers.CogVideoXPipeline), extra
     if request.first_image is None:
         raise InputError(f"{backend.name} is an image-to-video CogVideoX checkpoint: it needs a first image")
     return backend.pipe, {"image": to_pil(request.first_image), **extra}
 
 
+def _remix(backend: DiffusersBackend, run: Run, frames: np.ndarray, strength: float) -> np.ndarray:
+    height, width = frames.shape[1:3]
+    return run.call(
+        backend.derived(diffusers.CogVideoXVideoToVideoPipeline),
+        len(frames),
+        video=[to_pil(f) for f in frames],
+        strength=strength,
+        height=height,
+        width=width,
+        max_sequence_length=backend.pipe.transformer.config.max_text_seq_length,
+    )
+
+
+_MODES = {T2V: {"t2v", "remix"}, V2V: {"t2v", "remix"}, I2V: {"i2v"}, CONTROL: set()}
+
+
 def _modes(class_name: str) -> frozenset[str]:
-    return frozenset({"i2v"} if class_name == I2V else {"t2v"})
+    return frozenset(_MODES.get(class_name, ()))
 
 
 FAMILY = Family(
@@ -82,5 +105,6 @@ FAMILY = Family(
     size_multiple=_size_multiple,
     route=_route,
     modes=_modes,
+    remix=_remix,
     fixed_size=_fixed_size,
 )

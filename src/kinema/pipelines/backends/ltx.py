@@ -1,6 +1,6 @@
 """LTX-Video through diffusers: LTXPipeline (text to video), LTXImageToVideoPipeline
-(first image), LTXConditionPipeline (keyframes and a last image, where the installed
-diffusers has it).
+(first image), LTXConditionPipeline (keyframes and a last image; remix as a whole-clip
+condition of partial strength; extension as the clip's last frames held at the start).
 
 All three share one transformer and VAE, so whichever the folder names, the others are
 made from it with from_pipe and every mode is served.
@@ -9,9 +9,10 @@ made from it with from_pipe and every mode is served.
 from __future__ import annotations
 
 import diffusers
+import numpy as np
 
 from kinema.errors import InputError
-from kinema.pipelines.backends.base import DiffusersBackend, Family, Request, to_pil
+from kinema.pipelines.backends.base import DiffusersBackend, Family, Request, Run, to_pil
 
 CLASSES = ("LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline")
 # frame conditioning arrived in diffusers 0.33; older releases have only the first two
@@ -58,9 +59,51 @@ def _route(backend: DiffusersBackend, request: Request) -> tuple[object, dict]:
     return backend.derived(_CONDITION), {"conditions": conditions, **rate}
 
 
+def _video_condition(frames: np.ndarray, strength: float):
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+    return LTXVideoCondition(video=[to_pil(f) for f in frames], frame_index=0, strength=strength)
+
+
+def _remix(backend: DiffusersBackend, run: Run, frames: np.ndarray, strength: float) -> np.ndarray:
+    # a condition of strength s starts its latents at noise level 1 - s and holds them
+    # there, which is SDEdit at strength 1 - s over the whole clip
+    height, width = frames.shape[1:3]
+    return run.call(
+        backend.derived(_CONDITION),
+        len(frames),
+        conditions=[_video_condition(frames, 1.0 - strength)],
+        num_frames=len(frames),
+        height=height,
+        width=width,
+        frame_rate=max(1, round(run.fps)),
+    )
+
+
+def _extend(backend: DiffusersBackend, run: Run, frames: np.ndarray, added: int) -> np.ndarray:
+    # the clip's last 1 + 8m frames (up to 17: two latents past the first) are held at the
+    # start, and the frames after them are the new ones
+    step = backend.pipe.vae_temporal_compression_ratio
+    context = frames[len(frames) - (1 + step * min((len(frames) - 1) // step, 2)) :]
+    made = backend.frames_to_make(len(context) + added)
+    height, width = frames.shape[1:3]
+    clip = run.call(
+        backend.derived(_CONDITION),
+        made,
+        conditions=[_video_condition(context, 1.0)],
+        num_frames=made,
+        height=height,
+        width=width,
+        frame_rate=max(1, round(run.fps)),
+    )
+    return clip[len(context) : len(context) + added]
+
+
 def _modes(class_name: str) -> frozenset[str]:
-    # every LTX folder serves all three pipelines (from_pipe); keyframes need the third
-    return frozenset({"t2v", "i2v"} | ({"keyframes"} if _CONDITION is not None else set()))
+    # every LTX folder serves all three pipelines (from_pipe); keyframes, remix and
+    # extension need the third
+    edits = {"keyframes", "remix", "extend"} if _CONDITION is not None else set()
+    return frozenset({"t2v", "i2v"} | edits)
 
 
 FAMILY = Family(
@@ -70,4 +113,6 @@ FAMILY = Family(
     size_multiple=_size_multiple,
     route=_route,
     modes=_modes,
+    remix=_remix,
+    extend=_extend,
 )

@@ -81,7 +81,8 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
     kind = "i2v" if first is not None and r.kind == "t2v" else r.kind
     if kind not in facts.modes:
         served = ", ".join(m for m in facts.modes)
-        raise InputError(f"the model {facts.name} does not do {MODE_WORDS[kind]}; it serves {served}")
+        serves = f"it serves {served}" if served else "kinema runs none of its modes yet"
+        raise InputError(f"the model {facts.name} does not do {MODE_WORDS[kind]}; {serves}")
     seed = secrets.randbelow(2**31) if r.seed is None else r.seed
     r = replace(r, prompt=prompt, negative=negative, seed=seed)
     if r.mode == "generate":

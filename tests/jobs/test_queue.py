@@ -150,3 +150,50 @@ def test_uploads_keep_their_facts_and_an_older_queue_gains_the_column(tmp_path):
     assert queue.input_facts(queue.save_input("alice", b"png"), "alice") == {}
     with pytest.raises(JobError):
         queue.input_facts(clip, "bob")  # another owner's upload is not there for them
+
+
+def test_a_lost_run_is_retried_once_then_the_job_fails_with_the_reason(tmp_path):
+    queue = JobQueue(tmp_path, lease_seconds=0.05)
+    job = queue.submit("alice", PARAMS)
+    assert queue.depth()["queued"] == 1 and queue.depth()["oldest_queued_age"] >= 0
+    first = queue.claim("host:1")
+    assert queue.depth() == {"queued": 0, "running": 1, "oldest_queued_age": None}
+    assert queue.abandon("host:2") == 0  # another worker's death takes nothing of this one's
+    assert queue.abandon("host:1") == 1  # its worker is known dead: back at once, lease or not
+    assert queue.get(job.id).status == "queued" and queue.get(job.id).lost_runs == 1
+    assert not queue.heartbeat(first)  # the dead run is fenced out
+
+    second = queue.claim("host:3")
+    time.sleep(0.1)  # this worker stalls past its lease
+    assert queue.recover() == 1
+    failed = queue.get(job.id)
+    assert failed.status == "failed" and failed.attempts == 2 and failed.lost_runs == 2
+    assert "lost 2 times" in failed.error and "retried 1 time" in failed.error
+    assert failed.to_dict()["lost_runs"] == 2
+    assert queue.claim("host:4") is None and not queue.complete(second, "x.mp4", {})  # never a third run
+
+
+def test_runs_handed_back_cleanly_are_not_lost_runs(tmp_path):
+    queue = JobQueue(tmp_path)
+    job = queue.submit("alice", PARAMS)
+    for attempt in (1, 2, 3):
+        running = queue.claim("host:1")
+        assert running.attempts == attempt
+        if attempt == 1:
+            assert queue.release(running)  # the server went away: the worker hands it back
+        elif attempt == 2:
+            assert queue.abandon("host:1", counted=False) == 1  # the server stopped the worker
+    assert queue.get(job.id).lost_runs == 0
+    assert queue.recover(all_running=True) == 1  # a server start after a crash: one lost run
+    assert queue.get(job.id).status == "queued" and queue.get(job.id).lost_runs == 1
+
+
+def test_a_queue_from_before_lost_runs_gains_the_column(tmp_path):
+    import sqlite3
+
+    queue = JobQueue(tmp_path)
+    job = queue.submit("alice", PARAMS)
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        db.execute("ALTER TABLE jobs DROP COLUMN lost")
+    reopened = JobQueue(tmp_path)
+    assert reopened.get(job.id).lost_runs == 0 and reopened.claim("w").id == job.id

@@ -2,7 +2,8 @@
 
     submit ─► queued ─claim─► running ─complete─► done
                  ▲              │ └──fail──► failed      cancel ─► cancelled
-                 └─lease lost───┘ (worker died: recover() puts it back)
+                 └─lease lost───┤ (worker died: recover() or abandon() puts it back once)
+                                └─lost again──► failed ("... retried once; not run again")
 
 Exactly once. A claim is one atomic `UPDATE … WHERE status = 'queued'` that also writes a
 fresh random lease token; every later write by the worker (heartbeat, progress, complete,
@@ -16,7 +17,17 @@ re-run writes the same bytes to the same name.
 Recovery: `recover(all_running=True)` re-queues every running job (the server calls it
 on start, before its workers run: any worker of the previous run is dead or exits when
 it sees its parent gone); `recover()` alone re-queues jobs whose lease expired (workers
-call it between jobs, so independent worker processes heal each other).
+call it between jobs and the server's supervisor every second, so a dead worker's job
+comes back even when no other worker is alive); `abandon(worker)` re-queues the jobs of
+a worker process known to be dead at once, without waiting for the lease.
+
+Retries. `attempts` counts the runs a job started; `lost` counts the runs that ended
+with their worker gone (killed, crashed, stalled past the lease). A lost run is retried
+LOST_RUN_RETRIES times (once); the next lost run fails the job with the reason, so a job
+that kills its worker cannot take the workers down in a loop. A run handed back cleanly
+(`release`: the server went away; `abandon(..., counted=False)`: the server stopped the
+worker) is not a lost run. However often a job is retried, the lease fence above lets it
+complete once.
 
 Files live under ROOT (default KINEMA_HOME/jobs): jobs.db, outputs/<id>.mp4 (+ its
 .json sidecar; a still's is outputs/<id>.png: `output_name`), outputs/<id>.published.mp4
@@ -47,6 +58,8 @@ __all__ = [
     "Job",
     "JobQueue",
     "JobError",
+    "LEASE_SECONDS",
+    "LOST_RUN_RETRIES",
     "STATUSES",
     "FINISHED",
     "output_name",
@@ -57,6 +70,11 @@ ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 LEASE_SECONDS = 60.0
+LOST_RUN_RETRIES = 1  # a job whose worker is lost is run once more, never a third time
+LOST_REASON = (
+    f"its worker was lost {LOST_RUN_RETRIES + 1} times (killed, crashed or stalled past the lease); "
+    f"retried {LOST_RUN_RETRIES} time(s) already, not run again"
+)
 OUTPUT_SUFFIX = ".mp4"
 STILL_SUFFIX = ".png"
 
@@ -72,7 +90,8 @@ class Cancelled(Exception):
 @dataclass(frozen=True)
 class Job:
     """One job. params: what to make (mode, prompt, seed, ...); progress: (i, n) steps;
-    record: the publish record once done; output: the file's name under outputs/."""
+    record: the publish record once done; output: the file's name under outputs/;
+    attempts: runs started; lost_runs: runs whose worker was lost (module doc: Retries)."""
 
     id: str
     owner: str
@@ -81,6 +100,7 @@ class Job:
     created: float
     updated: float
     attempts: int = 0
+    lost_runs: int = 0
     progress: tuple[int, int] = (0, 0)
     output: str | None = None
     record: dict[str, Any] | None = None
@@ -98,6 +118,7 @@ class Job:
             "created": self.created,
             "updated": self.updated,
             "attempts": self.attempts,
+            "lost_runs": self.lost_runs,
             "progress": {"i": self.progress[0], "n": self.progress[1]},
             "error": self.error,
             "size": self.size,
@@ -124,7 +145,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     lease TEXT,
     lease_until REAL,
-    worker TEXT
+    worker TEXT,
+    lost INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created);
@@ -138,7 +160,7 @@ CREATE TABLE IF NOT EXISTS inputs (
 """
 _FIELDS = (
     "id owner status params created updated attempts progress_i progress_n output record "
-    "error size cancel_requested lease"
+    "error size cancel_requested lease lost"
 ).split()
 _COLUMNS = ", ".join(_FIELDS)
 
@@ -160,6 +182,10 @@ class JobQueue:
             # a queue made before uploads kept their facts gains the column (empty for old rows)
             if "facts" not in {row[1] for row in db.execute("PRAGMA table_info(inputs)")}:
                 db.execute("ALTER TABLE inputs ADD COLUMN facts TEXT")
+                db.commit()
+            # … and one made before lost runs were counted gains that column (none lost yet)
+            if "lost" not in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}:
+                db.execute("ALTER TABLE jobs ADD COLUMN lost INTEGER NOT NULL DEFAULT 0")
                 db.commit()
 
     # ------------------------------------------------------------------ clients
@@ -337,8 +363,8 @@ class JobQueue:
         return done == 1
 
     def release(self, job: Job) -> bool:
-        """Give a running JOB back to the queue (its worker is stopping); False without
-        the lease."""
+        """Give a running JOB back to the queue (its worker is stopping: not a lost run);
+        False without the lease."""
         with self._db() as db:
             done = db.execute(
                 """UPDATE jobs SET status = 'queued', lease = NULL, lease_until = NULL, worker = NULL,
@@ -348,21 +374,32 @@ class JobQueue:
         return done == 1
 
     def recover(self, all_running: bool = False) -> int:
-        """Re-queue running jobs whose lease expired (all running jobs with ALL_RUNNING,
-        for a server start whose previous workers are gone); returns how many."""
-        now = time.time()
-        query = "UPDATE jobs SET status = 'queued', lease = NULL, lease_until = NULL, worker = NULL, updated = ? WHERE status = 'running'"
-        args: list[Any] = [now]
-        if not all_running:
-            query, args = query + " AND lease_until < ?", [now, now]
-        with self._db() as db:
-            count = db.execute(query, args).rowcount
-            # a cancel asked of a job that then lost its worker is honoured now
-            db.execute(
-                "UPDATE jobs SET status = 'cancelled', updated = ? WHERE status = 'queued' AND cancel_requested = 1",
-                (now,),
+        """Take back running jobs whose lease expired (all running jobs with ALL_RUNNING,
+        for a server start whose previous workers are gone): each is a lost run, re-queued
+        once and failed after that (see the module's Retries). Returns how many."""
+        return self._take_back("1" if all_running else "lease_until < :now")
+
+    def abandon(self, worker: str, counted: bool = True) -> int:
+        """Take back the running jobs of WORKER, a process known to be gone, without
+        waiting for their leases: lost runs, as in recover. COUNTED False (the server
+        stopped the worker itself) re-queues them without counting a lost run."""
+        return self._take_back("worker = :worker", {"worker": worker}, counted)
+
+    def depth(self) -> dict[str, Any]:
+        """How many jobs are queued and running, and the age in seconds of the oldest
+        queued one (None when none is queued)."""
+        with self._db(write=False) as db:
+            counts = dict(
+                db.execute(
+                    "SELECT status, count(*) FROM jobs WHERE status IN ('queued', 'running') GROUP BY status"
+                ).fetchall()
             )
-        return count
+            oldest = db.execute("SELECT min(created) FROM jobs WHERE status = 'queued'").fetchone()[0]
+        return {
+            "queued": counts.get("queued", 0),
+            "running": counts.get("running", 0),
+            "oldest_queued_age": None if oldest is None else round(max(0.0, time.time() - oldest), 3),
+        }
 
     # ------------------------------------------------------------------ limits
 
@@ -407,6 +444,33 @@ class JobQueue:
         return gone
 
     # ------------------------------------------------------------------ internals
+
+    def _take_back(self, which: str, values: dict[str, Any] | None = None, counted: bool = True) -> int:
+        """Re-queue the running jobs that the SQL condition WHICH (over VALUES and :now)
+        selects; COUNTED, each is a lost run, and one past LOST_RUN_RETRIES fails instead,
+        with the reason."""
+        now = time.time()
+        with self._db() as db:
+            count = db.execute(
+                f"""UPDATE jobs SET lost = lost + :step,
+                        status = CASE WHEN lost + :step > :retries THEN 'failed' ELSE 'queued' END,
+                        error = CASE WHEN lost + :step > :retries THEN :reason ELSE error END,
+                        lease = NULL, lease_until = NULL, worker = NULL, updated = :now
+                    WHERE status = 'running' AND ({which})""",
+                {
+                    "step": int(counted),
+                    "retries": LOST_RUN_RETRIES,
+                    "reason": LOST_REASON,
+                    "now": now,
+                    **(values or {}),
+                },
+            ).rowcount
+            # a cancel asked of a job that then lost its worker is honoured now
+            db.execute(
+                "UPDATE jobs SET status = 'cancelled', updated = ? WHERE status = 'queued' AND cancel_requested = 1",
+                (now,),
+            )
+        return count
 
     def _running_update(self, job: Job, assignments: str, values: tuple = ()) -> bool:
         with self._db() as db:
@@ -458,6 +522,7 @@ def _job(row: tuple) -> Job:
         created=v["created"],
         updated=v["updated"],
         attempts=v["attempts"],
+        lost_runs=v["lost"],
         progress=(v["progress_i"], v["progress_n"]),
         output=v["output"],
         record=json.loads(v["record"]) if v["record"] else None,

@@ -9,13 +9,13 @@ source take as ingredients, sidecar, review queue) to outputs/<job id>.mp4 (a st
 outputs/<job id>.png: kinema.jobs.queue.output_name), written under a temporary name and
 renamed into place.
 
-`start_workers(n, ...)` starts N processes (spawn, so none inherits a server's threads);
-each exits when told to stop or when its parent process is gone.
+A worker process exits when told to stop or when its parent process is gone (handing
+its job back). The web server runs its workers through kinema.jobs.supervisor, which
+replaces a dead one and takes its job back.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import threading
 import time
@@ -24,10 +24,10 @@ from collections.abc import Callable
 from typing import Any
 
 from kinema.errors import InputError
-from kinema.jobs.queue import Cancelled, Job, JobQueue, output_name
+from kinema.jobs.queue import LEASE_SECONDS, Cancelled, Job, JobQueue, output_name
 from kinema.jobs.requests import EDITS, GENERATE, MODES, clip_request
 
-__all__ = ["EDITS", "GENERATE", "MODES", "run_job", "start_workers", "stop_workers", "work"]
+__all__ = ["EDITS", "GENERATE", "MODES", "WORKER_NICE", "run_job", "work", "worker_name"]
 
 POLL_SECONDS = 0.5
 CLEANUP_SECONDS = 300.0
@@ -95,21 +95,26 @@ def work(
     max_bytes: int | None = None,
     max_age: float | None = None,
     nice: int = 0,
+    lease_seconds: float = LEASE_SECONDS,
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
     """The worker loop: claim and run jobs until STOP (an Event) is set, the parent
     process is gone or, with ONCE, the queue is empty. Returns the number completed.
-    NICE lowers this process's CPU priority by that much."""
+    NICE lowers this process's CPU priority by that much; a job's lease lasts
+    LEASE_SECONDS past each heartbeat; ON_READY is called once the model has loaded."""
     from kinema.pipelines.facts import ModelFacts
     from kinema.pipelines.loading import load
 
     if nice:
         os.nice(nice)
 
-    queue = JobQueue(root)
-    worker = worker or f"{os.uname().nodename}:{os.getpid()}"
+    queue = JobQueue(root, lease_seconds)
+    worker = worker or worker_name()
     parent = os.getppid()
     pipe = load(model)  # before any claim: a model that cannot load strands no job
     facts = ModelFacts.read(model)
+    if on_ready is not None:
+        on_ready()
     completed = 0
     last_cleanup = 0.0
     while not (stop is not None and stop.is_set()) and os.getppid() == parent:
@@ -130,43 +135,10 @@ def work(
 WORKER_NICE = 10  # generation yields the CPU to the server answering requests
 
 
-def start_workers(
-    n: int, root: str | os.PathLike | None = None, model: str | None = None, **limits: Any
-) -> tuple[list[mp.Process], Any]:
-    """Start N worker processes on the queue at ROOT, at a lower CPU priority than the
-    caller (WORKER_NICE); returns them and their stop Event."""
-    context = mp.get_context("spawn")
-    stop = context.Event()
-    processes = []
-    for index in range(n):
-        process = context.Process(
-            target=work,
-            kwargs={
-                "root": str(root) if root else None,
-                "model": model,
-                "stop": stop,
-                "nice": WORKER_NICE,
-                **limits,
-            },
-            name=f"kinema-worker-{index}",
-            daemon=True,
-        )
-        process.start()
-        processes.append(process)
-    return processes, stop
-
-
-def stop_workers(processes: list[mp.Process], stop: Any, timeout: float = 10.0) -> None:
-    """Ask workers to stop after their current job; terminate those still busy after
-    TIMEOUT (their jobs are re-queued by the next recover)."""
-    stop.set()
-    deadline = time.time() + timeout
-    for process in processes:
-        process.join(max(0.0, deadline - time.time()))
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
+def worker_name(pid: int | None = None) -> str:
+    """The name a worker process (PID, default this one) holds its jobs under: the
+    queue's `worker` column, by which kinema.jobs.supervisor takes back a dead one's job."""
+    return f"{os.uname().nodename}:{os.getpid() if pid is None else pid}"
 
 
 def _heartbeat(queue: JobQueue, job: Job, stop: threading.Event) -> None:

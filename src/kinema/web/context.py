@@ -3,6 +3,7 @@ reached by the routers through FastAPI dependencies (`Context`, `Caller`), never
 closures, so each router module stands alone and a test can build one from any app.
 
     create_app ─► WebContext(home, queue, tokens, limits, facts, limiter, model, workers)
+    lifespan   ─► ctx.pool: the supervised worker processes (kinema.jobs.supervisor)
     route(ctx: Context, caller: Caller) ─► ctx.queue, ctx.limits, ... ; caller.id owns jobs
 """
 
@@ -11,27 +12,45 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from kinema.jobs.queue import JobQueue
-from kinema.web.modes import ModelFacts
+from kinema.jobs.queue import LEASE_SECONDS, JobQueue
+from kinema.jobs.supervisor import WorkerPool
+from kinema.web.modes import MAX_FRAMES, MAX_SIDE, MAX_STEPS, PROMPT_CHARS, ModelFacts
 from kinema.web.tokens import Token, TokenStore
 
-__all__ = ["Caller", "Context", "Limits", "RateLimiter", "WebContext", "caller", "web_context"]
+__all__ = [
+    "SCHEMA_CEILINGS",
+    "Caller",
+    "Context",
+    "Limits",
+    "RateLimiter",
+    "WebContext",
+    "caller",
+    "web_context",
+]
+
+
+# Limits whose ceiling is a bound of the request schema (kinema.web.modes.JobRequest),
+# which validation enforces before any limit is read: a looser limit could never apply.
+SCHEMA_CEILINGS = {"prompt_chars": PROMPT_CHARS, "frames": MAX_FRAMES, "steps": MAX_STEPS}
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may ask for, and how often."""
+    """What one request may ask for, and how often; how long a job's lease lasts. The
+    request limits default to kinema.web.modes' constants, the bounds JobRequest's schema
+    states; they may be tightened (the app's OpenAPI then states the tighter numbers), not
+    loosened: ValueError, as for a limit that is not positive."""
 
-    prompt_chars: int = 500
-    frames: int = 256
-    side: int = 512
-    steps: int = 100
+    prompt_chars: int = PROMPT_CHARS
+    frames: int = MAX_FRAMES
+    side: int = MAX_SIDE
+    steps: int = MAX_STEPS
     image_bytes: int = 8 << 20
     upload_bytes: int = 64 << 20
     reads_per_second: float = 100.0  # 50 tabs polling every half second stay below this
@@ -40,6 +59,20 @@ class Limits:
     write_burst: int = 30
     output_bytes: int = 2 << 30
     output_age: float = 7 * 24 * 3600.0
+    lease_seconds: float = LEASE_SECONDS  # a dead worker's job waits this long at most
+
+    def __post_init__(self) -> None:
+        for limit in fields(self):
+            if not getattr(self, limit.name) > 0:
+                raise ValueError(f"Limits.{limit.name} must be positive, got {getattr(self, limit.name)}")
+        for name, ceiling in SCHEMA_CEILINGS.items():
+            if getattr(self, name) > ceiling:
+                raise ValueError(
+                    f"Limits.{name} = {getattr(self, name)} is looser than the request schema's "
+                    f"{ceiling} (kinema.web.modes), which every request is validated against first"
+                )
+        if self.side < 16:
+            raise ValueError(f"Limits.side must be at least 16 pixels (the smallest size), got {self.side}")
 
 
 class RateLimiter:
@@ -68,8 +101,9 @@ class RateLimiter:
 @dataclass
 class WebContext:
     """The app's shared state: the state folder, the job queue, the token store, the
-    limits and their rate limiter, the model's facts (read without weights), and the
-    model and worker count the lifespan starts workers with."""
+    limits and their rate limiter, the model's facts (read without weights), the model
+    and worker count the lifespan starts workers with, and, while the app runs with
+    workers, their pool (None without)."""
 
     home: Path
     queue: JobQueue
@@ -78,6 +112,7 @@ class WebContext:
     facts: ModelFacts
     model: str | None = None
     workers: int = 1
+    pool: WorkerPool | None = None
     limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,7 +123,7 @@ class WebContext:
         """The context over state folder HOME for MODEL (None: the built-in one)."""
         return cls(
             home=home,
-            queue=JobQueue(home / "jobs"),
+            queue=JobQueue(home / "jobs", limits.lease_seconds),
             tokens=TokenStore(home),
             limits=limits,
             facts=ModelFacts.read(model),

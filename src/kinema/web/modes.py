@@ -35,10 +35,21 @@ from kinema.jobs.requests import EDITS, GENERATE, MODES, clip_request, source_pa
 from kinema.pipelines.facts import ModelFacts
 from kinema.render import check
 
-__all__ = ["EDITS", "MODES", "PROMPT_CHARS", "JobRequest", "ModelFacts", "job_params", "recheck"]
+__all__ = [
+    "EDITS",
+    "MAX_FRAMES",
+    "MAX_SIDE",
+    "MAX_STEPS",
+    "MODES",
+    "PROMPT_CHARS",
+    "JobRequest",
+    "ModelFacts",
+    "job_params",
+    "recheck",
+]
 
-# The web's own limits, the defaults of kinema.web.app.Limits; the OpenAPI schema states
-# the same numbers (a test compares them).
+# The web's own limits: JobRequest's schema bounds below, and the defaults and ceilings of
+# kinema.web.context.Limits (an app's OpenAPI states its own Limits; a test compares them).
 PROMPT_CHARS = 500
 MAX_FRAMES = 256
 MAX_STEPS = 100

@@ -2,8 +2,16 @@
 includes them in (it is the order of the OpenAPI spec and of the /docs page)."""
 
 from kinema.web import pages
-from kinema.web.routes import auth, jobs, review, uploads, verify
+from kinema.web.routes import auth, health, jobs, review, uploads, verify
 
 __all__ = ["ROUTERS"]
 
-ROUTERS = (auth.router, uploads.router, jobs.router, verify.router, review.router, pages.router)
+ROUTERS = (
+    auth.router,
+    uploads.router,
+    jobs.router,
+    verify.router,
+    review.router,
+    health.router,
+    pages.router,
+)

@@ -62,6 +62,7 @@ def test_operations_keep_their_paths_and_ids(tmp_path):
     }
     assert operations == {
         ("GET", "/api/me"): "me_api_me_get",
+        ("GET", "/api/health"): "health_api_health_get",
         ("POST", "/api/uploads"): "upload_api_uploads_post",
         ("POST", "/api/jobs"): "submit_api_jobs_post",
         ("GET", "/api/jobs"): "list_jobs_api_jobs_get",

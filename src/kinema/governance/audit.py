@@ -171,23 +171,33 @@ def append(event: str, **fields: Any) -> dict[str, Any]:
     Raises AuditError when the event name is empty, and AuditBroken when the log is broken
     (appending after damage would hide it).
     """
-    return _append(event, fields)[0]
+    written = _append(event, fields)
+    assert written is not None  # only a must_be_open append writes nothing
+    return written[0]
 
 
 def intent(event: str, **fields: Any) -> Intent:
     """Write the intent entry of a state change (before anything changes); the change's
     `done` entry closes it. Refuses (AuditBroken) on a broken log, so nothing changes."""
     fields = {**fields, "phase": "intent", "pid": os.getpid(), "host": socket.gethostname()}
-    record, end = _append(event, fields, opening=True)
-    return Intent(record, end)
+    written = _append(event, fields, opening=True)
+    assert written is not None
+    return Intent(*written)
 
 
-def done(opened: Intent | dict[str, Any], outcome: str, **fields: Any) -> dict[str, Any]:
+def done(
+    opened: Intent | dict[str, Any], outcome: str, *, reconciled: bool = False, **fields: Any
+) -> dict[str, Any] | None:
     """Write the done entry of the intent OPENED (an Intent or its record): OUTCOME says
-    what happened ("applied", "refused: ...", "rolled back")."""
+    what happened ("applied", "not applied: ...", "rolled back: ..."). RECONCILED (another
+    process closing a crashed one's change) writes nothing, and returns None, when some
+    other process closed it first."""
     record = opened.record if isinstance(opened, Intent) else opened
     body = {**fields, "phase": "done", "intent": record["hash"], "outcome": outcome}
-    return _append(record["event"], body, closing_hash=record["hash"])[0]
+    if reconciled:
+        body["reconciled"] = True
+    written = _append(record["event"], body, closing_hash=record["hash"], must_be_open=reconciled)
+    return written[0] if written else None
 
 
 def check() -> None:
@@ -332,8 +342,12 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _append(
-    event: str, fields: dict[str, Any], opening: bool = False, closing_hash: str | None = None
-) -> tuple[dict[str, Any], int]:
+    event: str,
+    fields: dict[str, Any],
+    opening: bool = False,
+    closing_hash: str | None = None,
+    must_be_open: bool = False,
+) -> tuple[dict[str, Any], int] | None:
     if not isinstance(event, str) or not event.strip():
         raise AuditError("an audit event needs a name")
     path = log_path()
@@ -341,6 +355,8 @@ def _append(
     clean = json.loads(json.dumps(fields, default=str))
     with _locked(path):
         head = _checked(path)
+        if must_be_open and not any(e.get("hash") == closing_hash for e in head.get("open", [])):
+            return None
         record: dict[str, Any] = {
             "time": _now(),
             "event": event.strip(),

@@ -506,7 +506,9 @@ def reconcile() -> list[dict[str, Any]]:
     for record in audit.abandoned_intents():
         fields = record.get("fields") or {}
         outcome = _settle(record["event"], fields)
-        closed.append(audit.done(record, outcome, reconciled=True))
+        written = audit.done(record, outcome, reconciled=True)
+        if written is not None:
+            closed.append(written)
     return closed
 
 

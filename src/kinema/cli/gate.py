@@ -185,6 +185,8 @@ def audit_verify(as_json: JsonOption = False) -> None:
             typer.echo("state changes are refused until `kinema audit repair --accept`", err=True)
         for acknowledged in report.breaks:
             typer.echo(f"acknowledged break: {acknowledged}")
+        for opened in report.open_intents:
+            typer.echo(f"open change: line {opened['seq'] + 1} ({opened['event']}) has no done entry yet")
     if not report.ok:
         raise typer.Exit(1)
 

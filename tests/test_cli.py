@@ -278,6 +278,38 @@ def test_export_takes_o_and_keeps_the_positional_form(capsys, tmp_path):
     assert code == 0 and out.startswith(f"wrote {tmp_path / 'again.mp4'}")
 
 
+def test_review_states_from_the_command_line(capsys, tmp_path):
+    # issue 25: reject, then approve, then export used to publish (exit 0)
+    render = ["world", "render", PROMPT, "-o", str(tmp_path / "c.mp4"), "--seed", "1", "--json"]
+    first = json.loads(run(capsys, *render)[1])["id"]
+    second = json.loads(run(capsys, *render)[1])["id"]  # the same command again: a new item
+    assert first != second
+    code, out, _ = run(capsys, "review", "list")
+    assert f"{first}  superseded" in out and f"{second}  pending" in out
+    assert run(capsys, "review", "reject", second, "--note", "flickers")[1] == f"rejected {second}\n"
+    for args in (["review", "approve", second], ["export", second, "-o", str(tmp_path / "pub.mp4")]):
+        code, out, err = run(capsys, *args)
+        assert code == 2 and out == "" and err.count("\n") == 1 and f"{second} is rejected (final)" in err
+    assert not (tmp_path / "pub.mp4").exists()
+    third = json.loads(run(capsys, *render)[1])["id"]
+    code, out, _ = run(capsys, "review", "approve", third)
+    assert code == 0 and out == f"approved {third} (self-review)\n"
+    assert run(capsys, "export", third, "-o", str(tmp_path / "pub.mp4"))[0] == 0
+    assert run(capsys, "review", "withdraw", third)[1] == f"withdrawn {third}\n"
+    code, _, err = run(capsys, "export", third, "-o", str(tmp_path / "again.mp4"))
+    assert code == 2 and "is withdrawn" in err and not (tmp_path / "again.mp4").exists()
+    assert run(capsys, "review", "policy")[1] == "four-eyes review is off\n"
+    assert run(capsys, "review", "policy", "--four-eyes", "on")[1] == "four-eyes review is now on\n"
+    assert run(capsys, "review", "policy", "--four-eyes", "maybe")[0] == 2
+    fourth = json.loads(run(capsys, *render)[1])["id"]
+    code, _, err = run(capsys, "review", "approve", fourth)
+    assert code == 2 and "four-eyes review is on" in err
+    code, out, _ = run(capsys, "audit", "verify")
+    assert code == 0 and out.startswith("audit log intact")
+    code, out, _ = run(capsys, "review", "--help")
+    assert all(state in out for state in ("pending", "approved", "rejected", "withdrawn", "superseded"))
+
+
 def test_review_list_is_newest_first_under_a_header(capsys, monkeypatch):
     from types import SimpleNamespace
 

@@ -29,7 +29,7 @@ from typing import Any
 from kinema.errors import InputError
 from kinema.governance import review
 from kinema.io import Video, check_output_path, is_still, output_kind, write_video
-from kinema.io.atomic import replacing, write_json
+from kinema.io.atomic import publishable, write_json
 from kinema.io.video import check_still
 from kinema.io.wav import write_wav
 from kinema.provenance.c2pa import (
@@ -68,12 +68,6 @@ def settings_path(output: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".json")
 
 
-def review_item_id(record: dict, target: Path) -> str:
-    """The review item's id of a file: a digest of its settings record and where it lies."""
-    data = {"settings": record, "path": str(target.resolve())}
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def watermark_payload(key: bytes, origin: Origin, settings: dict) -> bytes:
     """The payload: a keyed hash of model, seed, prompt hash and the other settings."""
     prompt = settings.get("prompt")
@@ -107,19 +101,24 @@ def publish(
     ingredients: Sequence[Path] = (),
     hide_prompt: bool = False,
     payload: bytes | None = None,
+    creator: str | None = None,
 ) -> dict:
     """Finish `video` as a working file at `output`; returns its sidecar record.
 
-    The record carries "id" (the review item), "path", "seed" and, on the first write
-    on this machine, "keys_created" (the folder where the signing chain was made).
-    `settings` holds prompt, seed and the generation settings; with `hide_prompt` only
-    the prompt's hash is written, in the sidecar and the manifest alike. `payload` is
-    given when `mark` has already watermarked the pixels (the Python door).
+    The record carries "id" (the review item: a fresh one each time, so a rerun is a new
+    item and an earlier item of the same path becomes superseded), "path", "seed" and, on
+    the first write on this machine, "keys_created" (the folder where the signing chain
+    was made). `settings` holds prompt, seed and the generation settings; with
+    `hide_prompt` only the prompt's hash is written, in the sidecar and the manifest
+    alike. `payload` is given when `mark` has already watermarked the pixels (the Python
+    door). `creator` is who the review item is filed under (default local:<uid>; the web
+    worker: token:<id>). A broken audit log refuses before anything is written.
     """
     kind = check_output_path(output)
     if is_still(kind):
         check_still(video, kind)
     target = Path(os.fspath(output))
+    review.check_gate()
     home = kinema_home()
     keys, created = ensure_keys(home)
     record = _sidecar_record(settings, origin, hide_prompt)
@@ -129,7 +128,7 @@ def publish(
             video, payload = mark(video, settings, origin)
         binding = SoftBinding(WATERMARK_ALGORITHM, payload.hex())
         record["watermark"] = {"algorithm": WATERMARK_ALGORITHM, "payload": payload.hex()}
-    item_id = review_item_id(record, target)
+    item_id = review.new_id()
     record = {"id": item_id, **record}
     spec = ManifestSpec(
         title=target.name,
@@ -146,12 +145,17 @@ def publish(
         ),
         soft_binding=binding,
     )
-    if kind == "frames":
-        _publish_folder(video, target, spec, keys, ingredients, record)
-    else:
-        _publish_file(video, target, spec, keys, ingredients, record)
     what = "image" if is_still(kind) else "clip"
-    review.register(target, record, what, manifest=spec, ingredients=ingredients, item_id=item_id)
+
+    def register(staged: Path, install) -> None:
+        review.register(
+            target, record, what, spec, ingredients, item_id, creator=creator, staged=staged, install=install
+        )
+
+    if kind == "frames":
+        _publish_folder(video, target, spec, keys, ingredients, record, register)
+    else:
+        _publish_file(video, target, spec, keys, ingredients, record, register)
     return {**record, "path": str(target), **({"keys_created": str(keys.folder)} if created else {})}
 
 
@@ -165,9 +169,12 @@ def mark(video: Video, settings: dict, origin: Origin) -> tuple[Video, bytes]:
     return embed(video, payload, key), payload
 
 
-def publish_rendered(rendered: Any, output: str | os.PathLike, *, hide_prompt: bool = False) -> dict:
+def publish_rendered(
+    rendered: Any, output: str | os.PathLike, *, hide_prompt: bool = False, creator: str | None = None
+) -> dict:
     """Publish what kinema.render made (a Rendered: video, settings, origin, edit,
-    ingredients) at OUTPUT; returns the sidecar record (see publish)."""
+    ingredients) at OUTPUT, its review item filed under CREATOR (default local:<uid>);
+    returns the sidecar record (see publish)."""
     return publish(
         rendered.video,
         output,
@@ -176,6 +183,7 @@ def publish_rendered(rendered: Any, output: str | os.PathLike, *, hide_prompt: b
         edit=rendered.edit,
         ingredients=list(rendered.ingredients),
         hide_prompt=hide_prompt,
+        creator=creator,
     )
 
 
@@ -220,17 +228,19 @@ def publish_audio(
     *,
     edit: str | None = None,
     ingredients: Sequence[Path] = (),
+    creator: str | None = None,
 ) -> dict:
     """Finish speech (a kinema.voice.narrate.SpeechTrack, its audio already watermarked)
     as a .wav working file: write, sign (algorithmicMedia, naming the voice profile and
-    consent record), sidecar OUTPUT.json, rename into place, review queue. Returns the
-    sidecar record with "id", "path" and "seed". Refuses an output that is not a .wav in
-    an existing folder."""
+    consent record), sidecar OUTPUT.json, rename into place, review queue (a fresh item,
+    filed under CREATOR). Returns the sidecar record with "id", "path" and "seed".
+    Refuses an output that is not a .wav in an existing folder."""
     target = check_wav_path(output)
+    review.check_gate()
     home = kinema_home()
     keys, created = ensure_keys(home)
     record = _sidecar_record(track.settings, origin, hide_prompt=False)
-    item_id = review_item_id(record, target)
+    item_id = review.new_id()
     record = {"id": item_id, **record}
     spec = ManifestSpec(
         title=target.name,
@@ -242,30 +252,65 @@ def publish_audio(
         ),
         soft_binding=track.soft_binding,
     )
-    with replacing(target) as tmp:
+
+    def write(tmp: Path) -> Path | None:
         write_wav(track.audio, tmp)
-        sign_file(tmp, spec, keys, list(ingredients))
-        write_json(settings_path(target), record)
-    review.register(target, record, "audio", manifest=spec, ingredients=list(ingredients), item_id=item_id)
+        return sign_file(tmp, spec, keys, list(ingredients))
+
+    def register(staged: Path, install) -> None:
+        review.register(
+            target,
+            record,
+            "audio",
+            spec,
+            list(ingredients),
+            item_id,
+            creator=creator,
+            staged=staged,
+            install=install,
+        )
+
+    _install_file(target, record, write, register)
     return {**record, "path": str(target), **({"keys_created": str(keys.folder)} if created else {})}
 
 
-def _publish_file(video, target: Path, spec, keys, ingredients, record) -> None:
-    # the clip is renamed into place last, when its sidecars already are
-    with replacing(target) as tmp:
-        try:
-            write_video(video, tmp)
-            manifest_sidecar = sign_file(
-                tmp, dataclasses.replace(spec, format=target.suffix[1:]), keys, ingredients
-            )
-            write_json(settings_path(target), record)
+def _publish_file(video, target: Path, spec, keys, ingredients, record, register) -> None:
+    def write(tmp: Path) -> Path | None:
+        write_video(video, tmp)
+        return sign_file(tmp, dataclasses.replace(spec, format=target.suffix[1:]), keys, ingredients)
+
+    _install_file(target, record, write, register)
+
+
+def _install_file(target: Path, record: dict, write, register) -> None:
+    """WRITE(tmp) makes and signs the file under a temporary name beside TARGET (returning
+    its manifest sidecar, if any); the settings record goes to a temporary too. REGISTER
+    (staged, install) files the review item; install renames the sidecars and then the
+    file into place (the file last, when its sidecars already are). Whatever was not
+    renamed is removed."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    settings_tmp = tmp.with_name(tmp.name + ".json")
+    manifest_sidecar = None
+    try:
+        manifest_sidecar = write(tmp)
+        write_json(settings_tmp, record)
+        publishable(tmp)
+
+        def install() -> None:
+            os.replace(settings_tmp, settings_path(target))
             if manifest_sidecar is not None:
                 os.replace(manifest_sidecar, sidecar_path(target))
-        finally:
-            sidecar_path(tmp).unlink(missing_ok=True)
+            os.replace(tmp, target)
+
+        register(tmp, install)
+    finally:
+        for leftover in (tmp, settings_tmp, sidecar_path(tmp)):
+            leftover.unlink(missing_ok=True)
 
 
-def _publish_folder(video, target: Path, spec, keys, ingredients, record) -> None:
+def _publish_folder(video, target: Path, spec, keys, ingredients, record, register) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     old = target.with_name(f".{target.name}.old")
     try:
@@ -273,10 +318,20 @@ def _publish_folder(video, target: Path, spec, keys, ingredients, record) -> Non
         write_video(video, frames)
         sign_file(frames, dataclasses.replace(spec, format="png"), keys, ingredients)
         write_json(frames / "settings.json", {**record, "fps": video.fps})
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-        os.replace(frames, target)
+
+        def install() -> None:
+            moved = target.exists()
+            if moved:
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+            try:
+                os.replace(frames, target)
+            except BaseException:
+                if moved:
+                    os.replace(old, target)
+                raise
+
+        register(frames, install)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)

@@ -36,7 +36,14 @@ def test_append_chains_lines_and_updates_head():
     assert records[0]["time"].endswith("Z") and records[0]["fields"] == {"index": 0, "note": "line 0"}
     assert records[0]["hash"] == audit.record_hash(records[0])
     head = json.loads(head_path().read_text())
-    assert head == {"hash": records[-1]["hash"], "count": 3, "size": log_path().stat().st_size}
+    st = log_path().stat()
+    assert head == {
+        "hash": records[-1]["hash"],
+        "count": 3,
+        "size": st.st_size,
+        "stat": [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino],  # the verified state
+        "open": [],
+    }
     assert verify_log() == (True, None, 3)
     assert audit.read_log() == records
 
@@ -174,7 +181,7 @@ def test_garbage_line_is_detected():
 def test_append_refuses_to_write_after_damage():
     fill(3)
     write_lines(lines()[:-1])
-    with pytest.raises(AuditError, match="shorter"):
+    with pytest.raises(AuditError, match="ends early.*kinema audit verify"):
         append("test.after")
     fill_again = lines()
     assert len(fill_again) == 2  # nothing was written after the damage

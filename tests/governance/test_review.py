@@ -24,6 +24,7 @@ from kinema.provenance.keys import ensure_keys
 from kinema.state import kinema_home
 
 PROMPT = "a red circle moving right on a black background"
+ALICE, BOB = "token:a11ce000", "token:b0b00000"
 SETTINGS = {"prompt": PROMPT, "seed": 7, "steps": 4, "frames": 4, "model": "kinema-shapes-tiny"}
 
 
@@ -61,11 +62,12 @@ def working(tmp_path: Path, name: str, keys, seed: int = 0, **changes) -> Path:
 def approved_item(tmp_path, keys, name="clip.mp4"):
     path = working(tmp_path, name, keys)
     item = review.register(path, SETTINGS, "clip", manifest=spec(title=path.name))
-    return review.approve(item.id, note="looks right", reviewer="alice")
+    return review.approve(item.id, note="looks right", reviewer=ALICE)
 
 
 def events() -> list[str]:
-    return [r["event"] for r in audit.read_log()]
+    """The log's events, one a change (its intent entry; done entries left out)."""
+    return [r["event"] for r in audit.read_log() if r["fields"].get("phase") != "done"]
 
 
 # ----------------------------------------------------------------------------- queue
@@ -108,32 +110,32 @@ def test_register_refuses_missing_files_and_empty_kind(tmp_path, keys):
 
 
 def test_register_under_a_given_id_and_again(tmp_path, keys):
+    # a rerun is a new item: an id in use is refused, never reset (issue 25)
     path = working(tmp_path, "a.mp4", keys)
     first = review.register(path, SETTINGS, "clip", item_id="abc123def456")
-    review.approve(first.id, reviewer="alice")
-    again = review.register(path, SETTINGS, "clip", item_id="abc123def456")
-    assert again.status == "pending" and len(review.list_items()) == 1
-    other = working(tmp_path, "b.mp4", keys, seed=1)
-    with pytest.raises(ReviewError, match="already used"):
-        review.register(other, SETTINGS, "clip", item_id="abc123def456")
+    review.approve(first.id, reviewer=ALICE)
+    with pytest.raises(ReviewError, match="already used; every registration gets a fresh id"):
+        review.register(path, SETTINGS, "clip", item_id="abc123def456")
+    assert review.get(first.id).status == "approved" and len(review.list_items()) == 1
 
 
-def test_approve_and_reject_record_the_decision(tmp_path, keys, monkeypatch):
+def test_approve_and_withdraw_record_the_decision(tmp_path, keys):
     item = review.register(working(tmp_path, "a.mp4", keys), SETTINGS, "clip")
-    approved = review.approve(item.id, note="  fine ", reviewer="alice")
-    assert approved.status == "approved" and approved.reviewer == "alice"
+    approved = review.approve(item.id, note="  fine ", reviewer=ALICE)
+    assert approved.status == "approved" and approved.reviewer == ALICE
     assert approved.note == "fine" and approved.decided
     assert review.get(item.id) == approved
-    with pytest.raises(ReviewError, match="already approved"):
+    with pytest.raises(ReviewError, match=f"item {item.id} is approved; only a pending item can be approved"):
         review.approve(item.id)
-    monkeypatch.setenv("KINEMA_REVIEWER", "bob")
-    rejected = review.reject(item.id, note="on second thought")
-    assert rejected.status == "rejected" and rejected.reviewer == "bob"
-    with pytest.raises(ReviewError, match="already rejected"):
+    with pytest.raises(ReviewError, match="is approved; only a pending item can be rejected"):
         review.reject(item.id)
-    assert events() == ["review.register", "review.approve", "review.reject"]
-    last = audit.read_log()[-1]["fields"]
-    assert last["previous"] == "approved" and last["reviewer"] == "bob"
+    withdrawn = review.withdraw(item.id, note="on second thought", reviewer=BOB)
+    assert withdrawn.status == "withdrawn" and withdrawn.reviewer == BOB
+    with pytest.raises(ReviewError, match=r"is withdrawn \(final\); only a pending item can be approved"):
+        review.approve(item.id)
+    assert events() == ["review.register", "review.approve", "review.withdraw"]
+    last = [r for r in audit.read_log() if r["event"] == "review.withdraw"][0]["fields"]
+    assert last["previous"] == "approved" and last["reviewer"] == BOB and last["phase"] == "intent"
     assert audit.verify_log()[0]
 
 
@@ -156,7 +158,8 @@ def test_export_signs_the_copy_with_the_review(tmp_path, keys):
     assert result["state"] == "Trusted", result["reason"]
     claims = result["active_manifest"]
     assert claims["review"]["decision"] == "approved"
-    assert claims["review"]["reviewer"] == "alice" and claims["review"]["note"] == "looks right"
+    assert claims["review"]["reviewer"] == ALICE and claims["review"]["note"] == "looks right"
+    assert claims["review"]["item"] == item.id and claims["review"]["self_review"] is False
     assert claims["actions"][-1]["action"] == "c2pa.published"
     assert claims["generation"]["prompt"] == PROMPT and claims["title"] == "published.mp4"
     assert claims["soft_binding"]["payload_hex"] == "00ff10ab00ff10ab"
@@ -187,8 +190,8 @@ def test_pending_and_rejected_items_are_not_exported(tmp_path, keys):
     with pytest.raises(ReviewError) as info:
         review.export(item.id, out)
     assert str(info.value) == (f"item {item.id} is pending; only approved items can be exported")
-    review.reject(item.id, reviewer="alice")
-    with pytest.raises(ReviewError, match="is rejected; only approved items"):
+    review.reject(item.id, reviewer=ALICE)
+    with pytest.raises(ReviewError, match=r"is rejected \(final\); only approved items"):
         review.export(item.id, out)
     assert not out.exists() and not (tmp_path / "out.mp4.json").exists()
 
@@ -232,7 +235,7 @@ def test_frame_folder_export(tmp_path, keys):
     sign_file(folder, spec(title="frames"), keys)
     item = review.register(folder, SETTINGS, "clip")
     assert item.spec["generation"]["prompt"] == PROMPT  # rebuilt from the frames' manifest
-    review.approve(item.id, reviewer="alice")
+    review.approve(item.id, reviewer=ALICE)
     out = tmp_path / "published"
     out.mkdir()
     (out / "frame_0000.png").write_bytes(b"stale")  # kinema's own name: replaced
@@ -245,7 +248,7 @@ def test_frame_folder_export(tmp_path, keys):
     ]
     result = read_manifest(out, keys.root_cert)
     assert result["state"] == "Trusted", result["reason"]
-    assert result["active_manifest"]["review"]["reviewer"] == "alice"
+    assert result["active_manifest"]["review"]["reviewer"] == ALICE
     assert json.loads((out / "settings.json").read_text())["review"]["id"] == item.id
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
@@ -318,4 +321,5 @@ def test_edit_export_names_its_source(tmp_path, keys):
     result = read_manifest(out2, keys.root_cert)
     assert result["state"] == "Trusted", result["reason"]
     assert [i["title"] for i in result["ingredients"]] == ["extended.mp4"]
-    assert audit.read_log()[-1]["fields"]["dropped_ingredients"] == [str(source.resolve())]
+    exported = [r for r in audit.read_log() if r["event"] == "review.export"][-2]["fields"]
+    assert exported["phase"] == "intent" and exported["dropped_ingredients"] == [str(source.resolve())]

@@ -211,7 +211,7 @@ def test_submit_progress_download_verify_review(tiny_model, home):
             f"/api/review/{item['id']}/approve", json={"note": "looks right"}, headers=auth
         )
         assert approved.status_code == 200 and approved.json()["status"] == "approved"
-        _, other = TokenStore(home).create("other")
+        _, other = TokenStore(home).create("other", ("creator",))  # a creator sees only its own takes
         stranger = client.post(
             f"/api/review/{item['id']}/reject", headers={"Authorization": f"Bearer {other}"}
         )

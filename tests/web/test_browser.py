@@ -287,8 +287,9 @@ def test_extend_remix_inpaint_loop_publish_in_chromium(server, tmp_path):
         expect(page.locator(".take").first.locator(".meta")).to_contain_text("of your clip")
         _until(page, "document.querySelector('.take video').duration > 1.5", 30)  # 9 + 4 frames
         page.screenshot(path=str(ARTIFACTS / "studio-edits.png"), full_page=True)
-        looped.locator('[data-act="publish"]').click()  # pending: the review gate refuses
-        expect(page.locator("#form-status")).to_contain_text("only approved takes can be published")
+        # every take shows its review state; Publish is offered only on approved takes (issue 25)
+        expect(looped.locator(".meta")).to_contain_text("review: pending")
+        expect(looped.locator('[data-act="publish"]')).to_be_hidden()
 
         # review: approve the extended take, publish it, download the published copy
         page.goto(origin + "/review")
@@ -298,6 +299,8 @@ def test_extend_remix_inpaint_loop_publish_in_chromium(server, tmp_path):
         item.locator('[data-act="approve"]').click()
         page.select_option("#review-status", "approved")
         approved = page.locator("#review-list .take").first
+        expect(approved.locator('[data-act="withdraw"]')).to_be_visible()
+        expect(approved.locator('[data-act="approve"]')).to_be_hidden()
         approved.locator('[data-act="publish"]').click()
         expect(approved.locator('[data-act="published"]')).to_be_visible()
         with page.expect_download() as download:
@@ -347,9 +350,11 @@ def test_an_image_take_in_chromium(server):
         expect(take.locator("img")).to_be_visible()
         expect(take.locator("video")).to_be_hidden()
         _until(page, "document.querySelector('.take img').naturalWidth === 64", 30)
-        for act in ("again", "download", "publish", "delete"):
+        for act in ("again", "download", "delete"):
             expect(take.locator(f'[data-act="{act}"]')).to_be_visible()
-        for act in ("extend", "remix", "inpaint", "outpaint", "loop", "compare"):
+        expect(take.locator(".meta")).to_contain_text("review: pending")
+        # a pending take is not offered for publishing (issue 25)
+        for act in ("extend", "remix", "inpaint", "outpaint", "loop", "compare", "publish"):
             expect(take.locator(f'[data-act="{act}"]')).to_be_hidden()
         expect(take.locator('[data-act="download"]')).to_have_attribute(
             "href", f"/api/jobs/{take.get_attribute('data-id')}/file?download=true"

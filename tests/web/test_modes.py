@@ -155,10 +155,15 @@ def test_publish_only_approved_takes(api):
     claims = verify_file(path)["c2pa"]["claims"]
     assert claims["review"]["decision"] == "approved" and claims["review"]["note"] == "ok"
     assert "c2pa.published" in [a["action"] for a in claims["actions"]]
-    # rejecting withdraws the published copy
-    assert client.post(f"/api/review/{item}/reject", headers=alice).status_code == 200
+    # an approved take can no longer be rejected (issue 25): it is withdrawn, which removes
+    # the published copy and refuses publishing from then on
+    refused = client.post(f"/api/review/{item}/reject", headers=alice)
+    assert refused.status_code == 409 and f"item {item} is approved" in refused.json()["detail"]
+    assert client.post(f"/api/review/{item}/withdraw", headers=alice).status_code == 200
     assert not path.exists()
     assert client.get(f"/api/jobs/{take}/published", headers=alice).status_code == 409
+    again = client.post(f"/api/jobs/{take}/publish", headers=alice)
+    assert again.status_code == 409 and "withdrawn" in again.json()["detail"] and not path.exists()
     assert client.delete(f"/api/jobs/{take}", headers=alice).status_code == 204
     assert not list(queue.outputs.glob(f"{take}.*"))
 

@@ -107,10 +107,12 @@ def test_a_still_is_made_reviewed_and_published_as_a_png(tiny_model, tmp_path):
         assert claims["review"]["decision"] == "approved"
         assert client.get("/api/review?status=approved", headers=auth).json()["items"][0]["published"]
 
-        # more like this makes another still; a rejection withdraws the published copy
+        # more like this makes another still; withdrawing the approval removes the published
+        # copy (an approved take can no longer be rejected: issue 25)
         again = client.post(f"/api/jobs/{job['id']}/again", headers=auth).json()
         assert again["params"]["still"] is True and again["seed"] != job["seed"]
-        assert client.post(f"/api/review/{item['id']}/reject", headers=auth).status_code == 200
+        assert client.post(f"/api/review/{item['id']}/reject", headers=auth).status_code == 409
+        assert client.post(f"/api/review/{item['id']}/withdraw", headers=auth).status_code == 200
         assert not out.exists()
         assert client.delete(f"/api/jobs/{job['id']}", headers=auth).status_code == 204
         assert not list(queue.outputs.glob(f"{job['id']}.*"))

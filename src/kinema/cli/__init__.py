@@ -1,7 +1,7 @@
 """The kinema command line: one Typer app; every command parses and calls the library.
 
 One module a command group (make, edit, storyboard, voice, measure, world, trust,
-serve); common.py holds what they share. Bad input ends with one line on stderr and
+gate, serve); common.py holds what they share. Bad input ends with one line on stderr and
 exit status 2, before anything is written.
 """
 
@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - older Typer on plain click
     import click.exceptions as click_exceptions
 
 import kinema
-from kinema.cli import edit, make, measure, serve, storyboard, trust, voice, world
+from kinema.cli import edit, gate, make, measure, serve, storyboard, trust, voice, world
 from kinema.errors import InputError
 
 __all__ = ["app", "main"]
@@ -32,7 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # each group's commands join the root directly (no name): `kinema generate`, not `kinema make generate`
-for group in (make, edit, storyboard, voice, measure, trust, world, serve):
+for group in (make, edit, storyboard, voice, measure, trust, gate, world, serve):
     app.add_typer(group.app)
 
 

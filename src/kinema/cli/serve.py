@@ -87,18 +87,28 @@ def serve(
 @serve_token_app.command("create")
 def serve_token_create(
     name: Annotated[str, typer.Option(help="A label to tell tokens apart.")] = "token",
+    role: Annotated[
+        str,
+        typer.Option(
+            metavar="creator|reviewer|both",
+            help="creator: makes takes, sees and publishes its own; reviewer: sees every item and "
+            "approves, rejects or withdraws; both (default).",
+        ),
+    ] = "both",
 ) -> None:
     """Make a token; prints it once (only its hash is stored).
 
-    Example: kinema serve token create --name laptop
+    Example: kinema serve token create --name ada --role reviewer
     """
     from kinema.state import kinema_home
-    from kinema.web.tokens import TokenStore
+    from kinema.web.tokens import TokenStore, parse_roles
 
-    token, secret = TokenStore(kinema_home()).create(name)
+    roles = parse_roles(role)
+    token, secret = TokenStore(kinema_home()).create(name, roles)
     typer.echo(secret)
     typer.echo(
-        f"token {token.id} ({token.name}) created; shown once. Sign in at /login?token=<it> "
+        f"token {token.id} ({token.name}, {' and '.join(token.roles)}) created; shown once. "
+        "Sign in at /login?token=<it> "
         "or send 'Authorization: Bearer <it>'",
         err=True,
     )
@@ -106,7 +116,7 @@ def serve_token_create(
 
 @serve_token_app.command("list")
 def serve_token_list(as_json: JsonOption = False) -> None:
-    """The tokens: id, name, when made, whether revoked (never the secrets).
+    """The tokens: id, name, roles, when made, whether revoked (never the secrets).
 
     Example: kinema serve token list --json
     """
@@ -120,7 +130,10 @@ def serve_token_list(as_json: JsonOption = False) -> None:
         typer.echo(json.dumps([asdict(t) for t in tokens]))
         return
     for t in tokens:
-        typer.echo(f"{t.id}  {t.name:<20} {t.created}  {'revoked ' + t.revoked if t.revoked else 'live'}")
+        roles = "both" if len(t.roles) == 2 else t.roles[0]
+        typer.echo(
+            f"{t.id}  {t.name:<20} {roles:<8} {t.created}  {'revoked ' + t.revoked if t.revoked else 'live'}"
+        )
 
 
 @serve_token_app.command("revoke")

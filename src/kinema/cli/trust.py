@@ -1,4 +1,5 @@
-"""Trust: verify and detect (what a file is), keys, consent, the review gate and export."""
+"""Trust: verify and detect (what a file is), keys and consent (the review gate, export and
+the audit log are kinema.cli.gate's)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,6 @@ keys_app = add_group(
     app, "keys", "The local certificate chain that signs C2PA manifests.", "kinema keys init"
 )
 consent_app = add_group(app, "consent", "Consent records for likeness references.", "kinema consent list")
-review_app = add_group(
-    app, "review", "The human review gate: nothing is published unreviewed.", "kinema review list"
-)
 
 
 @app.command("detect")
@@ -135,82 +133,3 @@ def consent_revoke(consent_id: Annotated[str, typer.Argument(help="The record's 
 
     record = revoke_consent(consent_id)
     typer.echo(f"revoked consent {record.id}")
-
-
-@review_app.command("list")
-def review_list(
-    status: Annotated[str | None, typer.Option(help="pending, approved or rejected (default: all).")] = None,
-) -> None:
-    """List review items, newest first, under a header row.
-
-    Example: kinema review list --status pending
-    """
-    from kinema.governance import review
-
-    items = sorted(review.list_items(status), key=lambda item: (item.created, item.id), reverse=True)
-    typer.echo(f"{'ID':<8}  {'STATUS':<9} {'KIND':<6} {'CREATED':<20}  PATH")
-    for item in items:
-        typer.echo(f"{item.id:<8}  {item.status:<9} {item.kind:<6} {item.created:<20}  {item.path}")
-
-
-@review_app.command("show")
-def review_show(item_id: Annotated[str, typer.Argument(help="The item's id.")]) -> None:
-    """Show one review item as JSON.
-
-    Example: kinema review show 3f9a1c2e
-    """
-    from kinema.governance import review
-
-    typer.echo(json.dumps(review.get(item_id).to_dict(), indent=2, default=json_default))
-
-
-def _decide(item_id: str, note: str | None, approve: bool) -> None:
-    from kinema.governance import review
-
-    item = (review.approve if approve else review.reject)(item_id, note=note)
-    typer.echo(f"{'approved' if approve else 'rejected'} {item.id}")
-
-
-ItemArgument = Annotated[str, typer.Argument(help="The item's id.")]
-NoteOption = Annotated[str | None, typer.Option(help="Why.")]
-
-
-@review_app.command("approve")
-def review_approve(item_id: ItemArgument, note: NoteOption = None) -> None:
-    """Approve an item for export.
-
-    Example: kinema review approve 3f9a1c2e --note 'motion reads well'
-    """
-    _decide(item_id, note, approve=True)
-
-
-@review_app.command("reject")
-def review_reject(item_id: ItemArgument, note: NoteOption = None) -> None:
-    """Reject an item; it can no longer be exported.
-
-    Example: kinema review reject 3f9a1c2e --note 'flickers at 1 s'
-    """
-    _decide(item_id, note, approve=False)
-
-
-@app.command("export")
-def export(
-    item_id: Annotated[str, typer.Argument(help="An approved review item.")],
-    out_argument: Annotated[
-        Path | None, typer.Argument(metavar="OUT", help="Same as -o (the older, positional form).")
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("-o", "--output", help="Where to publish it (same format as the working file)."),
-    ] = None,
-) -> None:
-    """Publish an approved item: a copy whose manifest records the review decision.
-
-    Example: kinema export 3f9a1c2e -o published.mp4
-    """
-    from kinema.governance import review
-
-    if (out_argument is None) == (output is None):
-        raise InputError("export takes one destination: -o OUT (or OUT after the id), not both or neither")
-    path = review.export(item_id, output or out_argument)
-    typer.echo(f"wrote {path} (id {item_id})")

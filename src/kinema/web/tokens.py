@@ -4,6 +4,11 @@ A token is `kt_` + 43 random URL-safe characters (256 bits), so a plain SHA-256 
 enough to store it: nothing short enough to guess hides behind the hash. A token's id
 (8 hex digits) owns the jobs made with it and is what `list` and `revoke` name; the
 secret itself is shown once, when it is made.
+
+A token carries roles: `creator` (makes takes, sees and publishes its own) and
+`reviewer` (sees every item, approves, rejects, withdraws), or both. The file holds a
+format version: version 1 (no roles) is migrated on first read, its tokens getting both
+roles, as they could do both before.
 """
 
 from __future__ import annotations
@@ -20,9 +25,21 @@ from pathlib import Path
 
 from kinema.errors import InputError
 
-__all__ = ["Token", "TokenStore"]
+__all__ = ["ROLES", "Token", "TokenStore", "parse_roles"]
 
 PREFIX = "kt_"
+ROLES = ("creator", "reviewer")
+FORMAT_VERSION = 2
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """The roles a --role value names: creator, reviewer or both; else InputError."""
+    value = (text or "").strip().lower()
+    if value == "both":
+        return ROLES
+    if value in ROLES:
+        return (value,)
+    raise InputError(f"--role must be creator, reviewer or both, got '{value[:20]}'")
 
 
 @dataclass(frozen=True)
@@ -33,6 +50,16 @@ class Token:
     name: str
     created: str
     revoked: str | None = None
+    roles: tuple[str, ...] = ROLES
+
+    @property
+    def identity(self) -> str:
+        """Who this token acts as in the review gate: `token:<id>`."""
+        return f"token:{self.id}"
+
+    def can(self, role: str) -> bool:
+        """Whether the token carries ROLE (creator or reviewer)."""
+        return role in self.roles
 
 
 class TokenStore:
@@ -44,9 +71,13 @@ class TokenStore:
         self._lock = threading.Lock()
         self._cache: tuple[float, list[dict]] | None = None
 
-    def create(self, name: str = "token") -> tuple[Token, str]:
-        """Make a token; returns its record and the secret (shown once, stored hashed)."""
+    def create(self, name: str = "token", roles: tuple[str, ...] = ROLES) -> tuple[Token, str]:
+        """Make a token with ROLES (default both); returns its record and the secret
+        (shown once, stored hashed)."""
         name = name.strip()[:60] or "token"
+        roles = tuple(r for r in ROLES if r in roles)
+        if not roles:
+            raise InputError("a token needs a role: creator, reviewer or both")
         secret = PREFIX + secrets.token_urlsafe(32)
         with self._lock:
             entries = self._read()
@@ -59,6 +90,7 @@ class TokenStore:
                 "name": name,
                 "created": _now(),
                 "revoked": None,
+                "roles": list(roles),
                 "sha256": _hash(secret),
             }
             self._write([*entries, entry])
@@ -104,7 +136,13 @@ class TokenStore:
         except FileNotFoundError:
             return []
         if self._cache is None or self._cache[0] != mtime:
-            self._cache = (mtime, json.loads(self.path.read_text())["tokens"])
+            data = json.loads(self.path.read_text())
+            if data.get("version", 1) < FORMAT_VERSION:
+                # version 1 had no roles: its tokens could do everything, so they get both
+                entries = [{**e, "roles": list(e.get("roles") or ROLES)} for e in data["tokens"]]
+                self._write(entries)
+                return [dict(e) for e in entries]
+            self._cache = (mtime, data["tokens"])
         return [dict(e) for e in self._cache[1]]
 
     def _write(self, entries: list[dict]) -> None:
@@ -114,7 +152,7 @@ class TokenStore:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "w") as handle:
-                json.dump({"tokens": entries}, handle, indent=2)
+                json.dump({"version": FORMAT_VERSION, "tokens": entries}, handle, indent=2)
             os.replace(tmp, self.path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -122,7 +160,9 @@ class TokenStore:
 
 
 def _token(entry: dict) -> Token:
-    return Token(**{k: v for k, v in entry.items() if k in Token.__dataclass_fields__})
+    values = {k: v for k, v in entry.items() if k in Token.__dataclass_fields__}
+    values["roles"] = tuple(r for r in ROLES if r in (entry.get("roles") or ROLES))
+    return Token(**values)
 
 
 def _hash(secret: str) -> str:

@@ -54,13 +54,13 @@ def list_jobs(
 ) -> dict[str, Any]:
     """This token's jobs, newest first, a page at a time."""
     items, total = ctx.queue.list(caller.id, status, limit, offset)
-    return {"items": [j.to_dict() for j in items], "total": total, "limit": limit, "offset": offset}
+    return {"items": _with_review(items), "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/api/jobs/{job_id}")
 def get_job(ctx: Context, caller: Caller, job_id: JobId) -> dict[str, Any]:
-    """One job: status, progress {i, n}, params, error."""
-    return _own_job(ctx, caller, job_id).to_dict()
+    """One job: status, progress {i, n}, params, error, and its take's review state."""
+    return _with_review([_own_job(ctx, caller, job_id)])[0]
 
 
 @router.post("/api/jobs/{job_id}/cancel")
@@ -101,12 +101,16 @@ def download(ctx: Context, caller: Caller, job_id: JobId, download: bool = False
 @router.post("/api/jobs/{job_id}/publish", status_code=201)
 def publish_take(ctx: Context, caller: Caller, job_id: JobId) -> dict[str, Any]:
     """Publish an approved take (as `kinema export` does): a copy whose C2PA manifest
-    records the review decision. 409 until the take is approved on the review page."""
-    from kinema.governance import review
+    records the review decision. 409 unless the take is approved (pending, rejected,
+    withdrawn, superseded), or while the audit log is broken."""
+    from kinema.governance import audit, review
 
     job = _own_job(ctx, caller, job_id)
     item = _approved_item(ctx, job)
-    review.export(item.id, ctx.queue.published_path(job))
+    try:
+        review.export(item.id, ctx.queue.published_path(job), by=caller.identity)
+    except (review.StateError, audit.AuditBroken) as exc:
+        raise HTTPException(409, str(exc)) from None
     return {"job": job.id, "review_id": item.id, "url": f"/api/jobs/{job.id}/published"}
 
 
@@ -119,6 +123,15 @@ def download_published(ctx: Context, caller: Caller, job_id: JobId) -> FileRespo
     if not path.is_file():
         raise HTTPException(409, f"take {job.id} is approved but not published yet (POST .../publish)")
     return _take_file(path, f"kinema-{job.id}-published", "attachment")
+
+
+def _with_review(jobs: list[Job]) -> list[dict[str, Any]]:
+    """The jobs' dicts, each with its take's review state ("review_status": pending,
+    approved, rejected, withdrawn, superseded; None while it has no take)."""
+    from kinema.governance import review
+
+    found = review.statuses(j.record["id"] for j in jobs if (j.record or {}).get("id"))
+    return [{**j.to_dict(), "review_status": found.get((j.record or {}).get("id"))} for j in jobs]
 
 
 def _take_file(path: Path, stem: str, disposition: Literal["inline", "attachment"]) -> FileResponse:

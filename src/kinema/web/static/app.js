@@ -146,6 +146,7 @@ function describe(job) {
   const mode = p.mode || "t2v";
   const words = [job.status];
   if (job.status === "running" && job.progress.n) words.push(`step ${job.progress.i}/${job.progress.n}`);
+  if (job.review_status) words.push(`review: ${job.review_status}`);  // every take shows its review state
   if (p.still) words.push("image");
   if (MODE_WORDS[mode]) words.push(MODE_WORDS[mode](p));
   if (p.loop) words.push("loop");
@@ -175,7 +176,9 @@ function renderTake(job, old) {
   download.href = `${fileUrl(job.id)}?download=true`;
   $('[data-act="cancel"]', node).hidden = !["queued", "running"].includes(job.status);
   $('[data-act="compare"]', node).hidden = job.status !== "done" || still;  // compare plays clips
-  $('[data-act="publish"]', node).hidden = job.status !== "done";
+  node.dataset.review = job.review_status || "";
+  // only an approved take can be published (the review gate decides; the server refuses the rest)
+  $('[data-act="publish"]', node).hidden = job.status !== "done" || job.review_status !== "approved";
   const modes = studio.model ? studio.model.modes : [];
   for (const button of node.querySelectorAll("[data-mode]")) {
     // every edit, and a loop, changes or makes a clip: none is offered on a still
@@ -475,11 +478,14 @@ async function loadReview() {
     node.dataset.id = item.id;
     showMedia(node, fileUrl(item.job), item.kind === "image");
     $(".prompt", node).textContent = short(item.prompt || "(prompt hidden)", 140);
+    node.dataset.status = item.status;
     $(".meta", node).textContent = `${item.status}${item.kind === "image" ? " · image" : ""}${item.edit ? ` · ${item.edit}` : ""} · seed ${item.seed} · id ${item.id}` +
-      (item.reviewer ? ` · ${item.reviewer}${item.note ? `: ${item.note}` : ""}` : "");
-    $('[data-act="approve"]', node).hidden = item.status === "approved";
-    $('[data-act="reject"]', node).hidden = item.status === "rejected";
-    $('[data-act="publish"]', node).hidden = item.status !== "approved" || item.published;
+      ` · by ${item.mine ? "you" : item.creator}` +
+      (item.reviewer ? ` · ${item.status} by ${item.reviewer}${item.self_review ? " (self-review)" : ""}${item.note ? `: ${item.note}` : ""}` : "");
+    // the server says what this token may do to the item now (its role, the state, four-eyes)
+    for (const act of ["approve", "reject", "withdraw"]) $(`[data-act="${act}"]`, node).hidden = !item.can.includes(act);
+    $('[data-act="publish"]', node).hidden = !item.can.includes("publish") || item.published;
+    $(".note", node).closest("label").hidden = !["approve", "reject", "withdraw"].some((act) => item.can.includes(act));
     const published = $('[data-act="published"]', node);
     published.hidden = !item.published;
     published.href = `/api/jobs/${item.job}/published`;

@@ -85,13 +85,14 @@ def keys_init(force: Annotated[bool, typer.Option(help="Replace an existing chai
 
 @app.command("verify")
 def verify(file: Annotated[Path, typer.Argument(help="A video, image or frame folder.")]) -> None:
-    """Check a file's C2PA manifest and invisible watermark; JSON on stdout.
+    """Check a file's C2PA manifest, watermark, triage score and review decision, with a
+    one-line verdict that weighs them (manifest first, detector last); JSON on stdout.
 
     Example: kinema verify clip.mp4
     """
-    from kinema.provenance.verify import verify_file
+    from kinema.authenticity import report
 
-    typer.echo(json.dumps(verify_file(file), indent=2, default=json_default))
+    typer.echo(json.dumps(report(file), indent=2, default=json_default))
 
 
 @consent_app.command("add")

@@ -59,7 +59,7 @@ def run_job(queue: JobQueue, job: Job, pipe, facts, alive: Callable[[], bool] = 
         if not queue.heartbeat(job):
             raise Cancelled(job.id)
         name = output_name(job)
-        record = publish_rendered(rendered, queue.outputs / name)
+        record = publish_rendered(rendered, queue.outputs / name, creator=f"token:{job.owner}")
     except Orphaned:
         stop.set()
         queue.release(job)

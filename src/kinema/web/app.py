@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from kinema.errors import InputError
 from kinema.jobs.supervisor import WorkerPool
 from kinema.state import HOME_ENV, kinema_home
 from kinema.web import middleware
@@ -102,6 +104,18 @@ def create_app(
     return app
 
 
+def _reconcile_review() -> None:
+    """Close the review changes a crash interrupted (DESIGN.md's audit protocol: start-up
+    reconciles an intent without its done entry). A broken log is reported, not fatal:
+    it blocks every state change anyway until `kinema audit repair --accept`."""
+    from kinema.governance import review
+
+    try:
+        review.reconcile()
+    except InputError as e:
+        print(f"kinema studio: review changes are blocked: {e}", file=sys.stderr)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     """Ready the app: import what requests need, recover the previous run's jobs, trim
@@ -114,6 +128,7 @@ async def _lifespan(app: FastAPI):
         importlib.import_module(name)
 
     queue.recover(all_running=True)  # the previous run's workers are gone
+    _reconcile_review()
     queue.cleanup(limits.output_bytes, limits.output_age)
     if context.workers > 0:
         context.pool = WorkerPool(

@@ -529,11 +529,13 @@ function initVerify() {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     $("#verify-summary").textContent = "checking…";
+    $("#verify-verdict").textContent = "";
     $("#verify-json").textContent = "";
     try {
       const report = await api("POST", "/api/verify", new FormData(form));
       const mark = report.watermark || {};
       $("#verify-summary").textContent = `${report.summary || ""}. C2PA: ${report.c2pa.state}; watermark: ${mark.detected ? "found" : "not found"}.`;
+      $("#verify-verdict").textContent = report.verdict ? `Verdict: ${report.verdict.line}` : "";
       $("#verify-json").textContent = JSON.stringify(report, null, 2);
     } catch (error) {
       $("#verify-summary").textContent = error.message;

@@ -14,6 +14,7 @@ import pytest
 import kinema
 from kinema.authenticity import report, verdict
 from kinema.governance import review
+from kinema.governance.review_store import REVIEW_DB
 from kinema.io import Audio, Video, read_video, write_video
 from kinema.io.wav import write_wav
 from kinema.provenance.keys import ensure_keys
@@ -66,13 +67,13 @@ def test_model_clip_published_then_exported(rendered, tmp_path):
     assert "watermark agrees" in line and f"review pending (item {record['id']})" in line
     assert made["verdict"]["disagreements"] == []
 
-    review.approve(record["id"], note="fine", reviewer="ana")
+    review.approve(record["id"], note="fine", reviewer="token:ana")
     out = tmp_path / "published.mp4"
     review.export(record["id"], out)
     exported = report(out)
     assert exported["c2pa"]["state"] == "Trusted"
     assert exported["review"]["manifest"]["decision"] == "approved"
-    assert exported["review"]["manifest"]["reviewer"] == "ana"
+    assert exported["review"]["manifest"]["reviewer"] == "token:ana"
     assert exported["review"]["database"]["match"] == "export"
     assert exported["review"]["decision"] == "approved"
     assert f"review approved (exported copy of item {record['id']})" in exported["verdict"]["line"]
@@ -140,7 +141,7 @@ def test_no_manifest_no_mark_is_no_evidence(tmp_path):
         "database": None,
         "reason": "no review database here",
     }
-    assert not (kinema_home() / review.REVIEW_DB).exists()  # verify creates no state
+    assert not (kinema_home() / REVIEW_DB).exists()  # verify creates no state
 
 
 def test_a_changed_working_file_is_named(tmp_path):

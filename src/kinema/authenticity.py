@@ -40,6 +40,7 @@ from typing import Any
 
 from kinema.errors import InputError
 from kinema.governance import review
+from kinema.governance.review_store import REVIEW_DB
 from kinema.io import VideoError, read_video
 from kinema.provenance import triage
 from kinema.provenance.verify import verify_file
@@ -127,7 +128,7 @@ def review_of(path: Path, c2pa: dict[str, Any], *, show_reviewer: bool = True) -
 
 def _database_item(path: Path, show_reviewer: bool) -> tuple[dict[str, Any] | None, str | None]:
     """(the review.db item PATH is, None) or (None, why none was found)."""
-    if not (kinema_home(create=False) / review.REVIEW_DB).exists():
+    if not (kinema_home(create=False) / REVIEW_DB).exists():
         return None, "no review database here"  # verify never creates state
     try:
         digest = review.content_hash(path)

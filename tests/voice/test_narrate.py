@@ -68,7 +68,7 @@ def test_wav_is_watermarked_signed_and_disclosed(tmp_path):
     out = tmp_path / "say.wav"
     short = write_narration(TEXT, tmp_path / "short.wav")
     record = write_narration(TEXT, out, voice="coral", disclose_aloud=True)
-    assert record["path"] == str(out) and len(record["id"]) == 12
+    assert record["path"] == str(out) and len(record["id"]) == 8  # a fresh review id per registration
     sidecar = json.loads(Path(f"{out}.json").read_text())
     assert sidecar["narration"]["synthetic"] and sidecar["narration"]["disclosed_aloud"]
     audio = read_audio(out)

@@ -42,7 +42,7 @@ def test_endpoint_carries_the_report_keys_and_verdict(client_auth, tmp_path):
     client, auth = client_auth
     path = tmp_path / "take.mp4"
     record = publish(_clip(), path, {"prompt": PROMPT, "seed": 2}, MODEL)
-    review.approve(record["id"], note="the circle is right", reviewer="ana")
+    review.approve(record["id"], note="the circle is right", reviewer="token:ana")
     web, local = _verify(client, auth, path), report(path)
     assert set(web) == set(local) and {"triage", "review", "verdict", "c2pa", "watermark"} <= set(web)
     assert web["file"] == "upload.mp4"
@@ -59,7 +59,7 @@ def test_endpoint_carries_the_report_keys_and_verdict(client_auth, tmp_path):
         "changed": False,
         "decided": local["review"]["database"]["decided"],
     }
-    assert local["review"]["database"]["reviewer"] == "ana"
+    assert local["review"]["database"]["reviewer"] == "token:ana"
 
 
 def test_endpoint_on_plain_pixels_says_no_evidence(client_auth, tmp_path):

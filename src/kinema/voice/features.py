@@ -41,6 +41,7 @@ __all__ = [
     "VoiceProfile",
     "apply_tilt",
     "derive_profile",
+    "mono16k",
     "read_audio",
     "speaker_embedding",
     "speaker_similarity",
@@ -101,7 +102,8 @@ def read_audio(path: str | os.PathLike, label: str = "recording") -> Audio:
     return Audio(np.concatenate(chunks).astype(np.float32)[None], int(rate))
 
 
-def _mono16k(audio: Audio) -> np.ndarray:
+def mono16k(audio: Audio) -> np.ndarray:
+    """AUDIO mixed down to mono and resampled to ANALYSIS_RATE (16 kHz), as float64."""
     x = np.asarray(audio.samples, np.float64).mean(axis=0)
     if audio.rate != ANALYSIS_RATE:
         g = math.gcd(audio.rate, ANALYSIS_RATE)
@@ -163,7 +165,7 @@ def speaker_embedding(audio: Audio) -> np.ndarray:
 
 
 def _raw_stats(audio: Audio) -> np.ndarray:
-    c = _mfcc(_mono16k(audio))
+    c = _mfcc(mono16k(audio))
     if len(c) < 10:
         raise VoiceError("the recording holds too little speech to tell who is speaking")
     return np.concatenate([c.mean(0), c.std(0)])
@@ -229,7 +231,7 @@ def _syllable_nuclei(x: np.ndarray) -> tuple[int, float]:
 def syllable_nuclei(audio: Audio) -> tuple[int, float]:
     """(syllable nuclei counted, seconds from the first speech to the last) of a recording:
     how long it speaks and in how many syllables, whatever the words."""
-    return _syllable_nuclei(_mono16k(audio))
+    return _syllable_nuclei(mono16k(audio))
 
 
 def _tilt(x: np.ndarray) -> float:
@@ -247,7 +249,7 @@ def _tilt(x: np.ndarray) -> float:
 def voice_features(audio: Audio) -> dict[str, float]:
     """What a recording says about its voice: median_f0 (Hz), f0_range (semitones between
     the 10th and 90th percentile), syllables_per_second, tilt_db_per_octave, seconds."""
-    x = _mono16k(audio)
+    x = mono16k(audio)
     f0 = _pitch_track(x)
     if f0.size < 10:
         raise VoiceError("the recording has too little voiced speech to measure its pitch")

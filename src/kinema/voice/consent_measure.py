@@ -3,9 +3,10 @@
 No recorded human speech is available here, so the recordings are eSpeak NG's, in two
 disjoint sets of voices:
 
-- `calibrate` sets each code word's keyword-spotting threshold (consent_words.py says
-  why per word) and chooses the list, on CALIBRATION_VOICES: eSpeak variants that are not
-  kinema's built-in voices, at RATES.
+- `calibration_scores` and `choose_words` set each code word's keyword-spotting
+  threshold (consent_words.py says why per word) and choose the list, on
+  CALIBRATION_VOICES: eSpeak variants that are not kinema's built-in voices (US, British,
+  RP and Scottish English, as the built-in ones are), at RATES.
 - `measure` reports accept/refuse counts on MEASURE_VOICES, kinema's eight built-in
   voices (US, British and Scottish English), at RATES, for four cases: the phrase read
   as issued, another text, the phrase with one code word swapped for another word of the
@@ -39,7 +40,15 @@ from kinema.voice.consent_words import (
 )
 from kinema.voice.tts import BUILTIN_VOICES, SpeechSettings, synthesize
 
-__all__ = ["CALIBRATION_VOICES", "MEASURE_VOICES", "RATES", "calibrate", "measure", "recording"]
+__all__ = [
+    "CALIBRATION_VOICES",
+    "MEASURE_VOICES",
+    "RATES",
+    "calibration_scores",
+    "choose_words",
+    "measure",
+    "recording",
+]
 
 CALIBRATION_VOICES = (
     "en-us+m1",
@@ -55,6 +64,9 @@ CALIBRATION_VOICES = (
     "en+f3",
     "en-gb-x-rp+m5",
     "en-gb-x-rp+f4",
+    "en-gb-scotland+m3",
+    "en-gb-scotland+m5",
+    "en-gb-scotland+f1",
     "en-gb-scotland+f3",
 )
 MEASURE_VOICES = tuple(voice for voice, _ in BUILTIN_VOICES.values())
@@ -62,7 +74,7 @@ RATES = (130, 165, 200)  # words a minute: eSpeak's default ±20 %
 CASES = ("phrase", "other text", "swapped word", "noise")
 SCORE_FLOOR = -80.0  # log10; a word scoring below it anywhere counts as not there at all
 ABSENT_QUANTILE = 99.0  # percentile of a word's scores where it was not read
-MIN_SEPARATION = 4.0  # log10 units between the lowest read score and that percentile
+THRESHOLD_MARGIN = 1.0  # log10 units: threshold above that percentile, readings above the threshold
 NAMES = ("ada", "bram", "cleo", "dorin", "esme", "farid", "gwen", "hiro", "ines", "jory")
 OTHER_TEXTS = (
     "The birch canoe slid on the smooth planks and glued the sheet to the dark blue background.",
@@ -150,22 +162,20 @@ def measure(trials: int = 48, seed: int = 0, progress: Callable[[str], None] | N
 # ----------------------------------------------------------------------------- calibrate
 
 
-def calibrate(
+def calibration_scores(
     candidates: Sequence[str],
-    reps: int = 16,
+    reps: int = 24,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Choose the code words among CANDIDATES and set each one's threshold.
+) -> dict[str, dict[str, list[float]]]:
+    """Each candidate's scores where it was read and where it was not.
 
     Every candidate is read REPS times, four to a phrase in random groups, by
     CALIBRATION_VOICES at RATES, and each of OTHER_TEXTS is read by every voice; every
-    recording is spotted for all candidates at SCORE_FLOOR. A word's separation is its
-    lowest score where read minus the ABSENT_QUANTILE percentile of its scores where not;
-    words with separation ≥ MIN_SEPARATION are kept, best first, then `prune`d for
-    phoneme distance; each threshold sits midway. Returns {"thresholds", "words"}.
+    recording is spotted for all candidates at SCORE_FLOOR (a word not found scores the
+    floor). Returns {"read": {word: [...]}, "absent": {word: [...]}}.
     """
-    words = prune(candidates)
+    words = list(dict.fromkeys(candidates))
     rng = random.Random(seed)
     floor = dict.fromkeys(words, SCORE_FLOOR)
     read: dict[str, list[float]] = {w: [] for w in words}
@@ -187,21 +197,34 @@ def calibrate(
     for voice in CALIBRATION_VOICES:
         for text in OTHER_TEXTS:
             score(recording(text, voice, rng.choice(RATES)), ())
-    stats = {}
-    for w in words:
-        low = min(read[w])
-        high = float(np.percentile(absent[w], ABSENT_QUANTILE))
+    return {"read": read, "absent": absent}
+
+
+def choose_words(scores: dict[str, dict[str, list[float]]], order: Sequence[str]) -> dict[str, Any]:
+    """The code-word list and thresholds from `calibration_scores`.
+
+    A word's threshold is THRESHOLD_MARGIN above the ABSENT_QUANTILE percentile of its
+    scores where it was not read (so it is heard where it was not said about 1 time in
+    100, or less); the word is kept when every one of its readings scored at least
+    THRESHOLD_MARGIN above that threshold. Kept words are then `prune`d for phoneme
+    distance in ORDER (best candidates first). Returns {"thresholds", "words"} (per-word
+    statistics, for the record).
+    """
+    stats: dict[str, dict[str, float]] = {}
+    for w in order:
+        if w not in scores["read"]:
+            continue
+        high = float(np.percentile(scores["absent"][w], ABSENT_QUANTILE))
+        low = float(min(scores["read"][w]))
         stats[w] = {
             "read_min": round(low, 2),
             "absent_p99": round(high, 2),
-            "separation": round(low - high, 2),
+            "threshold": round(high + THRESHOLD_MARGIN, 1),
+            "reads": len(scores["read"][w]),
         }
-    ranked = sorted(
-        (w for w in words if stats[w]["separation"] >= MIN_SEPARATION), key=lambda w: -stats[w]["separation"]
-    )
-    kept = prune(ranked)
-    thresholds = {w: round(stats[w]["absent_p99"] + stats[w]["separation"] / 2, 1) for w in sorted(kept)}
-    return {"thresholds": thresholds, "words": stats}
+    passing = [w for w in stats if stats[w]["read_min"] >= stats[w]["threshold"] + THRESHOLD_MARGIN]
+    kept = prune(passing)
+    return {"thresholds": {w: stats[w]["threshold"] for w in sorted(kept)}, "words": stats}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,8 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kinema.voice.consent_measure")
     parser.add_argument("--trials", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reps", type=int, default=16)
+    parser.add_argument("--reps", type=int, default=24)
     parser.add_argument("--calibrate", metavar="WORDS.txt", help="candidate words, best first, any spacing")
+    parser.add_argument(
+        "--scores", metavar="SCORES.json", help="with --calibrate: also write every score here"
+    )
     args = parser.parse_args(argv)
 
     def progress(line: str) -> None:
@@ -219,7 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.calibrate:
         with open(args.calibrate, encoding="utf-8") as f:
             candidates = f.read().split()
-        result = calibrate(candidates, args.reps, args.seed, progress)
+        scores = calibration_scores(candidates, args.reps, args.seed, progress)
+        if args.scores:
+            with open(args.scores, "w", encoding="utf-8") as f:
+                json.dump(scores, f)
+        result = choose_words(scores, candidates)
     else:
         result = measure(args.trials, args.seed, progress)
         result["thresholds_from"] = (

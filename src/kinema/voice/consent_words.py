@@ -7,25 +7,25 @@ that the consent recording contains each of them, with pocketsphinx's keyword sp
 Only the code words are spotted: "kinema" and voice names are not in the dictionary,
 so the sentence as a whole is never aligned.
 
-The list. CODE_WORDS are the words of KWS_THRESHOLDS, chosen (`prune`) from a pool of
-common concrete nouns by these rules: in the CMU dictionary with exactly one
-pronunciation of 5 to 12 phonemes, no two within 2 phonemes of each other (Levenshtein
-distance between their pronunciations ≥ MIN_PHONEME_DISTANCE), and spotted reliably:
-reading a word must score clearly above what the same word scores in recordings that do
-not contain it (see thresholds below). `draw` picks four distinct ones, never the
-voice's own name.
+The list. CODE_WORDS are the words of KWS_THRESHOLDS, chosen from a pool of common nouns
+by these rules: in the CMU dictionary with exactly one pronunciation of 5 to 12 phonemes,
+no two within 2 phonemes of each other (Levenshtein distance between their
+pronunciations ≥ MIN_PHONEME_DISTANCE: `prune`), and spotted reliably, as measured below.
+`draw` picks four distinct ones at random, never the voice's own name.
 
 Thresholds. A keyword spotter reports a word where the word's phones explain the audio
 nearly as well as the best free sequence of phones does; the threshold is how far behind
-(as a log10 likelihood ratio) the word may be. One threshold cannot serve every word: a
-long word with rare phones falls further behind even when it is said, and a short word
-with common phones catches up somewhere in almost any sentence. So each word has its own,
-measured (consent_measure.calibrate) on eSpeak NG voices that the acceptance measurement
-does not use: for each word, the scores where it was read and where it was not (the
-phrase with other code words, and other texts); the threshold sits between the 99th
-percentile of the scores where it was not read and the lowest where it was. A missing
-code word (another text, a swapped word) is then missed by design, and a word read
-aloud is heard.
+(a log10 likelihood ratio) the word may be. One threshold cannot serve every word: a long
+word with rare phones falls far behind even when it is said, and a short word with common
+phones catches up somewhere in almost any sentence (measured: scores of words read and
+not read overlap completely under any single threshold). So each word has its own, set
+on eSpeak NG voices that the acceptance measurement does not use
+(consent_measure.calibration_scores, choose_words): every candidate read 24 times in
+phrases, and scored in every recording where it was not read (other code words, other
+texts). Its threshold is 1 above the 99th percentile of its scores where it was not read,
+so a code word that was not said is heard about 1 time in 100 or less (what refuses a
+phrase with a swapped word); a word stays on the list only if every one of its readings
+scored at least 1 above its threshold (what accepts the phrase read as issued).
 
 Audio is mixed to mono, resampled to 16 kHz, peak-normalised, padded with silence and
 given a little fixed-seed dither (-48 dB): synthetic and very clean recordings hold
@@ -72,50 +72,64 @@ PHONEMES_RANGE = (5, 12)
 SPOT_RATE = 16000
 DITHER = 0.002  # of full scale, on audio peak-normalised to 0.5: about -48 dB
 PAD_SECONDS = 0.3
+BEAM = 1e-80
 # kws reports a detection's score as its log likelihood ratio minus this constant, in
 # log-base-1.0001 units shifted right by 10 bits (pocketsphinx kws_search.c, KWS_MAX)
 _KWS_MAX = 1500
 _LOG10_PER_UNIT = 1024 * math.log10(1.0001)
 
 KWS_THRESHOLDS: dict[str, float] = {
-    "bicycle": -19.9,
-    "buccaneer": -16.0,
-    "bulldozer": -25.2,
-    "calculator": -28.0,
-    "cathedral": -3.2,
-    "chameleon": -10.1,
-    "chimpanzee": -23.5,
-    "chocolate": -15.5,
-    "chopsticks": -40.9,
-    "compass": -4.7,
-    "cradle": -1.1,
-    "gazebo": -13.2,
-    "gingerbread": -59.0,
-    "glockenspiel": -42.1,
-    "gymnasium": -30.3,
-    "hippopotamus": -61.6,
-    "keyboard": -18.5,
-    "kindergarten": -55.3,
-    "lighthouse": -7.7,
-    "lollipop": -22.4,
-    "mahogany": -29.3,
-    "marmalade": -36.0,
-    "microscope": -37.5,
-    "moccasin": -15.6,
-    "monkey": 6.8,
-    "mosquito": -27.5,
-    "mushroom": -27.9,
-    "onion": -1.4,
-    "ornament": -22.3,
-    "ostrich": -26.0,
-    "pumpernickel": -43.1,
-    "rattlesnake": -49.0,
-    "sunflower": -26.4,
-    "sunscreen": -19.5,
-    "toothbrush": -23.6,
-    "volleyball": -20.0,
-    "weasel": 12.9,
-    "wombat": -12.8,
+    "amphibian": -19.2,
+    "astronomy": -40.0,
+    "automobile": -31.4,
+    "basement": -21.0,
+    "bicycle": -19.6,
+    "briefcase": -16.0,
+    "broomstick": -29.8,
+    "bumblebee": -25.4,
+    "cactus": -20.3,
+    "calculator": -42.6,
+    "cathedral": -9.0,
+    "chameleon": -9.6,
+    "champion": -26.3,
+    "cheesecake": -33.0,
+    "chimpanzee": -40.2,
+    "chipmunk": -29.4,
+    "chopsticks": -39.1,
+    "colosseum": -35.2,
+    "conductor": -22.7,
+    "constable": -37.3,
+    "cucumber": -25.5,
+    "gazebo": -17.4,
+    "gingerbread": -69.7,
+    "glockenspiel": -54.5,
+    "gymnasium": -38.1,
+    "hippopotamus": -59.2,
+    "illustration": -67.7,
+    "junkyard": -46.6,
+    "kilogram": -29.4,
+    "kingfisher": -31.7,
+    "mahogany": -36.8,
+    "mosquito": -19.1,
+    "mushroom": -24.2,
+    "mustache": -21.7,
+    "ornament": -28.1,
+    "paintbrush": -42.8,
+    "pizza": -0.6,
+    "policeman": -28.3,
+    "pumpernickel": -35.6,
+    "rattlesnake": -53.0,
+    "skyscraper": -67.1,
+    "stegosaurus": -79.0,
+    "sunflower": -21.8,
+    "sunscreen": -27.8,
+    "supermarket": -54.1,
+    "tablecloth": -36.1,
+    "tablespoon": -44.8,
+    "teacup": 1.0,
+    "timetable": -41.1,
+    "volleyball": -30.5,
+    "weasel": -3.5,
 }
 CODE_WORDS: tuple[str, ...] = tuple(sorted(KWS_THRESHOLDS))
 
@@ -229,7 +243,9 @@ def _pcm(audio: Audio) -> bytes:
 
 @lru_cache(maxsize=1)
 def _decoder():
-    return _pocketsphinx().Decoder(loglevel="FATAL")
+    # a wider beam than pocketsphinx's 1e-48 keeps a long word's path alive through a
+    # slowly read syllable, so it is scored rather than dropped
+    return _pocketsphinx().Decoder(loglevel="FATAL", beam=BEAM)
 
 
 def spot(audio: Audio, thresholds: Mapping[str, float]) -> dict[str, float]:

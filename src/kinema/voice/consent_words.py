@@ -17,8 +17,9 @@ Thresholds. A keyword spotter reports a word where the word's phones explain the
 nearly as well as the best free sequence of phones does; the threshold is how far behind
 (a log10 likelihood ratio) the word may be. One threshold cannot serve every word: a long
 word with rare phones falls far behind even when it is said, and a short word with common
-phones catches up somewhere in almost any sentence (measured: scores of words read and
-not read overlap completely under any single threshold). So each word has its own, set
+phones catches up somewhere in almost any sentence (measured: "teacup" scores 0 or more
+in 1 of 100 recordings that do not contain it, "hippopotamus" read aloud scored as low
+as -50: no one threshold serves both). So each word has its own, set
 on eSpeak NG voices that the acceptance measurement does not use
 (consent_measure.calibration_scores, choose_words): every candidate read 24 times in
 phrases, and scored in every recording where it was not read (other code words, other

@@ -58,6 +58,13 @@ MAX_RECORDING_SECONDS = 600.0
 # EER because accepting another speaker's consent is the worse error. Several eSpeak
 # variants are near-copies of each other (adam, benjamin, Reed), which sets most false
 # accepts; no recorded human speech was available to measure on.
+# A pretrained encoder with its weights in its wheel, Resemblyzer 0.1.4 (d-vector LSTM),
+# was compared on 40 other eSpeak variants (3 texts each at 130/165/200 wpm; 120 same-voice
+# and 7020 different-voice pairs): equal error rate 2.5 % against these statistics' 7.3 %.
+# It is not used because it does not install cleanly: its webrtcvad dependency is a source
+# package needing a C compiler and imports pkg_resources, which setuptools 81+ no longer
+# has (so `import resemblyzer` fails in this environment), and it pulls the obsolete
+# `typing` backport, librosa, numba and llvmlite.
 SPEAKER_THRESHOLD = 0.80
 TILT_LIMIT_DB = 6.0  # per octave, the most the tilt filter changes
 

@@ -156,12 +156,13 @@ def test_the_old_layout_is_migrated_on_first_open(old_home):
     # the hash signed manifests name is unchanged by the move
     assert voices[0].consent_hash == old_home["voice_hash"]
     assert voices[0].profile.rate_wpm == 171.5 and voices[0].similarity == 0.8731
-    choice = profiles.resolve_voice("ada", scope="demo reel")
-    assert choice.record.id == "v0123456789"
-    assert choice.details()["consent_record_sha256"] == old_home["voice_hash"]
+    # enrolled before consent recordings' code words were checked: marked so, refused for new uses
+    assert not voices[0].words_checked
+    with pytest.raises(profiles.VoiceError, match="kinema voice enroll ada"):
+        profiles.resolve_voice("ada", scope="demo reel")
     with pytest.raises(profiles.VoiceError, match="not 'ads'"):
         profiles.resolve_voice("ada", scope="ads")  # the revoked enrolment stays revoked
-    assert profiles.consent_phrase("bee") == "I agree ... maple river"  # still pending
+    assert consent.challenge("voice", "bee") == "I agree ... maple river"  # still pending
 
     with closing(sqlite3.connect(kinema_home() / consent.CONSENT_DB)) as db:
         tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -175,7 +176,9 @@ def test_the_old_layout_is_migrated_on_first_open(old_home):
 def test_a_database_from_a_newer_kinema_is_refused():
     with closing(sqlite3.connect(kinema_home() / consent.CONSENT_DB)) as db:
         db.execute(f"PRAGMA user_version = {consent.SCHEMA_VERSION + 1}")
-    with pytest.raises(consent.ConsentError, match="schema version 2.*upgrade kinema"):
+    with pytest.raises(
+        consent.ConsentError, match=f"schema version {consent.SCHEMA_VERSION + 1}.*upgrade kinema"
+    ):
         list_consents()
 
 

@@ -4,9 +4,10 @@ import itertools
 import numpy as np
 import pytest
 
-from kinema.governance import audit
+from kinema.governance import audit, consent
 from kinema.io import Audio
 from kinema.voice import profiles
+from kinema.voice.consent_words import phrase_text
 from kinema.voice.narrate import write_wav
 from kinema.voice.profiles import (
     SPEAKER_THRESHOLD,
@@ -23,6 +24,7 @@ READING = (
     "The rainbow is a division of white light into many beautiful colours."
 )
 NEXT_YEAR = (dt.date.today() + dt.timedelta(days=365)).isoformat()
+CODE_WORDS_READ = ["chimpanzee", "gingerbread", "skyscraper", "tablecloth"]
 
 
 def _say(text, voice="en+Annie", rate=160):
@@ -57,8 +59,13 @@ def test_builtin_voices_are_different_speakers():
     assert sum(accepted) >= len(accepted) - 1
 
 
+def _issue(name, words=CODE_WORDS_READ):
+    """Issue NAME's phrase with known code words (consent_phrase draws them at random)."""
+    return consent.issue_challenge("voice", name, phrase_text(name, words))
+
+
 def test_enrol_then_use_within_scope_and_time(files, monkeypatch):
-    phrase = consent_phrase("ada")
+    phrase = _issue("ada")
     assert consent_phrase("ada") == phrase and "ada" in phrase
     record = enroll(
         "ada",
@@ -109,6 +116,17 @@ def test_consent_from_another_speaker_is_refused_and_logged(files):
     last = _events("voice.enroll")[-1]["fields"]
     assert last["decision"] == "refuse" and last["similarity"] < SPEAKER_THRESHOLD
     assert profiles.enrolled("bob") == []
+
+
+def test_consent_must_say_every_code_word(files):
+    phrase = _issue("eve")
+    said = phrase.replace(CODE_WORDS_READ[2], "rattlesnake")
+    reference = files("ref.wav", _say(READING))
+    with pytest.raises(VoiceError, match=f"code word '{CODE_WORDS_READ[2]}' was not heard"):
+        enroll("eve", reference, files("swapped.wav", _say(said, rate=150)), "Eve", "demo", NEXT_YEAR)
+    last = _events("voice.enroll")[-1]["fields"]
+    assert last["decision"] == "refuse" and "was not heard" in last["reason"]
+    assert profiles.enrolled("eve") == [] and consent.challenge("voice", "eve") == phrase
 
 
 def test_consent_must_fit_the_phrase(files):

@@ -93,15 +93,18 @@ def voice_list(as_json: JsonOption = False) -> None:
         elif entry["kind"] == "built-in":
             typer.echo(f"{entry['name']:<12} built-in  {entry['description']}")
         else:
+            unchecked = "" if entry["words_checked"] else "; its code words were not checked: enrol it again"
             typer.echo(
                 f"{entry['name']:<12} enrolled  {entry['owner']}, scope {entry['scope']}, "
-                f"until {entry['expires']} ({entry['status']})"
+                f"until {entry['expires']} ({entry['status']}{unchecked})"
             )
 
 
 @voice_app.command("phrase")
 def voice_phrase(name: Annotated[str, typer.Argument(help="The name the new voice will have.")]) -> None:
     """Print the consent phrase the voice's owner must read aloud for enrolling NAME.
+
+    It ends in four code words; enrolment checks that the consent recording says each one.
 
     Example: kinema voice phrase ada
     """

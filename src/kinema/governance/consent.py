@@ -7,7 +7,9 @@ UTC). Its kind says what the subject is:
               its pixel hash (policy.image_hash); details: {"faces": n}
     voice     an enrolled voice: subject is the voice's name, subject_sha256 the hash of
               the reference recording; details: the consent recording's and the phrase's
-              hashes, the speaker similarity and the voice profile enrolled
+              hashes, the speaker similarity, the voice profile enrolled, and
+              "words_checked": whether the consent recording was checked for the phrase's
+              code words (false for enrolments from before that check)
 
 Records are never deleted: revoking marks one, so the audit trail can still name it. The
 registry also keeps pending challenges: a text issued for a subject that its owner must
@@ -18,11 +20,14 @@ The store keeps records; it neither decides nor logs. policy.check_likeness and
 voice.profiles.resolve_voice decide a use, and they and the commands that add and revoke
 records write the audit log.
 
-Storage: SQLite at KINEMA_HOME/consent.db, schema version 1 (PRAGMA user_version).
+Storage: SQLite at KINEMA_HOME/consent.db, schema version 2 (PRAGMA user_version).
 Version 0 is the layout from before the store was one: likeness records in a `consents`
 table with columns of their own (image_sha256, source, faces), voice enrolments as JSON
-in `voice_profiles`, issued phrases in `voice_phrases`. The first open migrates all three
-in one transaction; a database from a newer kinema is refused, not rewritten.
+in `voice_profiles`, issued phrases in `voice_phrases`. Version 1 is the one registry
+before the consent recording's words were checked: version 2 marks each of its voice
+records "words_checked": false, so they are refused for new uses until re-enrolled. The
+first open migrates in one transaction; a database from a newer kinema is refused, not
+rewritten.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ __all__ = [
 ]
 
 CONSENT_DB = "consent.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KINDS = ("likeness", "voice")
 ID_PREFIX = {"likeness": "c", "voice": "v"}
 ANY_SCOPE = ("*", "any")
@@ -317,11 +322,18 @@ def challenge(kind: str, subject: str) -> str | None:
     return row[0] if row else None
 
 
-def issue_challenge(kind: str, subject: str, text: str) -> str:
+def issue_challenge(kind: str, subject: str, text: str, replacing: str | None = None) -> str:
     """Issue TEXT as SUBJECT's challenge unless one is pending; returns the pending one
     (TEXT when it was issued now, else the earlier one: a challenge stays the same until
-    the record it asks for is added)."""
+    the record it asks for is added). With REPLACING, a pending challenge of exactly that
+    text is replaced by TEXT (one that can no longer be performed, e.g. a voice phrase
+    from before its words were checked); of two processes replacing it, one wins."""
     with _db() as db:
+        if replacing is not None:
+            db.execute(
+                "UPDATE challenges SET text = ?, created = ? WHERE kind = ? AND subject = ? AND text = ?",
+                (text, now(), _check_kind(kind), subject, replacing),
+            )
         db.execute(
             "INSERT OR IGNORE INTO challenges (kind, subject, text, created) VALUES (?, ?, ?, ?)",
             (_check_kind(kind), subject, text, now()),
@@ -356,6 +368,8 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
             )
         if version < 1:
             _migrate_to_1(db)
+        if version < 2:
+            _migrate_to_2(db)
         set_schema_version(db, SCHEMA_VERSION)
 
 
@@ -419,6 +433,19 @@ def _migrate_to_1(db: sqlite3.Connection) -> None:
             "SELECT 'voice', name, phrase, created FROM voice_phrases"
         )
         db.execute("DROP TABLE voice_phrases")
+
+
+def _migrate_to_2(db: sqlite3.Connection) -> None:
+    """Mark every voice record enrolled before the code-word check as unchecked (details
+    "words_checked": false); the consent-record hashes, which do not cover it, stay the same."""
+    rows = db.execute("SELECT id, details FROM consents WHERE kind = 'voice'").fetchall()
+    for cid, text in rows:
+        details = json.loads(text)
+        if "words_checked" not in details:
+            details["words_checked"] = False
+            db.execute(
+                "UPDATE consents SET details = ? WHERE id = ?", (json.dumps(details, sort_keys=True), cid)
+            )
 
 
 def _check_kind(kind: str) -> str:

@@ -41,6 +41,7 @@ __all__ = [
     "VoiceProfile",
     "apply_tilt",
     "derive_profile",
+    "mono16k",
     "read_audio",
     "speaker_embedding",
     "speaker_similarity",
@@ -57,6 +58,13 @@ MAX_RECORDING_SECONDS = 600.0
 # EER because accepting another speaker's consent is the worse error. Several eSpeak
 # variants are near-copies of each other (adam, benjamin, Reed), which sets most false
 # accepts; no recorded human speech was available to measure on.
+# A pretrained encoder with its weights in its wheel, Resemblyzer 0.1.4 (d-vector LSTM),
+# was compared on 40 other eSpeak variants (3 texts each at 130/165/200 wpm; 120 same-voice
+# and 7020 different-voice pairs): equal error rate 2.5 % against these statistics' 7.3 %.
+# It is not used because it does not install cleanly: its webrtcvad dependency is a source
+# package needing a C compiler and imports pkg_resources, which setuptools 81+ no longer
+# has (so `import resemblyzer` fails in this environment), and it pulls the obsolete
+# `typing` backport, librosa, numba and llvmlite.
 SPEAKER_THRESHOLD = 0.80
 TILT_LIMIT_DB = 6.0  # per octave, the most the tilt filter changes
 
@@ -101,7 +109,8 @@ def read_audio(path: str | os.PathLike, label: str = "recording") -> Audio:
     return Audio(np.concatenate(chunks).astype(np.float32)[None], int(rate))
 
 
-def _mono16k(audio: Audio) -> np.ndarray:
+def mono16k(audio: Audio) -> np.ndarray:
+    """AUDIO mixed down to mono and resampled to ANALYSIS_RATE (16 kHz), as float64."""
     x = np.asarray(audio.samples, np.float64).mean(axis=0)
     if audio.rate != ANALYSIS_RATE:
         g = math.gcd(audio.rate, ANALYSIS_RATE)
@@ -163,7 +172,7 @@ def speaker_embedding(audio: Audio) -> np.ndarray:
 
 
 def _raw_stats(audio: Audio) -> np.ndarray:
-    c = _mfcc(_mono16k(audio))
+    c = _mfcc(mono16k(audio))
     if len(c) < 10:
         raise VoiceError("the recording holds too little speech to tell who is speaking")
     return np.concatenate([c.mean(0), c.std(0)])
@@ -229,7 +238,7 @@ def _syllable_nuclei(x: np.ndarray) -> tuple[int, float]:
 def syllable_nuclei(audio: Audio) -> tuple[int, float]:
     """(syllable nuclei counted, seconds from the first speech to the last) of a recording:
     how long it speaks and in how many syllables, whatever the words."""
-    return _syllable_nuclei(_mono16k(audio))
+    return _syllable_nuclei(mono16k(audio))
 
 
 def _tilt(x: np.ndarray) -> float:
@@ -247,7 +256,7 @@ def _tilt(x: np.ndarray) -> float:
 def voice_features(audio: Audio) -> dict[str, float]:
     """What a recording says about its voice: median_f0 (Hz), f0_range (semitones between
     the 10th and 90th percentile), syllables_per_second, tilt_db_per_octave, seconds."""
-    x = _mono16k(audio)
+    x = mono16k(audio)
     f0 = _pitch_track(x)
     if f0.size < 10:
         raise VoiceError("the recording has too little voiced speech to measure its pitch")

@@ -7,21 +7,24 @@ tilt filter on the synthesised audio (a formant/spectral-balance transform). It 
 voice clone; it is a likeness all the same, so it is stored only with consent:
 
 1. `consent_phrase(name)` makes (once, then repeats) the phrase the voice's owner must
-   read aloud for this enrolment: a fixed sentence naming the voice plus four random
-   code words, kept as the voice's pending challenge in the consent registry.
+   read aloud for this enrolment: a fixed sentence naming the voice plus four distinct
+   code words drawn at random from a pruned list (consent_words.py), kept as the voice's
+   pending challenge in the consent registry.
 2. `enroll(...)` takes the reference recording and the consent recording and refuses
    unless (a) both are the same speaker: cosine similarity of MFCC-statistics speaker
-   embeddings ≥ SPEAKER_THRESHOLD (measured: see features.py), and (b) the consent
-   recording is that phrase by its duration and energy envelope: its speech lasts
+   embeddings ≥ SPEAKER_THRESHOLD (measured: see features.py), (b) the consent
+   recording fits that phrase by its duration and energy envelope: its speech lasts
    0.55–2.2 times eSpeak's own reading of the phrase, and its syllable nuclei (peaks of
-   the energy envelope) number within ±40 % of eSpeak's reading's. No speech
-   recogniser runs offline here, so the words themselves are not checked: a speaker
-   reading any text of the same length and rhythm passes (b). Say so to users.
+   the energy envelope) number within ±40 % of eSpeak's reading's, and (c) each of the
+   phrase's four code words is heard in it (pocketsphinx keyword spotting, offline,
+   with a threshold measured per word: consent_words.py, consent_measure.py).
 3. The profile and its consent record (owner, scope, expiry, hashes of both recordings
-   and the phrase, the similarity) go into the consent registry (governance.consent,
-   kind "voice", one store with likeness consent) in one transaction that also retires
-   the phrase. `resolve_voice(name, scope)` refuses an expired, revoked or out-of-scope
-   profile.
+   and the phrase, the similarity, words_checked) go into the consent registry
+   (governance.consent, kind "voice", one store with likeness consent) in one
+   transaction that also retires the phrase. `resolve_voice(name, scope)` refuses an
+   expired, revoked or out-of-scope profile, and one enrolled before the code words were
+   checked (words_checked false: the registry marks those when it migrates) until the
+   voice is enrolled again.
 
 The recording analysis (speaker embeddings, pitch, rate, tilt, the profile derived from
 them) is features.py; this module is enrolment and use.
@@ -36,7 +39,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -46,6 +48,7 @@ from kinema.governance import consent as registry
 from kinema.governance.consent import scope_covers
 from kinema.governance.consent import today as _today
 from kinema.io import Audio
+from kinema.voice.consent_words import check_code_words, draw, phrase_code_words, phrase_text
 from kinema.voice.features import (
     SPEAKER_THRESHOLD,
     VoiceError,
@@ -84,17 +87,12 @@ MIN_CONSENT_SECONDS = 2.0
 PHRASE_DURATION_RANGE = (0.55, 2.2)
 PHRASE_SYLLABLE_TOLERANCE = 0.40
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
-CODE_WORDS = (
-    "amber anchor apple arrow bamboo banjo beacon bison canyon cedar cobalt comet copper "
-    "cricket dolphin ember falcon fern garnet glacier granite harbor hazel island jasper "
-    "juniper kettle lantern lemon maple marble meadow nickel orbit otter pebble pepper "
-    "planet quartz raven river saddle salmon silver summit tiger timber tulip velvet walnut "
-    "willow yellow zephyr"
-).split()
 
 
 # What a voice's consent record is, in the order its JSON has always had; `consent_hash`
-# (named by signed manifests) covers exactly these.
+# (named by signed manifests) covers exactly these, plus "words_checked": true for an
+# enrolment whose code words were heard (left out when false, so that the hashes of
+# enrolments from before the check stay what their manifests say).
 CONSENT_FIELDS = (
     "id",
     "name",
@@ -129,13 +127,15 @@ class VoiceRecord:
     similarity: float
     profile: VoiceProfile
     revoked: str | None = None
+    words_checked: bool = False
 
     @classmethod
     def of(cls, record: registry.Consent) -> VoiceRecord:
         """The voice view of a consent registry record (kind "voice")."""
-        names = [f.name for f in fields(cls)]
+        names = [f.name for f in fields(cls) if f.name != "words_checked"]
         values = record.view(names, {"name": "subject", "reference_sha256": "subject_sha256"})
-        return cls(**{**values, "profile": VoiceProfile(**values["profile"])})
+        checked = record.details.get("words_checked") is True
+        return cls(**{**values, "profile": VoiceProfile(**values["profile"]), "words_checked": checked})
 
     def status(self, today: dt.date | None = None) -> str:
         """'valid', 'expired' or 'revoked' on the day TODAY (default today, UTC)."""
@@ -146,6 +146,8 @@ class VoiceRecord:
         profile and the revocation, the expiry as YYYY-MM-DD."""
         data = {name: getattr(self, name) for name in CONSENT_FIELDS}
         data["expires"] = self.expires.isoformat()
+        if self.words_checked:
+            data["words_checked"] = True
         return data
 
     @property
@@ -161,6 +163,7 @@ class VoiceRecord:
             "profile": asdict(self.profile),
             "revoked": self.revoked,
             "status": self.status(),
+            "words_checked": self.words_checked,
         }
 
 
@@ -207,17 +210,14 @@ def _check_name(name: str) -> str:
 
 def consent_phrase(name: str) -> str:
     """The phrase the voice's owner reads for enrolling NAME (made once, then the same until
-    the enrolment succeeds)."""
+    the enrolment succeeds). A pending phrase from before the code words were checked
+    (words not in today's list) is replaced by a new one."""
     name = _check_name(name)
     pending = registry.challenge("voice", name)
-    if pending is not None:
+    if pending is not None and phrase_code_words(pending) is not None:
         return pending
-    words = " ".join(secrets.choice(CODE_WORDS) for _ in range(4))
-    phrase = (
-        f"I agree that kinema may make a synthetic voice called {name} from my recordings. "
-        f"My code words are {words}."
-    )
-    issued = registry.issue_challenge("voice", name, phrase)
+    phrase = phrase_text(name, draw(name))
+    issued = registry.issue_challenge("voice", name, phrase, replacing=pending)
     if issued == phrase:  # not one that another process issued a moment ago
         audit.append("voice.phrase", name=name, phrase_sha256=_sha(phrase.encode()))
     return issued
@@ -260,8 +260,9 @@ def enroll(
     person reading `consent_phrase(NAME)`), for OWNER, SCOPE, until EXPIRES (YYYY-MM-DD).
 
     Refuses (VoiceError, audit-logged) a bad name, owner, scope or date, a recording that is
-    not audio or too short, no phrase issued for NAME, another speaker in the consent
-    recording, and a consent recording that does not fit the phrase.
+    not audio or too short, no phrase issued for NAME (or one from before the code words
+    were checked), another speaker in the consent recording, a consent recording that does
+    not fit the phrase, and one in which a code word is not heard (naming the word).
     """
     log: dict[str, Any] = {"name": name, "owner": owner, "scope": scope, "expires": str(expires)}
     try:
@@ -296,6 +297,12 @@ def _enroll(name, reference, consent, owner, scope, expires, log) -> VoiceRecord
         raise VoiceError(
             f"no consent phrase issued for '{name}': run `kinema voice phrase {name}` and record it"
         )
+    code_words = phrase_code_words(phrase)
+    if code_words is None:
+        raise VoiceError(
+            f"the consent phrase issued for '{name}' predates the code-word check: run "
+            f"`kinema voice phrase {name}` for a new one and record that"
+        )
     similarity = speaker_similarity(ref, con)
     log.update(similarity=round(similarity, 4), threshold=SPEAKER_THRESHOLD)
     if similarity < SPEAKER_THRESHOLD:
@@ -304,11 +311,13 @@ def _enroll(name, reference, consent, owner, scope, expires, log) -> VoiceRecord
             f"{SPEAKER_THRESHOLD:.2f}): the voice's owner must record the consent phrase"
         )
     log["phrase_check"] = check_phrase(con, phrase)
+    log["code_words"] = check_code_words(con, code_words)
     details = {
         "consent_sha256": _sha(con.samples.tobytes()),
         "phrase_sha256": _sha(phrase.encode()),
         "similarity": round(similarity, 4),
         "profile": asdict(derive_profile(ref)),
+        "words_checked": True,
     }
     # the record and the phrase's retirement commit together: a phrase serves one enrolment
     stored = registry.add(
@@ -352,6 +361,7 @@ def list_voices() -> list[dict[str, Any]]:
                 "scope": record.scope,
                 "expires": record.expires.isoformat(),
                 "status": record.status(),
+                "words_checked": record.words_checked,
             }
         )
     return voices
@@ -362,8 +372,9 @@ def resolve_voice(
 ) -> VoiceChoice:
     """The voice NAME ready to use: a built-in one, or an enrolled profile whose consent
     is live and covers SCOPE. Enrolled voices need a scope; every use of one, allowed or
-    refused, is audit-logged. Refuses an unknown name (listing the voices), and an
-    expired, revoked or out-of-scope profile."""
+    refused, is audit-logged. Refuses an unknown name (listing the voices), an expired,
+    revoked or out-of-scope profile, and one enrolled before the consent recording's code
+    words were checked (until it is enrolled again)."""
     name = (name or "").strip()
     if name in BUILTIN_VOICES:
         settings = SpeechSettings(
@@ -380,14 +391,22 @@ def resolve_voice(
     today = _today()
     live = [r for r in records if r.status(today) == "valid"]
     fitting = [r for r in live if scope is not None and scope_covers(r.scope, scope)]
-    if not fitting:
-        reason = _refusal(name, records, live, scope)
+    checked = [r for r in fitting if r.words_checked]
+    if not checked:
+        reason = _refusal(name, records, live, scope) if not fitting else _unchecked(name)
         audit.append("voice.use", decision="refuse", reason=reason, **log)
         raise VoiceError(reason)
-    record = max(fitting, key=lambda r: r.expires)
+    record = max(checked, key=lambda r: r.expires)
     audit.append("voice.use", decision="pass", id=record.id, consent_record_sha256=record.consent_hash, **log)
     settings = record.profile.settings(rate_wpm, pitch_semitones)
     return VoiceChoice(name, settings, record.profile.tilt_db_per_octave, record)
+
+
+def _unchecked(name: str) -> str:
+    return (
+        f"voice '{name}' was enrolled before consent recordings were checked for their code words: "
+        f"enrol it again (`kinema voice phrase {name}`, then `kinema voice enroll {name} ...`)"
+    )
 
 
 def _refusal(name: str, records: list[VoiceRecord], live: list[VoiceRecord], scope: str | None) -> str:

@@ -169,21 +169,13 @@ def mark(video: Video, settings: dict, origin: Origin) -> tuple[Video, bytes]:
     return embed(video, payload, key), payload
 
 
-def publish_rendered(
-    rendered: Any, output: str | os.PathLike, *, hide_prompt: bool = False, creator: str | None = None
-) -> dict:
+def publish_rendered(rendered: Any, output: str | os.PathLike, **options: Any) -> dict:
     """Publish what kinema.render made (a Rendered: video, settings, origin, edit,
-    ingredients) at OUTPUT, its review item filed under CREATOR (default local:<uid>);
-    returns the sidecar record (see publish)."""
+    ingredients) at OUTPUT; OPTIONS are publish's (hide_prompt, creator: the review item's
+    owner, default local:<uid>; payload). Returns the sidecar record (see publish)."""
+    r = rendered
     return publish(
-        rendered.video,
-        output,
-        rendered.settings,
-        rendered.origin,
-        edit=rendered.edit,
-        ingredients=list(rendered.ingredients),
-        hide_prompt=hide_prompt,
-        creator=creator,
+        r.video, output, r.settings, r.origin, edit=r.edit, ingredients=list(r.ingredients), **options
     )
 
 
@@ -194,17 +186,8 @@ def attach(rendered: Any, *, hide_prompt: bool = False) -> Video:
     marked, payload = mark(rendered.video, rendered.settings, rendered.origin)
 
     def save(video: Video, path: str | os.PathLike) -> Path:
-        record = publish(
-            video,
-            path,
-            rendered.settings,
-            rendered.origin,
-            edit=rendered.edit,
-            ingredients=list(rendered.ingredients),
-            hide_prompt=hide_prompt,
-            payload=payload,
-        )
-        return Path(record["path"])
+        saved = dataclasses.replace(rendered, video=video)
+        return Path(publish_rendered(saved, path, hide_prompt=hide_prompt, payload=payload)["path"])
 
     return marked.with_publisher(save)
 

@@ -191,3 +191,14 @@ def test_a_gpu_run_resumes_on_the_cpu(tmp_path):
     resumed = Trainer(get_preset("vae-tiny"), tmp_path / "g")
     assert resumed.step == 2
     resumed.run(progress=False)
+
+
+def test_prompt_weights_draw_what_fails_more_often():
+    from kinema.train.stages import prompt_draw_probabilities
+
+    prompts = ["a red square moving up on a black background", "a red circle moving up on a black background"]
+    p = prompt_draw_probabilities(prompts, {"square": 3.0})
+    assert np.allclose(p, [0.75, 0.25])
+    assert np.allclose(prompt_draw_probabilities(prompts, {}), [0.5, 0.5])
+    # a word matches whole words only: "red" is not in "shrinking", "up" not in "cup"
+    assert np.allclose(prompt_draw_probabilities(prompts + ["a cup"], {"up": 2.0}), [0.4, 0.4, 0.2])

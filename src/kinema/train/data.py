@@ -6,13 +6,16 @@ import numpy as np
 import torch
 
 from kinema.train.presets import Preset
-from kinema.world.dataset import Sample, training_sample
+from kinema.world.dataset import Sample, free_colour_sample, training_sample
 
 
 def preset_samples(preset: Preset, stream: int, start: int, stop: int) -> list[Sample]:
-    """Samples start … stop−1 of a training stream, drawn as the preset says."""
+    """Samples start … stop−1 of a training stream, drawn as the preset says: a
+    free_colour_fraction of them (decoder training only) painted in colours of any RGB."""
     return [
-        training_sample(
+        free_colour_sample(preset.seed, stream, i, preset.frames, preset.size)
+        if _free_colour(preset, stream, i)
+        else training_sample(
             preset.seed,
             stream,
             i,
@@ -24,6 +27,13 @@ def preset_samples(preset: Preset, stream: int, start: int, stop: int) -> list[S
         )
         for i in range(start, stop)
     ]
+
+
+def _free_colour(preset: Preset, stream: int, index: int) -> bool:
+    if preset.free_colour_fraction <= 0:  # no draw: the v1 streams stay what they were
+        return False
+    rng = np.random.default_rng([preset.seed, stream, index, 0xF4EE])
+    return bool(rng.random() < preset.free_colour_fraction)
 
 
 def pixels_to_tensor(frames: np.ndarray) -> torch.Tensor:

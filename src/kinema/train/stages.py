@@ -199,6 +199,21 @@ def condition_kinds(
     return kinds
 
 
+def prompt_draw_probabilities(prompts: list[str], weights: dict[str, float]) -> np.ndarray:
+    """How often to draw each clip: the product of the weights of the words (or phrases)
+    its prompt contains, normalised. Words absent from `weights` weigh 1."""
+    unknown = [w for w, v in weights.items() if not isinstance(v, (int, float)) or v <= 0]
+    if unknown:
+        raise InputError(f"prompt weights must be positive numbers: {', '.join(map(str, unknown))}")
+    p = np.ones(len(prompts))
+    for i, prompt in enumerate(prompts):
+        padded = f" {prompt} "
+        for word, weight in weights.items():
+            if f" {word} " in padded:
+                p[i] *= float(weight)
+    return p / p.sum()
+
+
 class PromptTable:
     """Token states of a fixed set of prompts (a latent cache's, and the empty prompt),
     encoded once: a training step looks its batch up instead of running the encoder."""
@@ -245,6 +260,7 @@ class DiTStage:
         self.text = MiniLMTextEncoder(device=self.device)
         self.cache, self.prompts = None, None
         self._cpu_parts = None
+        self._draw_p: np.ndarray | None = None
         if preset.cache_clips:
             folder = cache_folder(preset)
             if self.shard.main:  # the others wait, then read what it wrote
@@ -254,9 +270,29 @@ class DiTStage:
             self.prompts = PromptTable(self.text, self.cache.prompts, self.device)
 
     def _cache_indices(self, step: int) -> np.ndarray:
-        """The cache clips of a step's whole batch, drawn from the step number."""
+        """The cache clips of a step's whole batch, drawn from the step number (with the
+        preset's prompt weights, when it has any)."""
         rng = np.random.default_rng([self.preset.seed, step, 11])
-        return rng.integers(len(self.cache), size=self.preset.batch)
+        if not self.preset.prompt_weights:
+            return rng.integers(len(self.cache), size=self.preset.batch)
+        if self._draw_p is None:
+            self._draw_p = prompt_draw_probabilities(self.cache.prompts, self.preset.prompt_weights)
+        return rng.choice(len(self.cache), size=self.preset.batch, p=self._draw_p)
+
+    def _captions(self, step: int, prompts: list[str], first_row: int) -> list[str]:
+        """The step's captions: a paraphrase_fraction of the prompts said in other words
+        (training wordings only: the held-out ones measure generalisation). Each batch row
+        draws from its own generator, so a row's caption is the same in any process."""
+        if self.preset.paraphrase_fraction <= 0:
+            return prompts
+        from kinema.world.paraphrase import paraphrase
+
+        captions = []
+        for row, prompt in enumerate(prompts, start=first_row):
+            rng = np.random.default_rng([self.preset.seed, step, 13, row])
+            said = prompt and rng.random() < self.preset.paraphrase_fraction
+            captions.append(paraphrase(parse(prompt), rng, split="train") if said else prompt)
+        return captions
 
     def batch(self, step: int) -> tuple[list[str], torch.Tensor, torch.Tensor, np.ndarray]:
         """Prompts, latents, keyframe latents and window offsets of a step (this process's
@@ -301,7 +337,10 @@ class DiTStage:
         rng = np.random.default_rng([self.preset.seed, step, 7])
         _, _, t, h, w = x0.shape
         dropped = (rng.random(b) < self.text_dropout)[rows]
-        prompts = ["" if drop else p for drop, p in zip(dropped, prompts, strict=True)]
+        prompts = [
+            "" if drop else p
+            for drop, p in zip(dropped, self._captions(step, prompts, rows.start), strict=True)
+        ]
         all_kinds = condition_kinds(self._batch_offsets(step, offsets), rng, *self.condition_mix)
         all_mask = condition_masks(all_kinds, t, h, w, rng)
         kinds, mask = all_kinds[rows], all_mask[rows]

@@ -26,6 +26,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kinema.errors import InputError
+from kinema.train.adversarial import AdversarialDecoderStage
 from kinema.train.checkpoint import (
     load_config,
     load_train_state,
@@ -37,7 +38,9 @@ from kinema.train.checkpoint import (
 from kinema.train.distributed import join, wrap
 from kinema.train.plot import plot_curves
 from kinema.train.presets import Preset, preset_command
-from kinema.train.stages import STAGES
+from kinema.train.stages import STAGES as _BASE_STAGES
+
+STAGES = {**_BASE_STAGES, "vae-gan": AdversarialDecoderStage}
 
 
 def learning_rate(preset: Preset, step: int) -> float:
@@ -134,6 +137,9 @@ class Trainer:
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.step, self.history, self.seconds = meta["step"], meta["history"], meta.get("seconds", 0.0)
+        if hasattr(self.stage, "load_state_tensors"):  # what the stage trains besides the model
+            stage_tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("stage.")}
+            self.stage.load_state_tensors(stage_tensors, meta["stage"])
         self.init_from = meta.get("init_from")
 
     def _finalise(self) -> None:
@@ -156,9 +162,12 @@ class Trainer:
         tensors["rng.torch"] = torch.get_rng_state()
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        if hasattr(self.stage, "state_tensors"):
+            stage_tensors, stage_meta = self.stage.state_tensors()
+            tensors.update({f"stage.{k}": v for k, v in stage_tensors.items()})
         last_val = self.history["val"][-1][1] if self.history["val"] else {}
         config = {
-            "kind": self.preset.stage,
+            "kind": getattr(self.stage, "kind", self.preset.stage),  # what the weights are
             "model": dataclasses.asdict(self.stage.config),
             "step": self.step,
             "train_seconds": round(self.seconds, 1),
@@ -174,6 +183,8 @@ class Trainer:
             "optimizer": opt_scalars,
             "init_from": self.init_from,
         }
+        if hasattr(self.stage, "state_tensors"):
+            meta["stage"] = stage_meta
         save_checkpoint(self.out, self.ema.state_dict(), config, tensors, meta)
         score_name = next(iter(last_val), "score")
         plot_curves(

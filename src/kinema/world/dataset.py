@@ -22,6 +22,7 @@ from kinema.world.render import render_frames
 from kinema.world.scene import (
     BACKGROUNDS,
     COLOURS,
+    HELD_OUT_PAIRS,
     MOTIONS,
     PERIOD,
     SHAPES,
@@ -156,3 +157,48 @@ def validation_split(n: int = 64, held_out: bool = False, seed: int = 0) -> list
             scene = sample_scene(rng)
         out.append((format_prompt(scene), TRAIN_SEEDS + i))
     return out
+
+
+MIN_CONTRAST = 80.0  # RGB distance of a free colour from its background: a visible object
+HELD_OUT_MARGIN = 60.0  # a free colour this near a held-out pair's palette colour is that pair
+
+
+def free_colour_sample(seed: int, stream: int, index: int, frames: int = 17, size: int = 64) -> Sample:
+    """Sample `index` of a free-colour stream: a training scene's geometry (shapes, sizes,
+    paths, any window of the ping-pong clip) painted in colours drawn uniformly from RGB,
+    on a background of any colour too. For the VAE's decoder only (a codec of the world's
+    geometry in any colour); its prompt is empty, since v1's words cannot say its colours.
+
+    The held-out pairs stay out: an object whose shape belongs to a held-out pair is never
+    painted near that pair's palette colour."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, stream, index, 0xC010]))
+    scene = sample_scene(rng, 0.35)
+    background = rng.uniform(0, 255, 3)
+    colours = []
+    for obj in scene.objects:
+        while True:
+            rgb = rng.uniform(0, 255, 3)
+            near_held_out = any(
+                shape == obj.shape and np.linalg.norm(rgb - np.array(COLOURS[colour])) < HELD_OUT_MARGIN
+                for colour, shape in HELD_OUT_PAIRS
+            )
+            others = [np.array(c) for c in colours]
+            if (
+                np.linalg.norm(rgb - background) >= MIN_CONTRAST
+                and not near_held_out
+                and all(np.linalg.norm(rgb - c) >= MIN_CONTRAST for c in others)
+            ):
+                colours.append(tuple(float(v) for v in rgb))
+                break
+    layout_seed = int(rng.integers(TRAIN_SEEDS))
+    offset = int(rng.integers(PERIOD))
+    clip = render_frames(
+        scene,
+        seed=layout_seed,
+        frames=frames,
+        size=size,
+        start=offset,
+        colours=tuple(colours),
+        background=tuple(float(v) for v in background),
+    )
+    return Sample("", clip, layout_seed, offset)

@@ -91,28 +91,39 @@ def coverage(
 
 
 def render_frames(
-    scene: Scene, seed: int = 0, frames: int = 16, size: int = 64, start: int = 0
+    scene: Scene,
+    seed: int = 0,
+    frames: int = 16,
+    size: int = 64,
+    start: int = 0,
+    colours: tuple[tuple[float, float, float], ...] | None = None,
+    background: tuple[float, float, float] | None = None,
 ) -> np.ndarray:
     """Render frames start .. start+frames-1 of the scene's clip: uint8 (T, S, S, 3).
 
     `start` cuts a window out of the endless ping-pong clip (training on windows at any
-    offset shows a model the turns).
+    offset shows a model the turns). `colours` (one RGB per object) and `background`
+    paint the scene in colours outside the palette: the VAE's decoder learns the world's
+    geometry in any colour (so an adapter can teach a new one); v1 prompts never use them.
     """
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"size must be between {MIN_SIZE} and {MAX_SIZE}, got {size}")
     if frames < 1:
         raise ValueError(f"frames must be at least 1, got {frames}")
     layout = sample_layout(scene, seed)
-    background = np.array(BACKGROUNDS[scene.background], np.float32)
+    if colours is not None and len(colours) != len(scene.objects):
+        raise ValueError(f"colours gives {len(colours)} colours for {len(scene.objects)} objects")
+    paint = colours or tuple(COLOURS[o.colour] for o in scene.objects)
+    backdrop = np.array(background if background is not None else BACKGROUNDS[scene.background], np.float32)
     out = np.empty((frames, size, size, 3), np.uint8)
     canvas = np.empty((size, size, 3), np.float32)
     for i in range(frames):
-        canvas[:] = background
+        canvas[:] = backdrop
         u = ping_pong(start + i)
-        for path in layout:
+        for path, rgb in zip(layout, paint, strict=True):
             cx, cy, d = path.at(u)
             rows, cols, cov = coverage(path.obj.shape, cx * size, cy * size, d * size, size)
-            colour = np.array(COLOURS[path.obj.colour], np.float32)
+            colour = np.array(rgb, np.float32)
             region = canvas[rows, cols]
             canvas[rows, cols] = region + (colour - region) * cov[..., None]
         out[i] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kinema.world.dataset import validation_split
 from kinema.world.grammar import format_prompt, parse
 from kinema.world.scene import Scene, WorldObject
 
@@ -269,6 +268,8 @@ def paraphrase_set(n: int = 50, seed: int = 0) -> list[tuple[str, str, int]]:
     """N evaluation prompts in held-out wordings only: (paraphrase, canonical prompt,
     layout seed), the scenes and layout seeds of validation_split (seen pairs, seeds ≥
     2**62). The same (n, seed) always gives the same list."""
+    from kinema.world.dataset import validation_split  # torch comes with it: only when asked
+
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9A4A]))

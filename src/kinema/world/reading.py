@@ -44,7 +44,7 @@ KNOWS = "the built-in model knows coloured shapes"
 # neither read nor reported as unknown.
 FUNCTION_WORDS = frozenset(
     """a an the this that these those there here it its itself they them their which who whom
-    whose what where when is are was were be been being am do does did doing has have having
+    whose what where when something anything everything is are was were be been being am do does did doing has have having
     had can could will would shall should may might must of on in at to toward towards into
     onto upon over under above below across along against around through from by for with
     within near beside behind front between before after out off about like than then so
@@ -108,7 +108,7 @@ class Reading:
             words = ", ".join(f'"{w}"' for w in named)
             lines.insert(0, f"{KNOWS}; nothing here matches {words}")
         elif self.understood is None and not self.notes:
-            lines.insert(0, f"{KNOWS}; nothing here matches any of them")
+            lines.insert(0, f"{KNOWS}; this prompt names none")
         return tuple(lines)
 
 
@@ -134,19 +134,19 @@ def build_lexicon() -> tuple[dict[str, str], frozenset[str]]:
     A meaning is "colour:red", "shape:circle", "size:big", "background:gray",
     "direction:left", "motion:growing", "mover" or "background_noun". A word found in
     wordings of two meanings ("getting" in getting bigger and getting smaller) is light:
-    known, but saying nothing alone. Wordings with a negation ("not moving") are left to
-    the negation rule."""
+    known, but saying nothing alone. The words of a wording with a negation ("does not
+    move") mean a move, which the negation rule turns into staying still."""
     seen: dict[str, set[str]] = {}
     for meaning, wordings in all_wordings("train").items():
         if meaning.startswith("template:"):
             continue
         for wording in wordings:
             words = words_of(wording)
-            if NEGATIONS & set(words):
-                continue
+            # "does not move": "move" means a move; the negation rule reads it as still
+            said = "mover" if NEGATIONS & set(words) else meaning
             for word in words:
-                if word not in FUNCTION_WORDS:
-                    seen.setdefault(word, set()).add(meaning)
+                if word not in FUNCTION_WORDS and word not in NEGATIONS:
+                    seen.setdefault(word, set()).add(said)
     lexicon = {w: next(iter(m)) for w, m in seen.items() if len(m) == 1}
     return lexicon, frozenset(w for w, m in seen.items() if len(m) > 1)
 
@@ -249,7 +249,7 @@ def _tag(text: str, keep: frozenset[str], vocabulary: Vocabulary | None) -> list
             words.append(_Word(w, "negation"))
         elif w in LEXICON:
             words.append(_Word(w, "known", LEXICON[w], kept=w in keep))
-        elif w in FUNCTION_WORDS or (w in LIGHT_WORDS and w not in keep):
+        elif w in FUNCTION_WORDS or len(w) < 2 or w.isdigit() or (w in LIGHT_WORDS and w not in keep):
             words.append(_Word(w, "function" if w in FUNCTION_WORDS else "light"))
         elif (meaning := derived_meaning(w)) is not None:
             words.append(_Word(w, "known", meaning, score=DERIVED_SCORE, kept=w in keep))
@@ -260,7 +260,7 @@ def _tag(text: str, keep: frozenset[str], vocabulary: Vocabulary | None) -> list
             before = [w.text for w in words[max(0, i - 2) : i]]
             if any(b in POSITION_WORDS for b in before) and "to" not in before:
                 word.kind = "position"
-    unknown = [w for w in words if w.kind == "unknown" and not w.text.isdigit()]
+    unknown = [w for w in words if w.kind == "unknown"]
     if unknown and vocabulary is not None:
         nearest = vocabulary.nearest([w.text for w in unknown])
         for word in unknown:
@@ -472,7 +472,11 @@ def read(
     background, background_score = _background(words)
     objects = _objects(_segments([w for w in words if w is not background]))
     read_objects = [(obj, _assign(obj, background)) for obj in objects]
-    read_objects = [(o, s) for o, s in read_objects if "colour" in s or "shape" in s]
+    # an object is one the model knows by its colour or shape, or by a reference's
+    named = {"colour", "shape"} - set(supplied)
+    read_objects = [(o, s) for o, s in read_objects if not named or named & set(s)]
+    if not named and len(read_objects) > 1:
+        read_objects = read_objects[:1]  # a reference gives one object
     content = [w for w in words if w.kind in ("known", "unknown")]
     outside = tuple(dict.fromkeys(w.text for w in content if w.kind == "unknown" and w.meaning is None))
     outside = tuple(w for w in outside if w not in keep)

@@ -382,7 +382,7 @@ def _assign(obj: _Object, background: _Word | None) -> dict[str, _Slot]:
 
     for word in obj.words:
         if word.kind == "known" and word is not background:
-            place(word.meaning, word, 1.0)
+            place(word.meaning, word, word.score)
     unknown = [w for w in obj.words if w.kind == "unknown" and w.options]
     for word in sorted(unknown, key=lambda w: -w.options[0][1]):
         word.meaning = None

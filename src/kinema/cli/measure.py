@@ -36,6 +36,7 @@ def qa_command(
     from kinema.io import read_video
     from kinema.metrics import draw_report
     from kinema.qa import clip_qa
+    from kinema.render.reading import read_prompt
 
     if report is not None:
         if report.suffix.lower() != ".png":
@@ -46,7 +47,9 @@ def qa_command(
         if report.is_dir():
             raise InputError(f"'{report}' is a directory; give a file name ending in .png")
     video = read_video(clip)
-    result = clip_qa(video, prompt)
+    result = clip_qa(video, prompt, reading=None if prompt is None else read_prompt(prompt))
+    for line in result.get("warnings", ()):
+        typer.echo(f"kinema: warning: {line}", err=True)
     result["clip"] = str(clip)
     if report is not None:
         result["report"] = str(draw_report(video, result, report))

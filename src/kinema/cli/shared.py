@@ -3,11 +3,12 @@ once: `@shared_options` adds them to a command, which receives them as one `shar
 Shared` and builds its ClipRequest from it.
 
     --model --device --seed --steps --guidance --negative --lora --control --control-scale
-    --path --reference --fast --hide-prompt --json, and the memory savers --int8 (kinema
+    --path --reference --fast --literal --hide-prompt --json, and the memory savers --int8 (kinema
     models) --cpu-offload --vae-tiling --vae-slicing --attention-slicing (diffusers models)
 
 `make_file` is how a command that writes one file ends: check everything (output path,
-request, inputs) before the model loads, render with a progress display, publish.
+request, inputs) before the model loads, say how the prompt was read (`understood as:`
+and warnings, on stderr), render with a progress display, publish.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Shared:
     path: Path | None = None
     reference: Path | None = None
     fast: bool = False
+    literal: bool = False
     hide_prompt: bool = False
     as_json: bool = False
     int8: bool = False
@@ -81,6 +83,7 @@ class Shared:
             path=self.path,
             reference=self.reference,
             fast=self.fast,
+            literal=self.literal,
             hide_prompt=self.hide_prompt,
             int8=self.int8,
             savers=tuple(name for name in SAVERS if getattr(self, name)),
@@ -112,6 +115,14 @@ _OPTIONS: dict[str, Any] = {
     ],
     "fast": Annotated[
         bool, typer.Option("--fast", help="Few-step generation with the model's fast adapter.")
+    ],
+    "literal": Annotated[
+        bool,
+        typer.Option(
+            "--literal",
+            help="Send the prompt to the model as typed (the built-in model otherwise reads it into "
+            "its own words first and says how: `understood as: …`).",
+        ),
     ],
     "hide_prompt": Annotated[
         bool,
@@ -165,7 +176,17 @@ def make_file(request, output: Path, shared: Shared, label: str, takes=None) -> 
     checked = prepare(request, output)
     for note in checked.inputs.notes:
         typer.echo(note, err=True)
+    say_reading(checked)
     record = with_progress(
         lambda progress: produce(checked, output, takes=takes, progress=progress), label, shared.as_json
     )
     report_written(record, shared.as_json)
+
+
+def say_reading(checked) -> None:
+    """How a Checked request's prompt was read, on stderr: one `understood as:` line, then
+    one `kinema: warning:` line for each warning (nothing when the prompt was not read)."""
+    if checked.understood_prompt is not None:
+        typer.echo(f"understood as: {checked.understood_prompt}", err=True)
+    for line in checked.warnings:
+        typer.echo(f"kinema: warning: {line}", err=True)

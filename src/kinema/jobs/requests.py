@@ -2,7 +2,8 @@
 
 A job's params are what the web's modes take (see kinema.web.modes): the mode (t2v, i2v,
 keyframes, extend, remix, inpaint, outpaint), prompt, negative, seed (fixed at submit
-time, so a re-run after a crash writes the same file), steps, guidance; frames, size,
+time, so a re-run after a crash writes the same file), steps, guidance, literal (the
+prompt goes to the model as typed); frames, size,
 fps, loop and still (one frame, written as a PNG) for generated clips; upload ids for
 images, masks and clips; a done take's id as an edit's source (a clip, not a still).
 Ids are resolved here to the owner's files, so the web (before queueing) and the worker
@@ -37,6 +38,7 @@ def clip_request(
         "seed": params.get("seed"),
         "steps": params.get("steps"),
         "guidance": params.get("guidance"),
+        "literal": bool(params.get("literal")),
         "model": model,
     }
     if mode in GENERATE:

@@ -32,7 +32,9 @@ class ModelFacts:
     """A model folder's facts. `known` is False when the folder could not be read (then
     only the loaded pipeline can check); `own` is True for kinema's own models and False
     for a diffusers folder; `adapters` and `controls` list the LoRA adapters and control
-    branches the folder ships (none so far)."""
+    branches the folder ships (none so far); `world` names the procedural world a model
+    was trained on (model.json's "world", e.g. "shapes-v1": its prompts are read into
+    that world's words before generating), None for any other model."""
 
     known: bool = False
     name: str | None = None
@@ -43,6 +45,7 @@ class ModelFacts:
     adapters: tuple[str, ...] = ()
     controls: tuple[str, ...] = ()
     served: tuple[str, ...] | None = None  # a diffusers folder's modes, by its pipeline class
+    world: str | None = None
 
     @classmethod
     def read(cls, model: str | os.PathLike | None) -> ModelFacts:
@@ -65,6 +68,7 @@ class ModelFacts:
                 defaults=dict(meta.get("defaults") or {}),
                 spatial=spatial,
                 temporal=int(vae.get("temporal_factor", 4)),
+                world=str(meta["world"]) if meta.get("world") else None,
             )
         except (OSError, ValueError, KeyError, TypeError):
             return cls()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from kinema.errors import InputError
 from kinema.io import Video, read_image, read_video
 from kinema.pipelines.facts import MAX_SIDE, ModelFacts
 from kinema.render.request import EDITS, MODES, NEEDS, TAKES, ClipRequest, Narration, max_frames
+
+if TYPE_CHECKING:
+    from kinema.world.reading import Reading
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,32 @@ class Inputs:
 @dataclass(frozen=True)
 class Checked:
     """A request that passed check(): seed drawn, defaults that depend on the mode filled
-    in, and its inputs read. Only a Checked request renders."""
+    in, and its inputs read. Only a Checked request renders.
+
+    For a shapes-world model the prompt was read (kinema.render.reading): `reading` holds
+    what was typed, what was understood and the warnings, and `request.prompt` is what
+    the model is given (the understood prompt; the typed one when nothing in the world
+    was found, or with `literal`)."""
 
     request: ClipRequest
     inputs: Inputs = field(default_factory=Inputs)
+    reading: Reading | None = None
+
+    @property
+    def typed_prompt(self) -> str:
+        """The prompt as the user typed it (stripped)."""
+        return self.request.prompt if self.reading is None else self.reading.typed
+
+    @property
+    def understood_prompt(self) -> str | None:
+        """The world's canonical form of the prompt, None when it was not read or nothing
+        in the world was found."""
+        return None if self.reading is None else self.reading.understood
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """One line each: words the model does not know, scenes it cannot draw."""
+        return () if self.reading is None else self.reading.warnings
 
     def with_seed(self, seed: int) -> Checked:
         """The same checked request with another seed (best-of takes, storyboard retakes):
@@ -54,6 +80,10 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
     request (seed drawn when not given, a loop's or still's length filled in). FIRST is a
     first frame already in memory instead of an image file (a storyboard shot continuing
     the one before: that frame is the model's own output, already checked).
+
+    A shapes-world model's prompt is read into the world's words (unless `literal`): the
+    Checked request carries the understood prompt, and `reading` what was typed and the
+    warnings (words the model does not know); the prompt is never refused for them.
 
     Refuses (InputError, one line naming the option) anything the request, the mode or the
     model cannot do: empty or screened prompts, values out of range, options another mode
@@ -85,6 +115,9 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
         raise InputError(f"the model {facts.name} does not do {MODE_WORDS[kind]}; {serves}")
     seed = secrets.randbelow(2**31) if r.seed is None else r.seed
     r = replace(r, prompt=prompt, negative=negative, seed=seed)
+    reading = _read(r, facts)
+    if reading is not None and reading.understood is not None:
+        r = replace(r, prompt=reading.understood)
     if r.mode == "generate":
         r = _check_generate(r, facts)
     if r.narration is not None:
@@ -92,7 +125,13 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
     inputs = _read_inputs(r, facts)
     if first is not None:
         inputs = _first_frame(inputs, first, r, facts)
-    return Checked(r, inputs)
+    return Checked(r, inputs, reading)
+
+
+def _read(r: ClipRequest, facts: ModelFacts) -> Reading | None:
+    from kinema.render.reading import read_request
+
+    return read_request(r, facts)
 
 
 def _first_frame(inputs: Inputs, first: np.ndarray, r: ClipRequest, facts: ModelFacts) -> Inputs:

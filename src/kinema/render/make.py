@@ -3,6 +3,7 @@ record every door writes for it."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,7 @@ def render(pipe, checked: Checked, progress: Callable[[int, int], None] | None =
         video, narrated = narrate_video(
             video, n.text, voice=n.voice, scope=n.scope, disclose_aloud=n.disclose_aloud
         )
-    settings = {**settings_record(pipe, r, video), **narrated}
+    settings = {**settings_record(pipe, r, video, typed=checked.typed_prompt), **narrated}
     return Rendered(video, settings, r.edit, ingredients, Origin(pipe.name, pipe.model_hash))
 
 
@@ -89,14 +90,18 @@ def _fitted(image, size: tuple[int, int]):
     return fit_image(image, *size)[0]
 
 
-def settings_record(pipe, request: ClipRequest, video: Video) -> dict:
+def settings_record(pipe, request: ClipRequest, video: Video, typed: str | None = None) -> dict:
     """The settings a clip's sidecar, manifest and watermark payload record: what was
     asked, the model's defaults where nothing was, the inputs by content hash (so every
-    door records the same), and the options that were set."""
+    door records the same), and the options that were set.
+
+    "prompt" is the TYPED prompt (the request's own when None); when the model was given
+    other words (the reader's understood prompt, request.prompt) they are recorded as
+    "understood_prompt", or only as its hash with hide_prompt, as the prompt itself is."""
     r, d = request, pipe.defaults
     record: dict[str, Any] = {
         "mode": r.kind,
-        "prompt": r.prompt,
+        "prompt": r.prompt if typed is None else typed,
         "negative_prompt": r.negative,
         "seed": r.seed,
         "frames": video.num_frames,
@@ -106,6 +111,11 @@ def settings_record(pipe, request: ClipRequest, video: Video) -> dict:
         "guidance": d["guidance"] if r.guidance is None else r.guidance,
         "sampler": d["sampler"],
     }
+    if typed is not None and typed != r.prompt:
+        if r.hide_prompt:
+            record["understood_prompt_sha256"] = hashlib.sha256(r.prompt.encode()).hexdigest()
+        else:
+            record["understood_prompt"] = r.prompt
     for option in ("image", "last_image", "source", "mask"):
         path = getattr(r, option)
         if path is not None:
@@ -116,6 +126,12 @@ def settings_record(pipe, request: ClipRequest, video: Video) -> dict:
         record["strength"] = DEFAULT_STRENGTH if r.strength is None else r.strength
     if r.mode == "outpaint":
         record["outpaint"] = list(r.outpaint)
-    flags = {"loop": r.loop, "still": r.still, "int8": r.int8, "memory_savers": list(r.savers)}
+    flags = {
+        "loop": r.loop,
+        "still": r.still,
+        "literal": r.literal,
+        "int8": r.int8,
+        "memory_savers": list(r.savers),
+    }
     record.update({name: value for name, value in flags.items() if value})
     return record

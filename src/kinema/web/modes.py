@@ -130,6 +130,10 @@ class JobRequest(BaseModel):
     outpaint: list[int] | None = Field(
         default=None, min_length=4, max_length=4, description="outpaint: [left, top, right, bottom] pixels"
     )
+    literal: bool = Field(
+        default=False,
+        description="send the prompt as typed (the built-in model otherwise reads it into its own words)",
+    )
 
 
 def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: ModelFacts) -> dict[str, Any]:
@@ -175,9 +179,23 @@ def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: 
         )
     else:
         params.update(_edit(request, owner, queue, limits))
+    if request.literal:
+        params["literal"] = True
     # the request layer's one check, on the very request the worker will render
-    check(clip_request(params, owner, queue), facts)
-    return params
+    checked = check(clip_request(params, owner, queue), facts)
+    return {**params, **reading_params(checked)}
+
+
+def reading_params(checked) -> dict[str, Any]:
+    """How the prompt was read, for the studio to show with the job (the worker reads it
+    again, to the same words): "understood" (the prompt the model is given, when it was
+    read into the world's words) and "warnings" (words the model does not know)."""
+    out: dict[str, Any] = {}
+    if checked.understood_prompt is not None:
+        out["understood"] = checked.understood_prompt
+    if checked.warnings:
+        out["warnings"] = list(checked.warnings)
+    return out
 
 
 def recheck(params: dict[str, Any], owner: str, queue: JobQueue) -> None:

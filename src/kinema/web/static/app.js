@@ -105,6 +105,7 @@ async function submitJob(event) {
   const body = { prompt: fields.get("prompt"), negative: fields.get("negative") || "" };
   if (still) body.still = true;
   else body.loop = fields.get("loop") === "on";
+  if (fields.get("literal") === "on") body.literal = true;
   for (const name of still ? ["seed", "steps"] : ["seed", "frames", "steps"]) {
     if (fields.get(name)) body[name] = parseInt(fields.get(name), 10);
   }
@@ -164,6 +165,14 @@ function renderTake(job, old) {
   node.dataset.id = job.id;
   node.dataset.status = job.status;
   $(".prompt", node).textContent = short(job.params.prompt, 140);
+  // how the built-in model read the prompt: shown when it was given other words, and why
+  const understood = $(".understood", node);
+  const reworded = job.params.understood && job.params.understood !== job.params.prompt;
+  understood.hidden = !reworded;
+  understood.textContent = reworded ? `understood as: ${job.params.understood}` : "";
+  const warning = $(".warning", node);
+  warning.hidden = !(job.params.warnings || []).length;
+  warning.textContent = (job.params.warnings || []).join("; ");
   $(".meta", node).textContent = describe(job);
   const fraction = job.status === "done" ? 1 : job.progress.n ? job.progress.i / job.progress.n : 0;
   $(".fill", node).style.width = `${Math.round(fraction * 100)}%`;
@@ -277,6 +286,7 @@ function loopOf(job) {
   // the same prompt and seed made as a loop (the model's loop length: frames left out)
   const p = job.params;
   const body = { mode: p.mode === "i2v" ? "i2v" : "t2v", prompt: p.prompt, negative: p.negative || "", seed: p.seed, loop: true };
+  if (p.literal) body.literal = true;
   for (const name of ["steps", "guidance", "fps", "image"]) if (p[name] !== null && p[name] !== undefined) body[name] = p[name];
   if (p.size) body.size = `${p.size[0]}x${p.size[1]}`;
   return body;

@@ -27,4 +27,5 @@ def tiny_model(tmp_path_factory):
         "tiny-test",
         defaults={"frames": 16, "size": 64, "steps": 3},
         card="# tiny test model\n",
+        world=None,  # prompts as typed: the reading tests mark their own copy as shapes-world
     )

@@ -202,3 +202,28 @@ def test_prompt_weights_draw_what_fails_more_often():
     assert np.allclose(prompt_draw_probabilities(prompts, {}), [0.5, 0.5])
     # a word matches whole words only: "red" is not in "shrinking", "up" not in "cup"
     assert np.allclose(prompt_draw_probabilities(prompts + ["a cup"], {"up": 2.0}), [0.4, 0.4, 0.2])
+
+
+def test_a_dit_preset_says_a_share_of_its_captions_in_training_wordings():
+    from types import SimpleNamespace
+
+    from kinema.train.presets import get_preset, override
+    from kinema.train.stages import DiTStage
+    from kinema.world import parse
+    from kinema.world.paraphrase import all_wordings
+
+    prompts = ["a big red circle moving right on a black background"] * 40 + [""]
+    stage = SimpleNamespace(preset=override(get_preset("dit-tiny"), ["paraphrase_fraction=0.5"]))
+    captions = DiTStage._captions(stage, 3, prompts, 0)
+    said = [c for c, p in zip(captions, prompts, strict=True) if c != p]
+    assert 8 < len(said) < 32 and captions[-1] == ""  # dropped (empty) prompts stay empty
+    train = {w for k, ws in all_wordings("train").items() for w in ws}
+    held_out = {w for k, ws in all_wordings("held_out").items() if not k.startswith("template") for w in ws}
+    held_out -= train
+    for caption in said:
+        assert not any(f" {w} " in f" {caption} " for w in held_out if " " not in w), caption
+    # the same step and row give the same caption in any process
+    assert DiTStage._captions(stage, 3, prompts[5:10], 5) == captions[5:10]
+    plain = SimpleNamespace(preset=get_preset("dit-tiny"))
+    assert DiTStage._captions(plain, 3, prompts, 0) == prompts
+    assert parse(prompts[0])  # the canonical prompt stays what the grammar reads

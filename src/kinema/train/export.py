@@ -50,15 +50,20 @@ def assemble_model(
     defaults: dict | None = None,
     card: str = "",
     half: bool = True,
+    world: str | None = "shapes-v1",
 ) -> Path:
-    """A model folder from trained VAE and DiT checkpoints, replacing `out`."""
+    """A model folder from trained VAE and DiT checkpoints, replacing `out`. `world` names
+    the prompt world the model was trained on (kinema's models: the shapes world, whose
+    prompts the request layer reads into canonical form); None for a model that takes
+    prompts as typed."""
     target = Path(os.fspath(out))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         for part, source in (("vae", vae_dir), ("dit", dit_dir)):
             _copy_checkpoint(source, staging / part, half)
-        meta = {"name": name, "text_encoder": "minilm", "defaults": defaults or {}}
+        meta = {"name": name, "text_encoder": "minilm", **({"world": world} if world else {})}
+        meta["defaults"] = defaults or {}
         (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         (staging / "README.md").write_text(card)
         _swap_in(staging, target)

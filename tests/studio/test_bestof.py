@@ -15,7 +15,7 @@ PROMPT = "a red circle moving right on a black background"
 
 def world_clip(prompt: str = PROMPT, seed: int = 0, colour: str | None = None) -> Video:
     """The renderer's clip of `prompt`; with `colour`, its object drawn in that colour instead
-    (a take the world checker fails: the asked-for object is missing, another is there)."""
+    (a take the world checker fails: the asked-for object is drawn in the wrong colour)."""
     scene = parse(prompt)
     if colour is not None:
         scene = dataclasses.replace(scene, objects=[dataclasses.replace(scene.objects[0], colour=colour)])
@@ -39,7 +39,7 @@ def test_qa_score_rewards_the_right_clip_and_explains_the_wrong_one():
     assert good["score"] == pytest.approx(0.5 + 0.5 * good["temporal_score"], abs=1e-3)
     bad = qa_score(world_clip(colour="blue"), PROMPT)
     assert bad["world_pass"] is False and 0 < bad["world_score"] < 1 and bad["score"] < good["score"]
-    assert any("not found" in r for r in bad["world_reasons"])
+    assert any("colour reads as blue" in r for r in bad["world_reasons"])
     free = qa_score(world_clip(), "a slow pan over a harbour at dusk")  # not a world prompt
     assert free["world_pass"] is None and free["score"] == free["temporal_score"]
     assert set(good["metrics"]) >= {"background_flicker", "identity_drift", "frame_order"}

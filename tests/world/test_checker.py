@@ -115,8 +115,10 @@ def _encoded(frames, tmp_path):
 
 def test_wrong_colour_fails_for_colour(tmp_path):
     frames = _encoded(_clip("a purple square moving down on a white background"), tmp_path)
-    reasons = " ".join(check(frames, PROMPT)["reasons"])
-    assert "green square): not found" in reasons and "extra purple object" in reasons
+    reasons = check(frames, PROMPT)["reasons"]
+    # the purple square stands where the green one should be: a colour failure, not an extra
+    assert len(reasons) == 1 and "green square): colour reads as purple in frames 0-15" in reasons[0]
+    assert "expected green" in reasons[0]
 
 
 def test_reversed_motion_fails_for_direction(tmp_path):
@@ -145,7 +147,7 @@ def test_extra_object_fails_as_extra(tmp_path):
     clip = _clip()
     clip[:, 2:9, 2:9] = COLOURS["blue"]
     reasons = check(_encoded(clip, tmp_path), PROMPT)["reasons"]
-    assert len(reasons) == 1 and "extra blue object" in reasons[0]
+    assert len(reasons) == 1 and "extra blue object" in reasons[0] and "frames 0-15 of 16" in reasons[0]
 
 
 def test_wrong_background_and_flicker(tmp_path):
@@ -173,7 +175,10 @@ def test_identity_change_midway_fails():
     clip = _clip()
     clip[8:] = _clip("a green circle moving down on a white background")[8:]
     report = check(clip, PROMPT)
-    assert not report["pass"] and "shape looks like a circle" in " ".join(report["reasons"])
+    assert not report["pass"] and "looks like a circle in frames 8-15 (8 of 16 measured frames" in " ".join(
+        report["reasons"]
+    )
+    assert report["objects"][0]["shape"]["failing_frames"] == list(range(8, 16))
 
 
 def test_short_clips_shrink_thresholds_and_tiny_ones_skip_motion():

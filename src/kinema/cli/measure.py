@@ -68,10 +68,21 @@ def evaluate(
             help="The conditioning modes instead (image-to-video, keyframes, extension, loop, remix, inpaint).",
         ),
     ] = False,
+    files: Annotated[
+        bool,
+        typer.Option(
+            "--files",
+            help="Also judge the files users get: each clip written as `kinema generate` writes an .mp4, then read back.",
+        ),
+    ] = False,
 ) -> None:
     """World-checker pass rates on fixed prompt sets (seen pairs, held-out pairs, two objects).
 
-    Example: kinema eval --prompts 20 --steps 12
+    The checker is the strict one of `kinema world check` (shape, colour and size in every
+    frame, nothing else in any frame). Each set also reports its VAE ceiling and how crisp
+    its squares are (mean spread of their fill ratio over a clip).
+
+    Example: kinema eval --prompts 50 --files
     """
     from kinema.pipelines.loading import load
     from kinema.train.evaluate import evaluate as run_eval
@@ -79,6 +90,8 @@ def evaluate(
 
     if prompts < 1:
         raise InputError(f"--prompts must be at least 1, got {prompts}")
+    if files and modes:
+        raise InputError("--files judges the text-to-video sets; it does not go with --modes")
     pipe = load(model)
     if modes:
         results = with_progress(
@@ -87,15 +100,27 @@ def evaluate(
         rows = results["modes"]
     else:
         results = with_progress(
-            lambda progress: run_eval(pipe, prompts, steps, progress), "evaluating", False
+            lambda progress: run_eval(pipe, prompts, steps, progress, files=files), "evaluating", False
         )
         rows = results["sets"]
     for name, r in rows.items():
-        ceiling = f"   (VAE ceiling {100 * r['vae_ceiling']:5.1f} %)" if "vae_ceiling" in r else ""
         typer.echo(
-            f"{name:<14} {r['passed']:>3}/{r['total']:<3} {100 * r['pass_rate']:5.1f} %{ceiling}", err=True
+            f"{name:<14} {r['passed']:>3}/{r['total']:<3} {100 * r['pass_rate']:5.1f} %{_extras(r)}", err=True
         )
     typer.echo(json.dumps(results, default=json_default))
+
+
+def _extras(row: dict) -> str:
+    """The rest of an eval line: VAE ceiling, files' pass rate, squares' fill spread."""
+    parts = []
+    if "vae_ceiling" in row:
+        parts.append(f"VAE ceiling {100 * row['vae_ceiling']:5.1f} %")
+    if "files" in row:
+        parts.append(f"as mp4 files {100 * row['files']['pass_rate']:5.1f} %")
+    spread = row.get("sharpness", {}).get("square", {}).get("fill_spread_mean")
+    if spread is not None:
+        parts.append(f"square fill spread {spread:.3f}")
+    return f"   ({'; '.join(parts)})" if parts else ""
 
 
 @app.command("bench")

@@ -15,6 +15,7 @@ from kinema.world.scene import (
     WorldObject,
     ping_pong,
 )
+from kinema.world.sharpness import clip_sharpness
 
 __all__ = [
     "BACKGROUNDS",
@@ -28,6 +29,7 @@ __all__ = [
     "Scene",
     "WorldObject",
     "check",
+    "clip_sharpness",
     "format_prompt",
     "is_world_prompt",
     "parse",

@@ -225,6 +225,7 @@ COLD_PHASES = (
     ("load", "kinema.pipelines.loading", "load"),
     ("load: text encoder", "kinema.pipelines.loading", "_text_encoder"),
     ("load: weights read", "kinema.pipelines.loading", "load_weights"),
+    ("load: models built", "kinema.pipelines.loading", "build_with_weights"),
     ("load: weights hash", "kinema.pipelines.loading", "model_hash"),
     ("render", "kinema.studio.produce", "render"),
     ("render: prompt encoding", "kinema.models.text", "MiniLMTextEncoder.encode"),
@@ -274,8 +275,9 @@ for phase, module, path in config["phases"]:
     except (ImportError, AttributeError):
         missing.append(phase)
 imported = time.perf_counter()
+sys.argv = ["kinema", *config["argv"]]
 try:
-    kinema.cli.main(config["argv"])
+    kinema.cli.main()  # as the console script calls it: the process's own command line
 except SystemExit as e:
     code = e.code
 end = time.perf_counter()
@@ -339,9 +341,10 @@ def cold_start(
     prompt that run has not encoded, the files in the page cache (one run first warms it
     and creates the signing keys in a temporary KINEMA_HOME). Median seconds per phase
     over RUNS instrumented runs (interpreter start, imports, request check, loading:
-    weights, hash, text encoder; rendering: prompt encoding, sampling, decoding;
-    publishing: watermark, writing, signing, review; exit), and the median wall clock of
-    RUNS plain runs of the same command beside them. STEPS and EXTRA (more generate
+    weights, models, hash, text encoder; rendering: prompt encoding, sampling, decoding;
+    publishing: watermark, writing, signing, review; exit: one run's top-level phases add
+    up to its total, the medians of several need not), and the median wall clock of RUNS
+    plain runs of the same command beside them. STEPS and EXTRA (more generate
     options) change the command; SRC runs another source tree's kinema (a folder holding
     the kinema package), to compare before and after on the same machine."""
     if runs < 1:
@@ -369,7 +372,7 @@ def cold_start(
         "cpus": os.cpu_count(),
         "seconds": phases,
         "total_plain_seconds": round(statistics.median(plain), 3),
-        # phases this source tree does not have (another tree's names): not timed
+        # phases whose function this source tree does not have (another tree's): not timed
         "not_found": instrumented[0]["missing"],
     }
 

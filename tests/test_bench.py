@@ -27,6 +27,8 @@ def test_lengths_measures_each_length_in_its_own_process(tiny_model):
         ({"device": "tpu", "peak_memory": True}, "cpu or cuda"),
         ({"web": True, "long_clips": True}, "bench --web takes only --model"),
         ({"long_clips": True, "peak_memory": True}, "--lengths runs on the CPU alone"),
+        ({"cold": True, "long_clips": True}, "bench --cold takes only --model"),
+        ({"cold": True, "web": True}, "bench --web takes only --model"),
     ],
 )
 def test_run_refuses_combinations_that_mean_nothing(options, message):

@@ -389,15 +389,17 @@ def run(
     web: bool = False,
     watermark: bool = False,
     clips: int | None = None,
+    cold: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """`kinema bench` with its flags, as a JSON-ready dict: the speed bench (`bench`) by
     default, peak memory per configuration on DEVICE (--memory: `memory`), long clips
-    (--lengths: `lengths`), a real server's API latency (--web) or watermark robustness
+    (--lengths: `lengths`), a real server's API latency (--web), watermark robustness
     over CLIPS shapes-world clips a size (--watermark, default WATERMARK_CLIPS; PROGRESS
-    follows it clip by clip). Refuses (InputError) combinations that mean nothing:
-    --watermark takes only --clips, --clips goes only with --watermark, --device only
-    with --memory, and --web and --lengths take neither --memory nor --device."""
+    follows it clip by clip) or the cold start of `kinema generate` (--cold:
+    `cold_start`). Refuses (InputError) combinations that mean nothing: --watermark
+    takes only --clips, --clips goes only with --watermark, --device only with --memory,
+    --web and --lengths take neither --memory nor --device, and --cold takes only --model."""
     if watermark:
         if peak_memory or long_clips or web or model is not None or device != "cpu":
             raise InputError("bench --watermark takes only --clips (no model, --memory or --device)")
@@ -414,11 +416,15 @@ def run(
     if device != "cpu" and not peak_memory:
         raise InputError("--device applies to bench --memory; the speed bench runs on the CPU")
     if web:
-        if peak_memory or long_clips or device != "cpu":
-            raise InputError("bench --web takes only --model (no --memory, --lengths or --device)")
+        if peak_memory or long_clips or cold or device != "cpu":
+            raise InputError("bench --web takes only --model (no --memory, --lengths, --cold or --device)")
         from kinema.web.loadbench import run_loadbench
 
         return run_loadbench(model=model)
+    if cold:
+        if peak_memory or long_clips or device != "cpu":
+            raise InputError("bench --cold takes only --model (no --memory, --lengths, --web or --device)")
+        return cold_start(model)
     if long_clips and (peak_memory or device != "cpu"):
         raise InputError("bench --lengths runs on the CPU alone (no --memory or --device)")
     if long_clips:

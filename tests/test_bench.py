@@ -27,6 +27,8 @@ def test_lengths_measures_each_length_in_its_own_process(tiny_model):
         ({"device": "tpu", "peak_memory": True}, "cpu or cuda"),
         ({"web": True, "long_clips": True}, "bench --web takes only --model"),
         ({"long_clips": True, "peak_memory": True}, "--lengths runs on the CPU alone"),
+        ({"cold": True, "long_clips": True}, "bench --cold takes only --model"),
+        ({"cold": True, "web": True}, "bench --web takes only --model"),
     ],
 )
 def test_run_refuses_combinations_that_mean_nothing(options, message):
@@ -40,3 +42,24 @@ def test_watermark_bench_clips_are_shapes_world_clips_of_the_asked_size():
     assert (clip.frames == bench.world_clip(3, 32).frames).all() and (
         clip.frames != bench.world_clip(4, 32).frames
     ).any()
+
+
+def test_cold_start_times_every_phase_of_a_fresh_generate(tiny_model):
+    result = bench.cold_start(str(tiny_model), runs=1, steps=1)
+    assert result["not_found"] == []  # every phase it names exists in the code it times
+    seconds = result["seconds"]
+    for phase in (
+        "interpreter",
+        "imports: library",
+        "load: text encoder",
+        "render: sampling",
+        "publish: signing",
+    ):
+        assert seconds[phase] >= 0
+    top = sum(v for name, v in seconds.items() if ":" not in name and name != "total")
+    assert abs(top - seconds["total"]) < 0.01 and result["total_plain_seconds"] > 0
+
+
+def test_cold_start_refuses_no_runs():
+    with pytest.raises(InputError, match="--runs must be at least 1"):
+        bench.cold_start(runs=0)

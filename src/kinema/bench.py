@@ -5,13 +5,16 @@ and reports the DiT's achieved GFLOP/s against it. `bench --memory` measures pea
 memory per configuration (int8 off/on; each diffusers memory saver off/on), each in a
 fresh process: a process's peak resident size only ever grows, and torch allocates
 outside Python's heap, where tracemalloc cannot see. `run` is the whole command: which
-bench its flags ask for, and the combinations it refuses.
+bench its flags ask for, and the combinations it refuses. `cold_start` times `kinema
+generate` from the shell, phase by phase, in fresh processes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -212,6 +215,168 @@ def memory(model: str | None = None, device: str = "cpu", steps: int = 2) -> dic
     return {"model": names[0] if names else folder.name, "device": device, "steps": steps, "memory": rows}
 
 
+# ---------------------------------------------------------------------- cold start
+
+# What `kinema generate` does, as (phase, module, attribute) timed in the child process:
+# a phase's seconds are the sum of its calls. Nested phases (text encoder inside load,
+# sampling inside render, ...) leave the rest of their parent as "<parent>: other".
+COLD_PHASES = (
+    ("check request", "kinema.studio.produce", "prepare"),
+    ("load", "kinema.pipelines.loading", "load"),
+    ("load: text encoder", "kinema.pipelines.loading", "_text_encoder"),
+    ("load: weights read", "kinema.pipelines.loading", "load_weights"),
+    ("load: models built", "kinema.pipelines.loading", "build_with_weights"),
+    ("load: weights hash", "kinema.pipelines.loading", "model_hash"),
+    ("render", "kinema.studio.produce", "render"),
+    ("render: prompt encoding", "kinema.models.text", "MiniLMTextEncoder.encode"),
+    ("render: sampling", "kinema.pipelines.t2v", "TextToVideo._sample"),
+    ("render: decoding", "kinema.models.vae", "VideoVAE.decode"),
+    ("publish", "kinema.publish", "publish_rendered"),
+    ("publish: audit check", "kinema.governance.review", "check_gate"),
+    ("publish: keys", "kinema.publish", "ensure_keys"),
+    ("publish: watermark", "kinema.publish", "mark"),
+    ("publish: writing", "kinema.publish", "write_video"),
+    ("publish: signing", "kinema.publish", "sign_file"),
+    ("publish: review", "kinema.governance.review", "register"),
+)
+# prompts no run has encoded before it (runs cycle through them)
+COLD_PROMPTS = (
+    "a red circle moving right on a black background",
+    "a blue square moving left on a white background",
+    "a green triangle moving up on a gray background",
+    "a yellow star moving down on a black background",
+    "a purple circle growing on a white background",
+    "an orange square shrinking on a gray background",
+)
+# The child: stdlib only before it imports kinema, so "imports" is what the command imports.
+_COLD_CHILD = """
+import time
+start = time.perf_counter()
+import importlib, json, sys
+config = json.loads(sys.argv[1])
+import kinema.cli
+cli_imported = time.perf_counter()
+totals, missing = {}, []
+def timed(phase, function):
+    def wrapper(*args, **kwargs):
+        begun = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[phase] = totals.get(phase, 0.0) + time.perf_counter() - begun
+    return wrapper
+for phase, module, path in config["phases"]:
+    try:
+        owner = importlib.import_module(module)
+        *parents, name = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        setattr(owner, name, timed(phase, getattr(owner, name)))
+    except (ImportError, AttributeError):
+        missing.append(phase)
+imported = time.perf_counter()
+sys.argv = ["kinema", *config["argv"]]
+try:
+    kinema.cli.main()  # as the console script calls it: the process's own command line
+except SystemExit as e:
+    code = e.code
+end = time.perf_counter()
+print(json.dumps({"start": start, "cli_imported": cli_imported, "imported": imported, "end": end,
+                  "phases": totals, "missing": missing, "code": code}))
+"""
+
+
+def _cold_run(argv: list[str], env: dict, instrumented: bool) -> dict:
+    """One fresh process of `kinema ARGV`: its wall-clock seconds and, instrumented, its
+    marks and phase totals (perf_counter is CLOCK_MONOTONIC, one clock for both processes)."""
+    if instrumented:
+        command = [sys.executable, "-c", _COLD_CHILD, json.dumps({"phases": COLD_PHASES, "argv": argv})]
+    else:
+        command = [sys.executable, "-m", "kinema.cli", *argv]
+    spawned = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    ended = time.perf_counter()
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        raise RuntimeError(f"`kinema {' '.join(argv)}` failed: {lines[-1] if lines else proc.returncode}")
+    run = {"wall": ended - spawned}
+    if instrumented:
+        child = json.loads(proc.stdout.strip().splitlines()[-1])
+        run.update(child, spawned=spawned, ended=ended)
+    return run
+
+
+def _cold_phases(run: dict) -> dict[str, float]:
+    """A run's seconds per phase. The top-level phases (no ':') add up to its wall clock;
+    "cli" is what the command line does around the library (parsing, progress, the
+    closing line) and "exit" the interpreter's shutdown."""
+    p = run["phases"]
+    seconds = {
+        "interpreter": run["start"] - run["spawned"],
+        "imports": run["imported"] - run["start"],
+        "imports: cli": run["cli_imported"] - run["start"],
+        "imports: library": run["imported"] - run["cli_imported"],
+    }
+    parents = [name for name, _, _ in COLD_PHASES if ":" not in name]
+    for parent in parents:
+        seconds[parent] = p.get(parent, 0.0)
+        parts = {name: v for name, v in p.items() if name.startswith(parent + ":")}
+        seconds.update(parts)
+        if parts:
+            seconds[f"{parent}: other"] = seconds[parent] - sum(parts.values())
+    seconds["cli"] = run["end"] - run["imported"] - sum(p.get(name, 0.0) for name in parents)
+    seconds["exit"] = run["ended"] - run["end"]
+    seconds["total"] = run["wall"]
+    return seconds
+
+
+def cold_start(
+    model: str | None = None,
+    runs: int = 3,
+    steps: int | None = None,
+    extra: tuple[str, ...] = (),
+    src: str | os.PathLike | None = None,
+) -> dict:
+    """`kinema generate PROMPT -o out.mp4` from the shell, cold: a new process each run, a
+    prompt that run has not encoded, the files in the page cache (one run first warms it
+    and creates the signing keys in a temporary KINEMA_HOME). Median seconds per phase
+    over RUNS instrumented runs (interpreter start, imports, request check, loading:
+    weights, models, hash, text encoder; rendering: prompt encoding, sampling, decoding;
+    publishing: watermark, writing, signing, review; exit: one run's top-level phases add
+    up to its total, the medians of several need not), and the median wall clock of RUNS
+    plain runs of the same command beside them. STEPS and EXTRA (more generate
+    options) change the command; SRC runs another source tree's kinema (a folder holding
+    the kinema package), to compare before and after on the same machine."""
+    if runs < 1:
+        raise InputError(f"--runs must be at least 1, got {runs}")
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([os.fspath(src), env.get("PYTHONPATH", "")])
+    options = [*(["--model", model] if model else []), *(["--steps", str(steps)] if steps else []), *extra]
+    with tempfile.TemporaryDirectory() as tmp:
+        env["KINEMA_HOME"] = str(Path(tmp) / "home")
+
+        def argv(i: int) -> list[str]:
+            prompt = COLD_PROMPTS[i % len(COLD_PROMPTS)]
+            return ["generate", prompt, "-o", str(Path(tmp) / f"clip{i}.mp4"), "--seed", str(i), *options]
+
+        _cold_run(argv(0), env, instrumented=False)  # page cache, keys
+        instrumented = [_cold_run(argv(1 + i), env, True) for i in range(runs)]
+        plain = [_cold_run(argv(1 + runs + i), env, False)["wall"] for i in range(runs)]
+    measured = [_cold_phases(run) for run in instrumented]
+    phases = {name: round(statistics.median(run[name] for run in measured), 3) for name in measured[0]}
+    return {
+        "command": "kinema generate PROMPT -o OUT.mp4 " + " ".join(options),
+        "runs": runs,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "seconds": phases,
+        "total_plain_seconds": round(statistics.median(plain), 3),
+        # phases whose function this source tree does not have (another tree's): not timed
+        "not_found": instrumented[0]["missing"],
+    }
+
+
 WATERMARK_CLIPS = 50  # shapes-world clips a size when --clips is not given
 
 
@@ -224,15 +389,17 @@ def run(
     web: bool = False,
     watermark: bool = False,
     clips: int | None = None,
+    cold: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """`kinema bench` with its flags, as a JSON-ready dict: the speed bench (`bench`) by
     default, peak memory per configuration on DEVICE (--memory: `memory`), long clips
-    (--lengths: `lengths`), a real server's API latency (--web) or watermark robustness
+    (--lengths: `lengths`), a real server's API latency (--web), watermark robustness
     over CLIPS shapes-world clips a size (--watermark, default WATERMARK_CLIPS; PROGRESS
-    follows it clip by clip). Refuses (InputError) combinations that mean nothing:
-    --watermark takes only --clips, --clips goes only with --watermark, --device only
-    with --memory, and --web and --lengths take neither --memory nor --device."""
+    follows it clip by clip) or the cold start of `kinema generate` (--cold:
+    `cold_start`). Refuses (InputError) combinations that mean nothing: --watermark
+    takes only --clips, --clips goes only with --watermark, --device only with --memory,
+    --web and --lengths take neither --memory nor --device, and --cold takes only --model."""
     if watermark:
         if peak_memory or long_clips or web or model is not None or device != "cpu":
             raise InputError("bench --watermark takes only --clips (no model, --memory or --device)")
@@ -249,11 +416,15 @@ def run(
     if device != "cpu" and not peak_memory:
         raise InputError("--device applies to bench --memory; the speed bench runs on the CPU")
     if web:
-        if peak_memory or long_clips or device != "cpu":
-            raise InputError("bench --web takes only --model (no --memory, --lengths or --device)")
+        if peak_memory or long_clips or cold or device != "cpu":
+            raise InputError("bench --web takes only --model (no --memory, --lengths, --cold or --device)")
         from kinema.web.loadbench import run_loadbench
 
         return run_loadbench(model=model)
+    if cold:
+        if peak_memory or long_clips or device != "cpu":
+            raise InputError("bench --cold takes only --model (no --memory, --lengths, --web or --device)")
+        return cold_start(model)
     if long_clips and (peak_memory or device != "cpu"):
         raise InputError("bench --lengths runs on the CPU alone (no --memory or --device)")
     if long_clips:

@@ -1,4 +1,6 @@
 import shutil
+import subprocess
+import sys
 from collections import OrderedDict
 
 import pytest
@@ -41,6 +43,68 @@ def test_minilm_cache_gives_the_batch_independent_states(minilm, monkeypatch):
     layer = torch.nn.Linear(384, 1)
     layer(both).sum().backward()
     assert layer.weight.grad is not None
+
+
+# what the built-in model's prompts look like, and what it must survive: case, punctuation,
+# accents, other scripts, emoji, words outside the vocabulary, special-token text, and
+# prompts past the 128-token limit
+REFERENCE_PROMPTS = [
+    "a red circle moving right on a black background",
+    "",
+    "ein Hund 🐕 läuft über die Brücke",
+    "A BIG Blue SQUARE, moving LEFT!!! on a white background.",
+    "日本語のテキスト and café naïve résumé",
+    "a green triangle growing and a yellow star shrinking on a gray background",
+    "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    "a    spaced\tprompt\nwith newlines",
+    "<b>markup</b> [CLS] [SEP] [MASK] [PAD] 1234567890 3.14159 $%^&*()",
+    "x " * 300,
+    "the quick brown fox jumps over the lazy dog " * 20,
+    "a small purple square staying still on a white background",
+]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """transformers' BertModel and tokenizer on the same MiniLM files: what the model was trained with."""
+    folder = minilm_path()
+    model = transformers.BertModel.from_pretrained(folder, local_files_only=True).eval()
+    return model, transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
+def test_minilm_gives_transformers_token_states(minilm, reference):
+    model, tokenizer = reference
+    worst = 0.0
+    for prompt in REFERENCE_PROMPTS:
+        want = tokenizer(prompt, max_length=128, truncation=True, return_tensors="pt")
+        assert minilm.tokenizer.encode(prompt).ids == want["input_ids"][0].tolist(), prompt
+        with torch.no_grad():
+            states = model(**want).last_hidden_state[0]
+        tokens, mask = minilm.encode([prompt])
+        assert mask[0].sum() == states.shape[0] <= 128
+        worst = max(worst, (tokens[0, : states.shape[0]] - states).abs().max().item())
+    assert worst <= 1e-5
+
+
+def test_minilm_batches_give_transformers_padded_states(minilm, reference):
+    model, tokenizer = reference
+    batch = tokenizer(REFERENCE_PROMPTS, max_length=128, truncation=True, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        states = model(**batch).last_hidden_state
+    real = batch["attention_mask"].bool()
+    tokens, mask = minilm.encode_many(REFERENCE_PROMPTS, batch=5)  # batches of mixed lengths: padding
+    assert torch.equal(mask[:, : real.shape[1]], real) and not mask[:, real.shape[1] :].any()
+    assert (tokens[:, : real.shape[1]][real] - states[real]).abs().max() <= 1e-5
+    assert (tokens[~mask] == 0).all()
+
+
+def test_minilm_runs_without_transformers():
+    code = (
+        "import sys; from kinema.models.text import MiniLMTextEncoder; "
+        "MiniLMTextEncoder().encode(['a red circle']); print('transformers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_cache_is_bounded(minilm, monkeypatch):

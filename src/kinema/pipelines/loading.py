@@ -7,7 +7,6 @@ are read: a checkpoint can never run code when loaded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Collection
@@ -17,11 +16,12 @@ from pathlib import Path
 import torch
 
 from kinema.errors import InputError
-from kinema.models.checkpoint import load_config, load_weights
+from kinema.models.checkpoint import build_with_weights, load_config, load_weights
 from kinema.models.dit import DiT, DiTConfig
 from kinema.models.vae import VAEConfig, VideoVAE
 from kinema.pipelines.protocol import Pipeline
 from kinema.pipelines.t2v import TextToVideo
+from kinema.pipelines.weights_hash import cached_hash, sha256_files
 
 BUILTIN = "builtin"
 # memory savers of diffusers pipelines, by the keyword load_backend takes
@@ -59,11 +59,10 @@ def resolve_model(name_or_dir: str | os.PathLike | None) -> Path:
 
 
 def model_hash(folder: Path) -> str:
-    """SHA-256 over the model's weight files, as the manifest names the model."""
-    digest = hashlib.sha256()
-    for part in ("vae", "dit"):
-        digest.update((folder / part / "model.safetensors").read_bytes())
-    return digest.hexdigest()
+    """SHA-256 over the model's weight files (the VAE's bytes, then the DiT's), as the
+    manifest names the model; kept in KINEMA_HOME until a file changes (weights_hash)."""
+    files = [folder / part / "model.safetensors" for part in ("vae", "dit")]
+    return cached_hash(files, lambda: sha256_files(files))
 
 
 def _read_json(path: Path) -> dict:
@@ -123,10 +122,10 @@ def load(
             "model (int8 saves memory on it)"
         )
     meta = _read_json(folder / "model.json")
-    vae = VideoVAE(VAEConfig.from_dict(load_config(folder / "vae")["model"]))
-    vae.load_state_dict(load_weights(folder / "vae"))
-    dit = DiT(DiTConfig(**load_config(folder / "dit")["model"]))
-    dit.load_state_dict(load_weights(folder / "dit"))
+    vae_config = VAEConfig.from_dict(load_config(folder / "vae")["model"])
+    vae = build_with_weights(lambda: VideoVAE(vae_config), load_weights(folder / "vae", widen=False))
+    dit_config = DiTConfig(**load_config(folder / "dit")["model"])
+    dit = build_with_weights(lambda: DiT(dit_config), load_weights(folder / "dit", widen=False))
     if int8:
         from kinema.pipelines.quantize import quantize_int8
 

@@ -83,3 +83,17 @@ def test_an_adversarial_run_resumes_exactly_with_its_discriminator(tmp_path):
     )
     vae = load_vae(tmp_path / "a")
     assert vae.config.latent_channels == 4
+
+
+def test_corner_errors_weigh_more_with_edge_focus():
+    from kinema.train.adversarial import rim_mask, weighted_reconstruction
+
+    target = torch.zeros(1, 3, 1, 16, 16)
+    target[..., 4:12, 4:12] = 1.0
+    rim = rim_mask(target)
+    assert rim[0, 0, 0, 8, 8] == 0 and rim[0, 0, 0, 0, 0] == 0 and rim[0, 0, 0, 4, 4] == 1
+    rounded = target.clone()
+    rounded[..., 4, 4] = rounded[..., 4, 11] = 0.0  # two corners cut
+    plain, focused = weighted_reconstruction(rounded, target, 0), weighted_reconstruction(rounded, target, 8)
+    assert focused > 1.5 * plain  # a rim is much of a 16-pixel frame; far more at 64
+    assert weighted_reconstruction(target, target, 8) == 0

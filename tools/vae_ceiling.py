@@ -1,0 +1,89 @@
+"""The VAE ceiling of one or more VAE checkpoints: the world checker's verdict on the
+renderer's clips of `kinema eval`'s prompt sets (same prompts, same layout seeds) after
+an encode and decode, with PSNR, the corner/edge measures of kinema.world.sharpness,
+and the PSNR of free-colour clips (any RGB object on any RGB background, a stream no
+training run draws). Also each clip written as the H.264 mp4 a user gets (`--files`).
+
+    PYTHONPATH=src python tools/vae_ceiling.py src/kinema/weights/builtin/vae runs/vae-decoder-gan --prompts 50
+
+Prints one JSON object per VAE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kinema.io.video import Video, read_video, write_video
+from kinema.train.data import pixels_to_tensor
+from kinema.train.evaluate import prompt_sets
+from kinema.train.stages import load_vae
+from kinema.world import check, parse, render_frames
+from kinema.world.dataset import free_colour_sample
+from kinema.world.sharpness import clip_sharpness, summarise
+
+
+def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    return ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+@torch.inference_mode()
+def ceiling(folder: str, n: int, files: bool) -> dict:
+    vae = load_vae(folder)
+    out: dict = {"vae": folder, "per_set": n, "sets": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, prompts in prompt_sets(n).items():
+            passed, written, psnrs, measures, failures = 0, 0, [], [], []
+            for i, (prompt, seed) in enumerate(prompts):
+                clip = render_frames(parse(prompt), seed=seed, frames=17, size=64)
+                frames = _to_uint8(vae.decode(vae.encode(pixels_to_tensor(clip))))[:16]
+                psnrs.append(_psnr(frames, clip[:16]))
+                report = check(frames, prompt)
+                passed += bool(report["pass"])
+                if not report["pass"]:
+                    failures.append(report["reasons"][:2])
+                measures.append(clip_sharpness(frames, prompt))
+                if files:
+                    path = Path(tmp) / f"{name}-{i}.mp4"
+                    write_video(Video(frames, 8.0), path)
+                    written += bool(check(read_video(path).frames, prompt)["pass"])
+            out["sets"][name] = {
+                "passed": passed,
+                "total": len(prompts),
+                "psnr": round(float(np.mean(psnrs)), 2),
+                "sharpness": summarise(measures),
+                "failures": failures[:4],
+                **({"passed_as_mp4": written} if files else {}),
+            }
+    free = [free_colour_sample(0, 1_000_003, i, 17, 64).frames for i in range(16, 48)]
+    decoded = [_to_uint8(vae.decode(vae.encode(pixels_to_tensor(c)))) for c in free]
+    out["psnr_free_colour"] = round(
+        float(np.mean([_psnr(d, c) for d, c in zip(decoded, free, strict=True)])), 2
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("vae", nargs="+", help="VAE checkpoint folders")
+    parser.add_argument("--prompts", type=int, default=50, help="prompts a set (default 50)")
+    parser.add_argument("--files", action="store_true", help="also judge each clip written as mp4")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    for folder in args.vae:
+        print(json.dumps(ceiling(folder, args.prompts, args.files)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ are frozen: eval mode, no gradients.
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol
@@ -36,7 +37,7 @@ _ENCODER_CLASSES = {
 }
 
 
-class CachedTextEncoder:
+class CachedTextEncoder(ABC):
     """What kinema's text encoders share: each new prompt is encoded on its own, so a
     prompt's states never depend on what it was batched with (same seed, same clip), and
     kept in an LRU cache of cache_size prompts (training draws the same few hundred prompts
@@ -51,14 +52,14 @@ class CachedTextEncoder:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
+    @abstractmethod
     def _tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids (B, L) int64, attention mask (B, L) int64: 1 real, 0 padding), truncated
         to max_length and padded to the longest."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _forward(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last hidden states (B, L, dim) of the model."""
-        raise NotImplementedError
 
     @property
     def device(self) -> torch.device:

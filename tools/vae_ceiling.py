@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 from pathlib import Path
 
@@ -21,21 +20,20 @@ import numpy as np
 import torch
 
 from kinema.io.video import Video, read_video, write_video
-from kinema.train.data import pixels_to_tensor
+from kinema.train.data import pixels_to_tensor, tensor_to_pixels
 from kinema.train.evaluate import prompt_sets
-from kinema.train.stages import load_vae
+from kinema.train.stages import load_vae, psnr
 from kinema.world import check, parse, render_frames
 from kinema.world.dataset import free_colour_sample
 from kinema.world.sharpness import clip_sharpness, summarise
 
 
-def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
-    return ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+def _round_trip(vae, clip: np.ndarray) -> np.ndarray:
+    return tensor_to_pixels(vae.decode(vae.encode(pixels_to_tensor(clip))))[0]
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
+    return psnr(pixels_to_tensor(a), pixels_to_tensor(b))
 
 
 @torch.inference_mode()
@@ -47,7 +45,7 @@ def ceiling(folder: str, n: int, files: bool) -> dict:
             passed, written, psnrs, measures, failures = 0, 0, [], [], []
             for i, (prompt, seed) in enumerate(prompts):
                 clip = render_frames(parse(prompt), seed=seed, frames=17, size=64)
-                frames = _to_uint8(vae.decode(vae.encode(pixels_to_tensor(clip))))[:16]
+                frames = _round_trip(vae, clip)[:16]
                 psnrs.append(_psnr(frames, clip[:16]))
                 report = check(frames, prompt)
                 passed += bool(report["pass"])
@@ -67,7 +65,7 @@ def ceiling(folder: str, n: int, files: bool) -> dict:
                 **({"passed_as_mp4": written} if files else {}),
             }
     free = [free_colour_sample(0, 1_000_003, i, 17, 64).frames for i in range(16, 48)]
-    decoded = [_to_uint8(vae.decode(vae.encode(pixels_to_tensor(c)))) for c in free]
+    decoded = [_round_trip(vae, c) for c in free]
     out["psnr_free_colour"] = round(
         float(np.mean([_psnr(d, c) for d, c in zip(decoded, free, strict=True)])), 2
     )

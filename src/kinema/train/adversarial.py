@@ -24,7 +24,7 @@ from torch import nn
 from kinema.errors import InputError
 from kinema.models.vae import VideoVAE
 from kinema.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors
-from kinema.train.data import pixels_to_tensor
+from kinema.train.data import pixels_to_tensor, tensor_to_pixels
 from kinema.train.distributed import Shard
 from kinema.train.presets import Preset
 from kinema.train.stages import VAEStage, psnr, training_batch
@@ -204,8 +204,7 @@ class AdversarialDecoderStage(VAEStage):
         for prompt, seed in prompts:
             clip = render_frames(parse(prompt), seed=seed, frames=17, size=self.preset.size)
             x = pixels_to_tensor(clip).to(self.device)
-            pixels = model.decode(model.encode(x))[0]
-            frames = ((pixels.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
+            frames = tensor_to_pixels(model.decode(model.encode(x)))[0]
             passed += bool(check(frames[:16], prompt)["pass"])
         result["round_trip_pass"] = round(passed / len(prompts), 3)
         return result

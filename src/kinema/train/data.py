@@ -42,3 +42,11 @@ def pixels_to_tensor(frames: np.ndarray) -> torch.Tensor:
     if x.dim() == 4:
         x = x[None]
     return x.permute(0, 4, 1, 2, 3).contiguous()
+
+
+def tensor_to_pixels(x: torch.Tensor) -> np.ndarray:
+    """float (B, 3, T, H, W) in [-1, 1] → uint8 (B, T, H, W, 3): pixels_to_tensor undone,
+    rounded as a pipeline's videos are."""
+    return (
+        ((x.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()
+    )

@@ -3,31 +3,15 @@ frame"): one bad frame fails the clip, and the reason names that frame and what 
 
 import re
 
-import numpy as np
-
 from kinema.io import Video, read_video
 from kinema.world import COLOURS, check, parse, render_frames
-from kinema.world.checker import frame_list
-from kinema.world.render import coverage
-from kinema.world.scene import BACKGROUNDS, ping_pong
+from kinema.world.checker import Region, frame_list, reads_as
+from kinema.world.scene import ping_pong
+from tests.world.drawing import draw
 
 SQUARE = "a green square moving down on a white background"
 STILL = "a red square staying still on a black background"
 GROWING = "a blue square growing on a gray background"
-
-
-def _draw(per_frame, background="black", size=64):
-    """Frames from a list (one per frame) of lists of (shape, colour, cx, cy, d), fractions."""
-    out = []
-    for objects in per_frame:
-        canvas = np.empty((size, size, 3), np.float32)
-        canvas[:] = BACKGROUNDS[background]
-        for shape, colour, cx, cy, d in objects:
-            rows, cols, cov = coverage(shape, cx * size, cy * size, d * size, size)
-            region = canvas[rows, cols]
-            canvas[rows, cols] = region + (np.array(COLOURS[colour], np.float32) - region) * cov[..., None]
-        out.append(np.clip(np.rint(canvas), 0, 255).astype(np.uint8))
-    return np.stack(out)
 
 
 def _mp4(frames, tmp_path):
@@ -63,7 +47,7 @@ def test_a_square_whose_corners_round_off_in_some_frames_fails():
         [("circle" if t in (5, 11) else "square", "red", 0.5, 0.5, 0.22 * (1.128 if t in (5, 11) else 1))]
         for t in range(16)
     ]
-    reasons = check(_draw(frames), STILL)["reasons"]
+    reasons = check(draw(frames), STILL)["reasons"]
     assert len(reasons) == 1 and "looks like a circle in frames 5, 11" in reasons[0]
 
 
@@ -104,14 +88,14 @@ def test_codec_specks_are_not_extra_objects():
 
 def test_a_square_whose_size_pulses_fails():
     sizes = [0.22 * (1.15 if t % 4 == 2 else 1.0) for t in range(16)]
-    frames = _draw([[("square", "red", 0.45, 0.55, d)] for d in sizes])
+    frames = draw([[("square", "red", 0.45, 0.55, d)] for d in sizes])
     report = check(frames, STILL)
     (reason,) = report["reasons"]
     assert reason.startswith("object 1 (red square): does not keep its size in frames 2, 6, 10, 14:")
     assert "16.3 px in frame 2" in reason and "on its median (±8% allowed)" in reason
     assert report["objects"][0]["extent"]["failing_frames"] == [2, 6, 10, 14]
     # a wobble within the tolerance, as codecs make, passes
-    steady = _draw([[("square", "red", 0.45, 0.55, 0.22 * (1.03 if t % 2 else 1.0))] for t in range(16)])
+    steady = draw([[("square", "red", 0.45, 0.55, 0.22 * (1.03 if t % 2 else 1.0))] for t in range(16)])
     assert check(steady, STILL)["pass"]
 
 
@@ -120,7 +104,7 @@ def test_a_growing_square_must_grow_steadily(tmp_path):
     assert check(_mp4(clip, tmp_path), GROWING)["pass"]
     cx, cy = 0.4, 0.6
     sizes = [0.22 * (0.6 + 0.8 * ping_pong(t)) * (0.85 if t == 9 else 1.0) for t in range(16)]
-    frames = _draw([[("square", "blue", cx, cy, d)] for d in sizes], "gray")
+    frames = draw([[("square", "blue", cx, cy, d)] for d in sizes], "gray")
     report = check(frames, GROWING)
     (reason,) = report["reasons"]
     assert "does not keep its size in frame 9:" in reason and "on its fitted growth path" in reason
@@ -144,3 +128,23 @@ def test_two_objects_each_judged_in_every_frame():
     (reason,) = report["reasons"]
     assert reason.startswith("object 1 (red square): looks like a circle in frame 4 (1 of 16 measured frames")
     assert report["objects"][1]["shape"]["ok"] and report["objects"][1]["extent"]["ok"]
+
+
+def _region(fill, nearest):
+    errors = {"triangle": 0.3, "circle": 0.2, "square": 0.2}
+    errors[nearest] = 0.1
+    return Region("red", (220.0, 30.0, 30.0), 100 * fill, 1.0, 0.5, 0.5, 10.0, 10.0, errors)
+
+
+def test_a_squares_fill_decides_but_blur_cannot_make_a_circle_square():
+    # a square's fill under 0.893 is rounded corners, whatever the templates say
+    assert reads_as(_region(0.88, "square"), "square") == "circle"
+    assert reads_as(_region(0.95, "circle"), "square") == "square"
+    assert reads_as(_region(0.95, "triangle"), "square") == "triangle"
+    # blur lifts a small circle's fill towards 1: square only when the templates agree
+    assert reads_as(_region(0.91, "circle"), "circle") == "circle"
+    assert reads_as(_region(0.91, "square"), "circle") == "square"
+    assert reads_as(_region(0.85, "square"), "circle") == "circle"
+    # triangles by their templates: 4:2:0 chroma makes their fill look round
+    assert reads_as(_region(0.78, "triangle"), "triangle") == "triangle"
+    assert reads_as(_region(0.62, "circle"), "triangle") == "circle"

@@ -6,7 +6,7 @@ import pytest
 from kinema.io import Video, read_video
 from kinema.world import clip_sharpness, parse, render_frames
 from kinema.world.sharpness import summarise
-from tests.world.test_checker_frames import _draw
+from tests.world.drawing import draw
 
 SQUARE = "a green square moving down on a white background"
 
@@ -23,7 +23,7 @@ def test_the_renderers_squares_are_crisp_before_and_after_h264(tmp_path):
 
 
 def test_corners_that_come_and_go_spread_the_fill():
-    frames = _draw([[("circle" if t in (5, 11) else "square", "red", 0.5, 0.5, 0.22)] for t in range(16)])
+    frames = draw([[("circle" if t in (5, 11) else "square", "red", 0.5, 0.5, 0.22)] for t in range(16)])
     (square,) = clip_sharpness(frames, "a red square staying still on a black background")["objects"]
     assert square["fill"][5] == pytest.approx(np.pi / 4, abs=0.03) and square["fill"][0] == 1.0
     assert square["fill_spread"] > 0.18 and square["fill_std"] > 0.05
@@ -31,8 +31,8 @@ def test_corners_that_come_and_go_spread_the_fill():
 
 def test_wobbling_edges_raise_the_jitter():
     still = "a red square staying still on a black background"
-    steady = _draw([[("square", "red", 0.5, 0.5, 0.22)] for _ in range(16)])
-    wobbly = _draw([[("square", "red", 0.5, 0.5, 0.22 + 0.03 * (t % 2))] for t in range(16)])
+    steady = draw([[("square", "red", 0.5, 0.5, 0.22)] for _ in range(16)])
+    wobbly = draw([[("square", "red", 0.5, 0.5, 0.22 + 0.03 * (t % 2))] for t in range(16)])
     calm = clip_sharpness(steady, still)["objects"][0]["edge_jitter_px"]
     shaky = clip_sharpness(wobbly, still)["objects"][0]["edge_jitter_px"]
     assert calm < 0.05 and shaky > 0.8

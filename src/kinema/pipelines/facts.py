@@ -31,8 +31,9 @@ def builtin_folder() -> Path:
 class ModelFacts:
     """A model folder's facts. `known` is False when the folder could not be read (then
     only the loaded pipeline can check); `own` is True for kinema's own models and False
-    for a diffusers folder; `adapters` and `controls` list the LoRA adapters and control
-    branches the folder ships (none so far); `world` names the procedural world a model
+    for a diffusers folder; `adapters` lists the adapter kinds the model loads ("lora":
+    LoRA files; "fast": it ships a few-step adapter) and `controls` the steering inputs it
+    has branches for ("control", "path", "reference"); `world` names the procedural world a model
     was trained on (model.json's "world", e.g. "shapes-v1": its prompts are read into
     that world's words before generating), None for any other model."""
 
@@ -57,7 +58,15 @@ class ModelFacts:
         try:
             if not (folder / "model.json").is_file():
                 if (folder / "model_index.json").is_file():
-                    return cls(known=True, name=folder.name, own=False, served=_diffusers_modes(folder))
+                    served, steering = _diffusers_modes(folder)
+                    return cls(
+                        known=True,
+                        name=folder.name,
+                        own=False,
+                        served=served,
+                        adapters=("lora",) if "lora" in steering else (),
+                        controls=tuple(sorted(steering - {"lora"})),
+                    )
                 return cls()
             meta = json.loads((folder / "model.json").read_text())
             vae = json.loads((folder / "vae" / "config.json").read_text())["model"]
@@ -98,11 +107,16 @@ class ModelFacts:
         }
 
 
-def _diffusers_modes(folder: Path) -> tuple[str, ...] | None:
-    """The modes of a diffusers folder's pipeline class (its family's, from
-    model_index.json: no weights are read); None when kinema does not know the class."""
+def _diffusers_modes(folder: Path) -> tuple[tuple[str, ...] | None, frozenset[str]]:
+    """The modes and the steering (some of "lora", "control", "reference") of a diffusers
+    folder's pipeline class (its family's, from model_index.json: no weights are read);
+    modes None when kinema does not know the class."""
     from kinema.pipelines.backends import FAMILIES
 
     class_name = json.loads((folder / "model_index.json").read_text()).get("_class_name")
     family = FAMILIES.get(class_name)
-    return None if family is None else tuple(m for m in ALL_MODES if m in family.modes(class_name))
+    if family is None:
+        return None, frozenset()
+    return tuple(m for m in ALL_MODES if m in family.modes(class_name)), frozenset(
+        family.steering(class_name)
+    )

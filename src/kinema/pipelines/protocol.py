@@ -71,6 +71,12 @@ def resolve_settings(
 
 # The keyword options each method takes (TextToVideo's docstrings say what they mean); a
 # pipeline may take more, never fewer. Named once here rather than restated per method.
+# Steering is offered only where the model's facts list it (the request layer refuses it
+# elsewhere before any work): __call__ takes control (a Video, one frame per output frame,
+# at the clip's size), control_scale and reference (uint8 H×W×3 at the clip's size) where
+# facts.controls names them, and a pipeline whose facts.adapters holds "lora" has
+# `adapted(adapters)`: a context manager that mixes AdapterFiles (kinema.pipelines.adapters)
+# in by their scales for the calls inside it and leaves the model as it was on exit.
 EDIT_OPTIONS = ("seed", "steps", "guidance", "negative", "progress")
 OPTIONS = {
     "__call__": ("seed", "frames", "size", "steps", "guidance", "negative", "fps", "keyframes", "last_image")

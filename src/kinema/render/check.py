@@ -11,6 +11,7 @@ import numpy as np
 
 from kinema.errors import InputError
 from kinema.io import Video, read_image, read_video
+from kinema.pipelines.adapters import AdapterFile, read_adapter
 from kinema.pipelines.facts import MAX_SIDE, ModelFacts
 from kinema.render.request import EDITS, MODES, NEEDS, TAKES, ClipRequest, Narration, max_frames
 
@@ -27,6 +28,9 @@ class Inputs:
     last: np.ndarray | None = None
     source: Video | None = None
     region: np.ndarray | None = None
+    control: Video | None = None  # the control clip's frames that drive the clip, fitted
+    reference: np.ndarray | None = None  # the reference image, fitted to the clip's size
+    adapters: tuple[AdapterFile, ...] = ()  # scale 0 dropped: the base model's output
     notes: tuple[str, ...] = ()  # what was done to fit an input (printed by the CLI)
 
     @property
@@ -123,6 +127,9 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
     if r.narration is not None:
         _check_narration(r.narration)
     inputs = _read_inputs(r, facts)
+    adapters = tuple(read_adapter(a.source, a.scale) for a in r.adapters if a.scale != 0)
+    if adapters:
+        inputs = replace(inputs, adapters=adapters)
     if first is not None:
         inputs = _first_frame(inputs, first, r, facts)
     return Checked(r, inputs, reading)
@@ -202,6 +209,8 @@ def _check_steering(r: ClipRequest, facts: ModelFacts) -> None:
     if any(a.scale != 0 for a in r.adapters) and not facts.adapters:
         raise InputError(f"{name} cannot load LoRA adapters")
     for option in ("control", "path", "reference"):
+        if getattr(r, option) is not None and r.mode != "generate":
+            raise InputError(f"{option} steers a generated clip (generate, storyboard shots), not {r.mode}")
         if getattr(r, option) is not None and option not in facts.controls:
             raise InputError(f"{name} has no {option} branch; {option} cannot steer it")
     if r.fast and "fast" not in facts.adapters:
@@ -258,6 +267,27 @@ def check_size(width: int, height: int, facts: ModelFacts) -> None:
             )
 
 
+def _read_control(r: ClipRequest, facts: ModelFacts, width: int, height: int) -> tuple[Video, str]:
+    """The control clip's first N frames (N: the clip's length; all of them when only the
+    loaded diffusers pipeline knows its default length), each fitted to the clip's size.
+    Refuses a control shorter than the clip and one that shows a face without consent."""
+    from kinema.governance.policy import check_likeness
+    from kinema.pipelines.conditioning import fit_image
+
+    clip = read_video(r.control, max_frames=max_frames() + 1)
+    length = r.frames if r.frames is not None else facts.default("frames", 16) if facts.own else None
+    if length is not None and clip.num_frames < length:
+        raise InputError(
+            f"the control clip '{r.control}' has {clip.num_frames} frames; the clip has {length} "
+            "(each frame is driven by one control frame: give a longer control or fewer frames)"
+        )
+    frames = clip.frames[: length or max_frames()]
+    check_likeness(frames, source=str(r.control))
+    fitted = [fit_image(frame, width, height) for frame in frames]
+    note = f"first {len(fitted)} of {clip.num_frames} frames, {fitted[0][1]}"
+    return Video(np.stack([f for f, _ in fitted]), clip.fps), note
+
+
 def _check_narration(narration: Narration) -> None:
     from kinema.voice.profiles import resolve_voice
     from kinema.voice.tts import check_text
@@ -275,14 +305,24 @@ def _read_inputs(r: ClipRequest, facts: ModelFacts) -> Inputs:
         default = facts.default("size", 64)
         width, height = r.size or (default, default)
         images, notes = {}, []
-        for option in ("image", "last_image"):
+        for option in ("image", "last_image", "reference"):
             path = getattr(r, option)
             if path is not None:
                 pixels = read_image(path)
                 check_likeness(pixels, source=str(path))
                 images[option], note = fit_image(pixels, width, height)
                 notes.append(f"{option} {path}: {note}")
-        return Inputs(images.get("image"), images.get("last_image"), notes=tuple(notes))
+        control = None
+        if r.control is not None:
+            control, note = _read_control(r, facts, width, height)
+            notes.append(f"control {r.control}: {note}")
+        return Inputs(
+            images.get("image"),
+            images.get("last_image"),
+            control=control,
+            reference=images.get("reference"),
+            notes=tuple(notes),
+        )
     source = read_video(r.source, max_frames=max_frames() + 1)
     limit = max_frames()
     if source.num_frames > limit:

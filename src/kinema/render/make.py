@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kinema.io import Video
 from kinema.provenance.origin import Origin
 from kinema.render.check import Checked
@@ -36,12 +38,44 @@ def render(pipe, checked: Checked, progress: Callable[[int, int], None] | None =
     files and origin. The pipeline refuses what only it can know (a diffusers model's
     sizes and lengths)."""
     r, inputs = checked.request, checked.inputs
+    if inputs.adapters:
+        # the adapters are mixed in for this clip only; the pipeline is its own again after
+        with pipe.adapted(inputs.adapters):
+            video, ingredients = _make(pipe, checked, progress)
+    else:
+        video, ingredients = _make(pipe, checked, progress)
+    narrated: dict[str, Any] = {}
+    if r.narration is not None:
+        from kinema.voice.narrate import narrate_video
+
+        n = r.narration
+        video, narrated = narrate_video(
+            video, n.text, voice=n.voice, scope=n.scope, disclose_aloud=n.disclose_aloud
+        )
+    settings = {**settings_record(pipe, r, video, typed=checked.typed_prompt), **narrated}
+    if inputs.adapters:
+        settings["adapters"] = [a.record() for a in inputs.adapters]
+    ingredients += tuple(a.path for a in inputs.adapters)
+    return Rendered(video, settings, r.edit, ingredients, Origin(pipe.name, pipe.model_hash))
+
+
+def _make(pipe, checked: Checked, progress) -> tuple[Video, tuple[Path, ...]]:
+    """The clip of the checked request and its input files (the manifest's ingredients)."""
+    r, inputs = checked.request, checked.inputs
     common = {"seed": r.seed, "steps": r.steps, "guidance": r.guidance, "negative": r.negative}
     if r.mode == "generate":
         if r.size is not None:
             pipe.check_size(*r.size)
         size = r.size or (pipe.defaults["size"], pipe.defaults["size"])
-        first, last = (_fitted(image, size) for image in (inputs.first, inputs.last))
+        first, last, reference = (_fitted(i, size) for i in (inputs.first, inputs.last, inputs.reference))
+        steering: dict[str, Any] = {}
+        if inputs.control is not None:
+            frames = inputs.control.frames
+            if frames.shape[1:3] != (size[1], size[0]):
+                frames = np.stack([_fitted(frame, size) for frame in frames])
+            steering.update(control=Video(frames, inputs.control.fps), control_scale=r.control_scale)
+        if reference is not None:
+            steering["reference"] = reference
         video = pipe(
             r.prompt,
             frames=r.frames,
@@ -51,9 +85,11 @@ def render(pipe, checked: Checked, progress: Callable[[int, int], None] | None =
             last_image=last,
             loop=r.loop,
             progress=progress,
+            **steering,
             **common,
         )
-        ingredients = tuple(p for p in (r.image, r.last_image) if p is not None)
+        files = (r.image, r.last_image, r.control, r.path, r.reference)
+        ingredients = tuple(p for p in files if p is not None)
     else:
         source = inputs.source
         if r.mode == "extend":
@@ -68,16 +104,7 @@ def render(pipe, checked: Checked, progress: Callable[[int, int], None] | None =
         else:
             video = pipe.outpaint(source, r.prompt, *r.outpaint, progress=progress, **common)
         ingredients = (r.source,)
-    narrated: dict[str, Any] = {}
-    if r.narration is not None:
-        from kinema.voice.narrate import narrate_video
-
-        n = r.narration
-        video, narrated = narrate_video(
-            video, n.text, voice=n.voice, scope=n.scope, disclose_aloud=n.disclose_aloud
-        )
-    settings = {**settings_record(pipe, r, video, typed=checked.typed_prompt), **narrated}
-    return Rendered(video, settings, r.edit, ingredients, Origin(pipe.name, pipe.model_hash))
+    return video, ingredients
 
 
 def _fitted(image, size: tuple[int, int]):
@@ -116,10 +143,12 @@ def settings_record(pipe, request: ClipRequest, video: Video, typed: str | None 
             record["understood_prompt_sha256"] = hashlib.sha256(r.prompt.encode()).hexdigest()
         else:
             record["understood_prompt"] = r.prompt
-    for option in ("image", "last_image", "source", "mask"):
+    for option in ("image", "last_image", "source", "mask", "control", "path", "reference"):
         path = getattr(r, option)
         if path is not None:
             record[f"{option}_sha256"] = file_sha256(Path(path))
+    if r.control is not None:
+        record["control_scale"] = r.control_scale
     if r.mode == "extend":
         record.update(added_frames=r.add_frames, backward=r.backward)
     if r.mode == "remix":

@@ -60,6 +60,9 @@ class Family:
     the clip `frames`, for families that continue a clip by conditioning on it rather
     than by masks. Each is None where the family has no such pipeline; whether a folder
     serves the mode is `modes`'s answer, which the backend checks first.
+    steering(class_name): what else steers such a folder, known without loading weights:
+    some of "lora" (diffusers-format LoRA files), "control" (a control video) and
+    "reference" (a reference image).
     """
 
     name: str
@@ -73,6 +76,7 @@ class Family:
     remix: Callable | None = None
     fill: Callable | None = None
     extend: Callable | None = None
+    steering: Callable[[str], frozenset[str]] = lambda class_name: frozenset()
 
 
 @dataclass(frozen=True)

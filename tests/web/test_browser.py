@@ -307,7 +307,8 @@ def test_extend_remix_inpaint_loop_publish_in_chromium(server, tmp_path):
         expect(approved.locator('[data-act="withdraw"]')).to_be_visible()
         expect(approved.locator('[data-act="approve"]')).to_be_hidden()
         approved.locator('[data-act="publish"]').click()
-        expect(approved.locator('[data-act="published"]')).to_be_visible()
+        # publishing watermarks, writes and signs the take on the server: seconds on a busy CPU
+        expect(approved.locator('[data-act="published"]')).to_be_visible(timeout=30_000)
         with page.expect_download() as download:
             approved.locator('[data-act="published"]').click()
         published = tmp_path / "published.mp4"

@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - older Typer on plain click
     import click.exceptions as click_exceptions
 
 import kinema
-from kinema.cli import edit, gate, make, measure, serve, storyboard, trust, voice, world
+from kinema.cli import edit, gate, lora, make, measure, serve, storyboard, trust, voice, world
 from kinema.errors import InputError
 
 __all__ = ["app", "main"]
@@ -33,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # each group's commands join the root directly (no name): `kinema generate`, not `kinema make generate`
-for group in (make, edit, storyboard, voice, measure, trust, gate, world, serve):
+for group in (make, edit, storyboard, lora, voice, measure, trust, gate, world, serve):
     app.add_typer(group.app)
 
 

@@ -75,6 +75,13 @@ def evaluate(
             help="Also judge the files users get: each clip written as `kinema generate` writes an .mp4, then read back.",
         ),
     ] = False,
+    lora: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lora",
+            help="Evaluate with adapter NAME_OR_FILE[:SCALE] mixed in (repeatable); adds its taught colours' set.",
+        ),
+    ] = None,
 ) -> None:
     """World-checker pass rates on fixed prompt sets (seen pairs, held-out pairs, two objects).
 
@@ -92,6 +99,12 @@ def evaluate(
         raise InputError(f"--prompts must be at least 1, got {prompts}")
     if files and modes:
         raise InputError("--files judges the text-to-video sets; it does not go with --modes")
+    from kinema.pipelines.facts import ModelFacts
+    from kinema.render import check_adapters, parse_adapter
+
+    adapters = check_adapters([parse_adapter(text) for text in lora or ()], ModelFacts.read(model))
+    if adapters and modes:
+        raise InputError("--lora evaluates the text-to-video sets; it does not go with --modes")
     pipe = load(model)
     if modes:
         results = with_progress(
@@ -100,7 +113,9 @@ def evaluate(
         rows = results["modes"]
     else:
         results = with_progress(
-            lambda progress: run_eval(pipe, prompts, steps, progress, files=files), "evaluating", False
+            lambda progress: run_eval(pipe, prompts, steps, progress, files=files, adapters=adapters),
+            "evaluating",
+            False,
         )
         rows = results["sets"]
     for name, r in rows.items():

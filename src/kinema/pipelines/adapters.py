@@ -80,6 +80,13 @@ def find_adapter(source: str) -> Path:
     path = Path(text).expanduser()
     if path.is_file():
         return path
+    name, _, tail = text.rpartition(":")
+    try:
+        scale = float(tail) if name else None
+    except ValueError:
+        scale = None
+    if scale is not None:  # X:S with S out of range reads as a name; say what went wrong
+        raise InputError(f"adapter {name}: scale {tail} is outside [-2, 2]")
     known = sorted(p.stem for p in loras_dir().glob(f"*{SUFFIX}")) if loras_dir().is_dir() else []
     have = f"adapters here: {', '.join(known)}" if known else "no adapters in KINEMA_HOME/loras yet"
     raise InputError(f"no adapter '{text}': not a name in {loras_dir()} nor a file ({have})")
@@ -118,3 +125,29 @@ def read_adapter(source: str, scale: float = 1.0) -> AdapterFile:
             raise InputError(f"adapter '{path}': its card is not JSON") from None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return AdapterFile(path.stem, path, float(scale), digest, metadata, shapes)
+
+
+def adapter_list() -> list[dict]:
+    """The adapters in KINEMA_HOME/loras, by name: name, path, bytes, SHA-256, base model,
+    rank, alpha and card (from each file's metadata; a file that cannot be read is listed
+    with its error)."""
+    folder = loras_dir()
+    out = []
+    for path in sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []:
+        entry: dict = {"name": path.stem, "path": str(path), "bytes": path.stat().st_size}
+        try:
+            adapter = read_adapter(str(path))
+        except InputError as e:
+            entry["error"] = str(e)
+        else:
+            meta = adapter.metadata
+            entry.update(
+                sha256=adapter.sha256,
+                base_model=meta.get("base_model"),
+                base_dit_sha256=meta.get("base_dit_sha256"),
+                rank=adapter.rank,
+                alpha=meta.get("alpha"),
+                card=meta.get("card"),
+            )
+        out.append(entry)
+    return out

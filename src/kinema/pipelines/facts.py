@@ -47,6 +47,7 @@ class ModelFacts:
     controls: tuple[str, ...] = ()
     served: tuple[str, ...] | None = None  # a diffusers folder's modes, by its pipeline class
     world: str | None = None
+    folder: Path | None = None
 
     @classmethod
     def read(cls, model: str | os.PathLike | None) -> ModelFacts:
@@ -61,6 +62,7 @@ class ModelFacts:
                     served, steering = _diffusers_modes(folder)
                     return cls(
                         known=True,
+                        folder=folder,
                         name=folder.name,
                         own=False,
                         served=served,
@@ -73,6 +75,8 @@ class ModelFacts:
             spatial = int(vae.get("patch", 4)) * 2 ** (len(vae.get("channels", (0, 0))) - 1)
             return cls(
                 known=True,
+                folder=folder,
+                adapters=("lora",),
                 name=str(meta.get("name", folder.name)),
                 defaults=dict(meta.get("defaults") or {}),
                 spatial=spatial,

@@ -52,6 +52,14 @@ class TextToVideo:
             **(defaults or {}),
         }
 
+    def adapted(self, adapters):
+        """A context manager: ADAPTERS (kinema.pipelines.adapters.AdapterFile, checked to fit
+        this DiT) mixed into the DiT by their scales for the calls inside it; the DiT's
+        own weights come back exactly on exit."""
+        from kinema.pipelines.lora import mixed_in
+
+        return mixed_in(self.dit, adapters)
+
     # ---------------------------------------------------------------- sizes
 
     @property

@@ -43,6 +43,8 @@ from kinema.provenance.manifest import (
     FRAME_LABEL,
     FRAME_PATTERN,
     GENERATION_LABEL,
+    MODEL_DATA_TYPE,
+    MODEL_FORMATS,
     REVIEW_LABEL,
     SIDECAR_FORMATS,
     SOFT_BINDING_LABEL,
@@ -137,13 +139,16 @@ def _add_ingredient(builder: c2pa.Builder, index: int, part: Ingredient, root: P
     source = Path(part.path)
     if source.is_dir():
         source = _frame_files(source)[0]
-    mime = mime_for(source)
+    model = source.suffix.lower() in MODEL_FORMATS
+    mime = MODEL_FORMATS[source.suffix.lower()] if model else mime_for(source)
     definition: dict[str, Any] = {
         "title": part.title or Path(part.path).name,
         "relationship": part.relationship,
         "label": ingredient_label(index),
         "format": mime,
     }
+    if model:
+        definition["data_types"] = [{"type": MODEL_DATA_TYPE}]
     sidecar = sidecar_path(source)
     if not embeds(source) and sidecar.is_file():
         definition.update(_sidecar_ingredient_fields(source, mime, sidecar, root))

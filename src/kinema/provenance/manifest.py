@@ -191,6 +191,12 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
+# Files that go into a manifest only as ingredients, never signed themselves: model
+# weights (a LoRA adapter a clip was made with), typed as C2PA's AI-model asset.
+MODEL_FORMATS = {".safetensors": "application/octet-stream"}
+MODEL_DATA_TYPE = "c2pa.types.model"
+
+
 def mime_for(path: Path) -> str:
     """The MIME type c2pa is told for PATH, from its suffix."""
     suffix = path.suffix.lower()

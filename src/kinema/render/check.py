@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from kinema.errors import InputError
 from kinema.io import Video, read_image, read_video
 from kinema.pipelines.adapters import AdapterFile, read_adapter
 from kinema.pipelines.facts import MAX_SIDE, ModelFacts
-from kinema.render.request import EDITS, MODES, NEEDS, TAKES, ClipRequest, Narration, max_frames
+from kinema.render.request import EDITS, MODES, NEEDS, TAKES, Adapter, ClipRequest, Narration, max_frames
 
 if TYPE_CHECKING:
     from kinema.world.reading import Reading
@@ -110,6 +111,9 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
     _check_options_for_mode(r)
     _check_ranges(r)
     _check_steering(r, facts)
+    adapters = check_adapters(r.adapters, facts)
+    if adapters and r.int8:
+        raise InputError("int8 and adapters do not combine (adapters mix into the fp32 weights); drop int8")
     if first is not None and (r.mode != "generate" or r.image is not None):
         raise InputError("a first frame in memory is for a generated clip without an image")
     kind = "i2v" if first is not None and r.kind == "t2v" else r.kind
@@ -127,12 +131,24 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
     if r.narration is not None:
         _check_narration(r.narration)
     inputs = _read_inputs(r, facts)
-    adapters = tuple(read_adapter(a.source, a.scale) for a in r.adapters if a.scale != 0)
     if adapters:
         inputs = replace(inputs, adapters=adapters)
     if first is not None:
         inputs = _first_frame(inputs, first, r, facts)
     return Checked(r, inputs, reading)
+
+
+def check_adapters(adapters: Sequence[Adapter], facts: ModelFacts) -> tuple[AdapterFile, ...]:
+    """The adapter files ADAPTERS name, read and checked against the model's FACTS (for
+    kinema's own models: keys, shapes and the DiT they were trained on); adapters at
+    scale 0 are dropped (the output is the base model's, file for file)."""
+    files = tuple(read_adapter(a.source, a.scale) for a in adapters if a.scale != 0)
+    if files and facts.own and facts.folder is not None:
+        from kinema.pipelines.lora import check_fits_folder
+
+        for adapter in files:
+            check_fits_folder(adapter, facts.folder, facts.name or "this model")
+    return files
 
 
 def _read(r: ClipRequest, facts: ModelFacts) -> Reading | None:

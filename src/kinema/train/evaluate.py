@@ -59,20 +59,51 @@ def prompt_sets(n: int) -> dict[str, list[tuple[str, int]]]:
     return {"seen_single": single, "held_out": held, "two_object": two}
 
 
+def taught_colours(adapters) -> list[str]:
+    """The colours outside v1 (WORLD.md) that the adapters' training captions name."""
+    from kinema.world.scene import EXTRA_COLOURS
+
+    words: set[str] = set()
+    for adapter in adapters:
+        card = adapter.metadata.get("card") or {}
+        for caption in card.get("captions", []):
+            words.update(str(caption).lower().split())
+    return [c for c in EXTRA_COLOURS if c in words]
+
+
 def evaluate(
-    pipe: TextToVideo, n: int = 20, steps: int | None = None, progress=None, files: bool = False
+    pipe: TextToVideo,
+    n: int = 20,
+    steps: int | None = None,
+    progress=None,
+    files: bool = False,
+    adapters: tuple = (),
 ) -> dict:
     """Generate each prompt of each set (16 frames at the model's size) and check it, and
     check the VAE's round trip of the renderer's clip of it (the set's `vae_ceiling`);
     with `files`, also check each clip as the mp4 file `kinema generate` would write.
     Returns a JSON-ready dict: "sets" (per set: pass_rate, passed, total, failures,
     vae_ceiling, sharpness, vae_sharpness, and "files" when asked), "steps", "per_set",
-    "seconds"."""
+    "seconds".
+
+    With ADAPTERS (checked AdapterFiles) every clip is made with them mixed in, and each
+    colour outside v1 their captions name adds a set "taught_<colour>" (kinema.world.
+    lessons.lesson_test: the colour on shapes, motions and backgrounds its lesson never
+    combined)."""
+    from contextlib import nullcontext
+
+    from kinema.world.lessons import lesson_test
+
     results: dict = {"sets": {}, "steps": steps or pipe.defaults["steps"], "per_set": n}
     start = time.monotonic()
     sets = prompt_sets(n)
+    for colour in taught_colours(adapters):
+        sets[f"taught_{colour}"] = lesson_test(colour, n)
+    if adapters:
+        results["adapters"] = [a.record() for a in adapters]
     done, total = 0, sum(len(v) for v in sets.values())
-    with tempfile.TemporaryDirectory(prefix="kinema-eval-") as folder:
+    mixed = pipe.adapted(adapters) if adapters else nullcontext()
+    with tempfile.TemporaryDirectory(prefix="kinema-eval-") as folder, mixed:
         for name, prompts in sets.items():
             made, ceiling, written = _Tally(), _Tally(), _Tally()
             for prompt, seed in prompts:

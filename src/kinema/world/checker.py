@@ -485,7 +485,7 @@ def check(frames: np.ndarray, prompt: str | Scene, *, first_frame: int = 0) -> d
     stand_ins: list[list[Region | None]] = [[] for _ in range(n)]
     extras: dict[tuple, dict] = {}
     for t, frame in enumerate(frames):
-        regions = find_regions(frame, per_frame_bg[t])
+        regions = find_regions(frame, per_frame_bg[t], scene.palette)
         taken = [match_region(i, obj, n, regions) for i, obj in enumerate(scene.objects)]
         used = {id(r) for r in taken if r is not None}
         for i in range(n):

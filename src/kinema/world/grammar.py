@@ -12,7 +12,7 @@ what it expected there. `format_prompt` writes the canonical form, so
 from __future__ import annotations
 
 from kinema.errors import InputError
-from kinema.world.scene import BACKGROUNDS, COLOURS, SHAPES, Scene, WorldObject
+from kinema.world.scene import BACKGROUNDS, PALETTE, SHAPES, Scene, WorldObject
 
 EXAMPLE = "a red circle moving right on a black background"
 _MOTION_WORDS = {
@@ -81,7 +81,7 @@ def _object(tokens: _Tokens, allow_size: bool) -> WorldObject:
             f"word {tokens.i + 1} '{tokens.peek()}' not understood: "
             "the second object of a scene takes no size word"
         )
-    colour = tokens.take(tuple(COLOURS), "a colour")
+    colour = tokens.take(tuple(PALETTE), "a colour")
     shape = tokens.take(SHAPES, "a shape")
     first = tokens.take(tuple(_MOTION_WORDS), "a motion")
     rest = _MOTION_WORDS[first]

@@ -31,7 +31,7 @@ import numpy as np
 
 from kinema.world.grammar import PromptError, format_prompt, parse
 from kinema.world.paraphrase import all_wordings
-from kinema.world.scene import BACKGROUNDS, COLOURS, TWO_OBJECT_MOTIONS, Scene, WorldObject
+from kinema.world.scene import BACKGROUNDS, COLOURS, EXTRA_COLOURS, TWO_OBJECT_MOTIONS, Scene, WorldObject
 
 Embed = Callable[[list[str]], np.ndarray]  # texts → (n, d) unit vectors
 
@@ -463,9 +463,18 @@ def read(
     if unknown_slots:
         raise ValueError(f"supplied takes {', '.join(SLOTS)}; got {sorted(unknown_slots)[0]}")
     try:
-        return Reading(prompt, format_prompt(parse(prompt)))
+        scene = parse(prompt)
     except PromptError:
-        pass
+        scene = None
+    if scene is not None:
+        keep = frozenset(w.lower() for w in keep_words)
+        # a colour outside v1 (taught by adapters) is one the base model never saw
+        untaught = tuple(dict.fromkeys(o.colour for o in scene.objects if o.colour in EXTRA_COLOURS))
+        untaught = tuple(c for c in untaught if c not in keep)
+        notes = tuple(
+            f"the built-in model never learned {c}; an adapter can teach it (--lora)" for c in untaught
+        )
+        return Reading(prompt, format_prompt(scene), confidence=0.0 if untaught else 1.0, notes=notes)
     vocabulary = Vocabulary(embed) if callable(embed) and not isinstance(embed, Vocabulary) else embed
     keep = frozenset(w.lower() for w in keep_words)
     words = _tag(prompt, keep, vocabulary)

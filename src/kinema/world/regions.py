@@ -30,8 +30,6 @@ MIN_PEAK_ALPHA = 0.5  # a region never more than half-way to its colour is a cod
 MEASURABLE_PX = 8.0  # shapes narrower than this are judged for presence and colour only
 SHAPE_BLUR_PX = 1.0
 FILL = {"triangle": 0.5, "circle": math.pi / 4, "square": 1.0}
-_OBJECT_COLOURS = np.array(list(COLOURS.values()), np.float32)
-_COLOUR_NAMES = list(COLOURS)
 
 
 @dataclass
@@ -67,20 +65,28 @@ def border_colour(frame: np.ndarray) -> np.ndarray:
     return np.median(ring.reshape(-1, 3), axis=0).astype(np.float32)
 
 
-def nearest_colour(rgb: np.ndarray, background: np.ndarray) -> tuple[str | None, float]:
-    """The palette colour c whose mix line background→c passes nearest to `rgb`."""
-    axis = _OBJECT_COLOURS - background  # (7, 3)
+def nearest_colour(
+    rgb: np.ndarray, background: np.ndarray, palette: dict[str, tuple[int, int, int]] | None = None
+) -> tuple[str | None, float]:
+    """The palette colour c whose mix line background→c passes nearest to `rgb` (PALETTE:
+    name → RGB, WORLD.md v1's object colours when None)."""
+    palette = COLOURS if palette is None else palette
+    names = list(palette)
+    axis = np.array(list(palette.values()), np.float32) - background  # (colours, 3)
     offset = rgb - background
     alpha = np.clip((axis @ offset) / np.maximum((axis * axis).sum(1), 1e-6), 0.0, 1.0)
     residual = np.linalg.norm(offset[None] - alpha[:, None] * axis, axis=1)
     k = int(residual.argmin())
     if residual[k] > COLOUR_RESIDUAL:
         return None, float(residual[k])
-    return _COLOUR_NAMES[k], float(residual[k])
+    return names[k], float(residual[k])
 
 
-def find_regions(frame: np.ndarray, background: np.ndarray) -> list[Region]:
-    """Connected foreground regions of one frame (uint8 H×W×3), largest first."""
+def find_regions(
+    frame: np.ndarray, background: np.ndarray, palette: dict[str, tuple[int, int, int]] | None = None
+) -> list[Region]:
+    """Connected foreground regions of one frame (uint8 H×W×3), largest first, each named
+    by its nearest colour of PALETTE (v1's object colours when None)."""
     img = frame.astype(np.float32)
     offset = img - background
     dist = np.linalg.norm(offset, axis=-1)
@@ -105,7 +111,7 @@ def find_regions(frame: np.ndarray, background: np.ndarray) -> list[Region]:
         # coverage is measured against what the object is, not against the palette
         solid = own & (d >= 0.8 * d[own].max())
         rgb = img[r0:r1, c0:c1][solid].mean(axis=0)
-        colour, _ = nearest_colour(rgb, background)
+        colour, _ = nearest_colour(rgb, background, palette)
         target = rgb - background
         alpha = (offset[r0:r1, c0:c1] @ target) / max(float(target @ target), 1e-6)
         alpha = np.where(near, np.clip(alpha, 0.0, 1.0), 0.0)

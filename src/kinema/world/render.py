@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kinema.world.scene import BACKGROUNDS, COLOURS, Scene, WorldObject, ping_pong
+from kinema.world.scene import BACKGROUNDS, PALETTE, Scene, WorldObject, ping_pong
 
 SUPERSAMPLE = 4
 MIN_SIZE, MAX_SIZE = 16, 1024
@@ -113,7 +113,7 @@ def render_frames(
     layout = sample_layout(scene, seed)
     if colours is not None and len(colours) != len(scene.objects):
         raise ValueError(f"colours gives {len(colours)} colours for {len(scene.objects)} objects")
-    paint = colours or tuple(COLOURS[o.colour] for o in scene.objects)
+    paint = colours or tuple(PALETTE[o.colour] for o in scene.objects)
     backdrop = np.array(background if background is not None else BACKGROUNDS[scene.background], np.float32)
     out = np.empty((frames, size, size, 3), np.uint8)
     canvas = np.empty((size, size, 3), np.float32)

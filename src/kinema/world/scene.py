@@ -23,6 +23,10 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (245, 130, 20),
     "cyan": (30, 200, 210),
 }
+# Colours outside v1, for teaching adapters only (WORLD.md: never in the built-in model's
+# training stream, which draws from COLOURS); prompts, the renderer and the checker know them.
+EXTRA_COLOURS: dict[str, tuple[int, int, int]] = {"pink": (255, 105, 180)}
+PALETTE: dict[str, tuple[int, int, int]] = {**COLOURS, **EXTRA_COLOURS}
 SHAPES = ("circle", "square", "triangle")
 # nominal extent d as a fraction of the canvas side
 SIZES: dict[str | None, float] = {"small": 0.16, None: 0.22, "big": 0.30}
@@ -53,7 +57,7 @@ class WorldObject:
     size: str | None = None  # "small", "big" or None (the default extent)
 
     def __post_init__(self) -> None:
-        if self.colour not in COLOURS:
+        if self.colour not in PALETTE:
             raise ValueError(f"unknown colour '{self.colour}'")
         if self.shape not in SHAPES:
             raise ValueError(f"unknown shape '{self.shape}'")
@@ -97,6 +101,13 @@ class Scene:
     @property
     def held_out(self) -> bool:
         return any(o.held_out for o in self.objects)
+
+    @property
+    def palette(self) -> dict[str, tuple[int, int, int]]:
+        """The colours a checker tells apart for this scene: v1's, plus any colour outside
+        v1 the scene names (a v1 scene is judged exactly as WORLD.md v1 says)."""
+        extra = {o.colour: EXTRA_COLOURS[o.colour] for o in self.objects if o.colour in EXTRA_COLOURS}
+        return {**COLOURS, **extra}
 
 
 def ping_pong(t: int) -> float:

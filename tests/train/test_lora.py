@@ -1,0 +1,279 @@
+"""LoRA adapters on kinema's DiT: training (peft), the files and cards it writes, resume,
+mixing into the weights, peft interchange, and the refusals of the request layer."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from kinema.cli import main
+from kinema.errors import InputError
+from kinema.io import Video, read_video, write_video
+from kinema.pipelines.adapters import FORMAT, adapter_list, read_adapter
+from kinema.pipelines.loading import load
+from kinema.pipelines.lora import PREFIX, check_fits_folder, dit_sha256, mixed_in, target_names
+from kinema.train import lora as lora_training
+from kinema.train.lora import LoRASettings, find_clips, train_lora
+from kinema.world import parse, render_frames
+
+CAPTIONS = (
+    "a pink circle moving right on a black background",
+    "a big pink square staying still on a gray background",
+    "a small pink circle growing on a white background",
+)
+QUICK = LoRASettings(rank=4, steps=4, batch=2, checkpoint_every=2)
+
+
+def lesson(folder, frames=9):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, caption in enumerate(CAPTIONS):
+        write_video(
+            Video(render_frames(parse(caption), seed=i, frames=frames, size=64), 8.0), folder / f"c{i}"
+        )
+        (folder / f"c{i}.txt").write_text(caption + "\n")
+    return folder
+
+
+def trained(tiny_model, tmp_path, name="pink", settings=QUICK):
+    return train_lora(lesson(tmp_path / "clips"), name, settings, model=str(tiny_model), show_progress=False)
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+# ---------------------------------------------------------------------- the training folder
+
+
+def test_find_clips_pairs_clips_and_captions(tmp_path):
+    clips = find_clips(lesson(tmp_path / "clips"))
+    assert [c.caption for c in clips] == list(CAPTIONS)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: None, "holds no clips"),
+        (lambda d: (d / "a.txt").write_text("a pink circle"), "holds no clips"),
+        (lambda d: (d / "x.txt").unlink(), "has no caption"),
+        (lambda d: (d / "y.txt").write_text("an orphan"), "has no clip"),
+        (lambda d: (d / "x.txt").write_text("  \n"), "is empty"),
+    ],
+)
+def test_find_clips_refuses_a_broken_folder(tmp_path, make, message):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    if "no clips" not in message:
+        write_video(Video(render_frames(parse(CAPTIONS[0]), frames=5, size=64), 8.0), folder / "x")
+        (folder / "x.txt").write_text(CAPTIONS[0])
+    make(folder)
+    with pytest.raises(InputError, match=message):
+        find_clips(folder)
+
+
+def test_cli_refuses_bad_folder_and_writes_nothing(capsys, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("KINEMA_HOME", str(home))
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.txt").write_text("a pink circle")
+    code, _, err = run(capsys, "lora", "train", str(tmp_path / "clips"), "--name", "pink")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no clips" in err
+    assert not (home / "loras").exists()
+    code, _, err = run(capsys, "lora", "train", str(tmp_path / "clips"), "--name", "../x")
+    assert code == 2 and "adapter name" in err
+
+
+# ---------------------------------------------------------------------- training
+
+
+def test_training_writes_adapter_card_and_plot(tiny_model, tmp_path):
+    path = trained(tiny_model, tmp_path)
+    folder = path.parent
+    assert path.name == "pink.safetensors"
+    assert (folder / "pink.json").is_file() and (folder / "pink.loss.png").stat().st_size > 0
+    with safe_open(str(path), framework="pt") as f:
+        meta, keys = f.metadata(), list(f.keys())
+        dtypes = {f.get_tensor(k).dtype for k in keys}
+    assert meta["format"] == FORMAT and meta["rank"] == "4"
+    assert meta["base_dit_sha256"] == dit_sha256(tiny_model)
+    assert dtypes == {torch.float16}
+    assert all(k.startswith(PREFIX) and k.endswith((".lora_A.weight", ".lora_B.weight")) for k in keys)
+    pipe = load(tiny_model)
+    modules = {k.removeprefix(PREFIX).rsplit(".lora_", 1)[0] for k in keys}
+    assert modules == set(target_names(pipe.dit))
+    card = json.loads((folder / "pink.json").read_text())
+    assert card["captions"] == list(CAPTIONS) and card["steps"] == 4 and card["clips"] == 3
+    assert card["base_model"] == "tiny-test" and len(card["clips_sha256"]) == 64
+    # a lora_B starts at zero (peft's init): after training it is not
+    tensors = load_file(str(path))
+    assert any(float(v.abs().max()) > 0 for k, v in tensors.items() if k.endswith("lora_B.weight"))
+    listed = adapter_list()
+    assert listed[0]["name"] == "pink" and listed[0]["rank"] == 4 and listed[0]["card"]["steps"] == 4
+
+
+def test_existing_name_needs_resume_or_force(tiny_model, tmp_path):
+    trained(tiny_model, tmp_path)
+    with pytest.raises(InputError, match="exists: --resume continues its training, --force replaces it"):
+        trained(tiny_model, tmp_path)
+    with pytest.raises(InputError, match="has no training run"):
+        train_lora(
+            tmp_path / "clips", "other", QUICK, model=str(tiny_model), resume=True, show_progress=False
+        )
+    path = train_lora(
+        tmp_path / "clips", "pink", QUICK, model=str(tiny_model), force=True, show_progress=False
+    )
+    assert path.is_file() and not (path.parent / ".other.train").exists()
+
+
+def test_a_killed_run_resumes_onto_the_same_adapter(tiny_model, tmp_path, monkeypatch):
+    straight = load_file(str(trained(tiny_model, tmp_path, "straight")))
+    calls = {"n": 0}
+    advance = lora_training._Bar.advance
+
+    def killed_after_three(self, loss):
+        calls["n"] += 1
+        if calls["n"] == 3:  # after the checkpoint at step 2, before the one at 4
+            raise KeyboardInterrupt
+        advance(self, loss)
+
+    monkeypatch.setattr(lora_training._Bar, "advance", killed_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(tmp_path / "clips", "resumed", QUICK, model=str(tiny_model), show_progress=False)
+    monkeypatch.setattr(lora_training._Bar, "advance", advance)
+    path = train_lora(
+        tmp_path / "clips", "resumed", QUICK, model=str(tiny_model), resume=True, show_progress=False
+    )
+    resumed = load_file(str(path))
+    assert resumed.keys() == straight.keys()
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+
+
+# ---------------------------------------------------------------------- using adapters
+
+
+def _forward(dit, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    c = dit.config
+    x = torch.randn(1, c.latent_channels, 3, 8, 8, generator=g)
+    text = torch.randn(1, 5, c.text_dim, generator=g)
+    with torch.no_grad():
+        return dit(x, torch.tensor([0.5]), text, torch.ones(1, 5, dtype=torch.bool))
+
+
+def test_mixing_changes_the_model_and_restores_it_exactly(tiny_model, tmp_path):
+    path = trained(tiny_model, tmp_path)
+    dit = load(tiny_model).dit
+    before = {k: v.clone() for k, v in dit.state_dict().items()}
+    base = _forward(dit)
+    whole = read_adapter(str(path), 1.0)
+    half = read_adapter(str(path), 0.5)
+    with mixed_in(dit, [whole]):
+        adapted = _forward(dit)
+    with mixed_in(dit, [half, half]):
+        twice_half = _forward(dit)
+    assert not torch.allclose(adapted, base)
+    assert torch.allclose(adapted, twice_half, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in dit.state_dict().items())
+    assert torch.equal(_forward(dit), base)
+
+
+def test_peft_loads_the_file_by_name(tiny_model, tmp_path):
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+
+    path = trained(tiny_model, tmp_path)
+    adapter = read_adapter(str(path))
+    merged = load(tiny_model).dit
+    with mixed_in(merged, [adapter]):
+        expected = _forward(merged)
+    dit = load(tiny_model).dit
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=target_names(dit))
+    dit = inject_adapter_in_model(config, dit)
+    state = {k.removeprefix(PREFIX): v.float() for k, v in load_file(str(path)).items()}
+    result = set_peft_model_state_dict(dit, state)
+    assert not result.unexpected_keys
+    assert torch.allclose(_forward(dit), expected, atol=1e-4)
+
+
+def _forged(path, tmp_path, name, change):
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    tensors, meta = change(tensors, meta)
+    out = tmp_path / f"{name}.safetensors"
+    save_file(tensors, str(out), metadata=meta)
+    return out
+
+
+def test_adapters_for_another_model_are_refused(tiny_model, tmp_path):
+    path = trained(tiny_model, tmp_path)
+    key = next(k for k in load_file(str(path)) if k.endswith("attn.qkv.lora_A.weight"))
+
+    def renamed(t, m):
+        t["transformer.blocks.99.attn.qkv.lora_A.weight"] = t.pop(key)
+        t["transformer.blocks.99.attn.qkv.lora_B.weight"] = t.pop(key.replace("lora_A", "lora_B"))
+        return t, m
+
+    def reshaped(t, m):
+        t[key] = torch.zeros(4, t[key].shape[1] + 1, dtype=torch.float16)
+        return t, m
+
+    def other_dit(t, m):
+        return t, {**m, "base_dit_sha256": "0" * 64}
+
+    def no_metadata(t, m):
+        return t, {}
+
+    cases = {"keys": renamed, "shape": reshaped, "dit": other_dit, "plain": no_metadata}
+    messages = {
+        "keys": "keys name no layer",
+        "shape": "does not fit",
+        "dit": "trained on another DiT",
+        "plain": "not a kinema adapter",
+    }
+    for name, change in cases.items():
+        with pytest.raises(InputError, match=messages[name]):
+            check_fits_folder(read_adapter(str(_forged(path, tmp_path, name, change))), tiny_model, "tiny")
+
+
+def test_cli_generate_with_adapters(capsys, tiny_model, tmp_path):
+    trained(tiny_model, tmp_path)
+    prompt = "a pink circle moving right on a black background"
+    common = ["--model", str(tiny_model), "--seed", "3", "--frames", "5"]
+    code, _, err = run(capsys, "generate", prompt, "-o", str(tmp_path / "base.mp4"), *common)
+    assert code == 0, err
+    code, _, err = run(
+        capsys, "generate", prompt, "-o", str(tmp_path / "zero.mp4"), *common, "--lora", "pink:0"
+    )
+    assert code == 0, err
+    # scale 0 is dropped from the request: the base model's file (the same frames, mark and
+    # settings; the signed manifests differ only in their time and id)
+    assert np.array_equal(read_video(tmp_path / "zero.mp4").frames, read_video(tmp_path / "base.mp4").frames)
+    zero, base = (json.loads((tmp_path / f"{n}.mp4.json").read_text()) for n in ("zero", "base"))
+    assert {k: v for k, v in zero.items() if k != "id"} == {k: v for k, v in base.items() if k != "id"}
+    code, _, err = run(
+        capsys, "generate", prompt, "-o", str(tmp_path / "pink.mp4"), *common, "--lora", "pink:1.5"
+    )
+    assert code == 0, err
+    assert not np.array_equal(
+        read_video(tmp_path / "pink.mp4").frames, read_video(tmp_path / "base.mp4").frames
+    )
+    sidecar = json.loads((tmp_path / "pink.mp4.json").read_text())
+    assert sidecar["adapters"][0]["name"] == "pink" and sidecar["adapters"][0]["scale"] == 1.5
+    assert len(sidecar["adapters"][0]["sha256"]) == 64
+    code, out, _ = run(capsys, "verify", str(tmp_path / "pink.mp4"))
+    titles = [i["title"] for i in json.loads(out)["c2pa"]["ingredients"]]
+    assert "pink.safetensors" in titles
+    for bad, message in [("nothere", "no adapter 'nothere'"), ("pink:3", "scale 3")]:
+        code, _, err = run(
+            capsys, "generate", prompt, "-o", str(tmp_path / "bad.mp4"), *common, "--lora", bad
+        )
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "bad.mp4").exists()
+    code, out, _ = run(capsys, "lora", "list")
+    assert code == 0 and out.startswith("pink  base tiny-test  rank 4")

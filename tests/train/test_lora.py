@@ -277,3 +277,17 @@ def test_cli_generate_with_adapters(capsys, tiny_model, tmp_path):
         assert not (tmp_path / "bad.mp4").exists()
     code, out, _ = run(capsys, "lora", "list")
     assert code == 0 and out.startswith("pink  base tiny-test  rank 4")
+
+
+def test_python_door_takes_lora(tiny_model, tmp_path):
+    import kinema
+
+    trained(tiny_model, tmp_path)
+    model = kinema.load(str(tiny_model))
+    request = model.request("a pink circle moving right on a black background", lora=["pink:0.5", "other:0"])
+    assert [(a.source, a.scale) for a in request.adapters] == [("pink", 0.5)]
+    base = model("a pink circle moving right on a black background", seed=1, frames=5)
+    adapted = model("a pink circle moving right on a black background", seed=1, frames=5, lora="pink")
+    assert not np.array_equal(base.frames, adapted.frames)
+    with pytest.raises(InputError, match="no adapter 'nope'"):
+        model("a pink circle moving right on a black background", lora="nope")

@@ -73,6 +73,7 @@ def test_operations_keep_their_paths_and_ids(tmp_path):
         ("GET", "/api/jobs/{job_id}/file"): "download_api_jobs__job_id__file_get",
         ("POST", "/api/jobs/{job_id}/publish"): "publish_take_api_jobs__job_id__publish_post",
         ("GET", "/api/jobs/{job_id}/published"): "download_published_api_jobs__job_id__published_get",
+        ("GET", "/api/adapters"): "adapters_api_adapters_get",
         ("POST", "/api/verify"): "verify_api_verify_post",
         ("GET", "/api/review"): "review_list_api_review_get",
         ("POST", "/api/review/{item_id}/{decision}"): "review_decide_api_review__item_id___decision__post",

@@ -17,7 +17,8 @@ from typing import Any
 
 from kinema.errors import InputError
 from kinema.jobs.queue import JobError, JobQueue
-from kinema.render import ClipRequest
+from kinema.pipelines.adapters import SUFFIX, check_name, loras_dir
+from kinema.render import Adapter, ClipRequest
 
 GENERATE = ("t2v", "i2v", "keyframes")
 EDITS = ("extend", "remix", "inpaint", "outpaint")
@@ -40,6 +41,10 @@ def clip_request(
         "guidance": params.get("guidance"),
         "literal": bool(params.get("literal")),
         "model": model,
+        # by name only, in KINEMA_HOME/loras: a web user never names a path on the server
+        "adapters": tuple(
+            Adapter(str(adapter_file(a["name"])), float(a["scale"])) for a in params.get("adapters") or ()
+        ),
     }
     if mode in GENERATE:
         size = params.get("size")
@@ -63,6 +68,11 @@ def clip_request(
     else:
         edit["outpaint"] = tuple(int(v) for v in params.get("outpaint") or ())
     return ClipRequest(**common, **edit)
+
+
+def adapter_file(name: str) -> Path:
+    """The file of adapter NAME in KINEMA_HOME/loras (a name, never a path)."""
+    return loras_dir() / f"{check_name(name)}{SUFFIX}"
 
 
 def source_path(params: dict[str, Any], owner: str, queue: JobQueue, mode: str) -> Path:

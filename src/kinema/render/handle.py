@@ -24,7 +24,7 @@ from kinema.io import Video
 from kinema.pipelines.facts import ModelFacts
 from kinema.render.check import Checked, check
 from kinema.render.make import Rendered, render
-from kinema.render.request import ClipRequest, Narration
+from kinema.render.request import ClipRequest, Narration, parse_adapter
 
 Attach = Callable[[Rendered], Video]
 
@@ -60,11 +60,17 @@ class Model:
 
     def request(self, prompt: str, **options: Any) -> ClipRequest:
         """A ClipRequest for this model; OPTIONS are ClipRequest's fields (paths may be
-        strings; narration may be its text)."""
-        known = set(ClipRequest.__dataclass_fields__) - {"prompt", "model", "device"}
+        strings; narration may be its text), and `lora`: "NAME_OR_FILE[:SCALE]" or a list
+        of them, as the command line's --lora (scale 0 leaves one out)."""
+        known = set(ClipRequest.__dataclass_fields__) - {"prompt", "model", "device"} | {"lora"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise InputError(f"unknown option '{unknown[0]}' (options: {', '.join(sorted(known))})")
+        if "lora" in options:
+            lora = options.pop("lora")
+            texts = [lora] if isinstance(lora, str) else list(lora or ())
+            parsed = tuple(parse_adapter(str(text)) for text in texts)
+            options["adapters"] = (*options.get("adapters", ()), *(a for a in parsed if a.scale != 0))
         for name in ("image", "last_image", "source", "mask", "control", "path", "reference"):
             value = options.get(name)
             if isinstance(value, Video):

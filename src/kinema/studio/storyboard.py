@@ -11,6 +11,7 @@
         frames: 16          # or seconds: 2
         seed: 1             # candidates use seed, seed+1, …; retakes the seeds after
         image: start.png    # optional first frame, a path inside the board's folder
+        lora: pink:0.8      # optional adapters (NAME_OR_FILE[:SCALE] or a list), after --lora
       - prompt: a red circle moving left on a black background
         transition: continue   # how the shot before joins into this one:
                                #   cut (default) | crossfade:N | continue
@@ -44,14 +45,14 @@ from kinema.io import Video, write_png
 from kinema.io.atomic import replacing
 from kinema.metrics.temporal import SEAM_RATIO, frame_differences, seam_ratio
 from kinema.pipelines.facts import ModelFacts
-from kinema.render import ClipRequest, check, render
+from kinema.render import Adapter, ClipRequest, check, parse_adapter, render
 from kinema.studio.bestof import DEFAULT_THRESHOLD, MAX_TAKES, Choice, best_of, check_counts
 from kinema.studio.stitch import parse_transition, stitch
 
 CACHE_DIR = ".kinema-cache"
 SETTLE_FRAMES = 4  # frames over which a continued shot's first-frame error fades (one latent step)
 _TAKE_FIELDS = {"candidates", "retakes", "qa_threshold"}
-_FIELDS = {"prompt", "frames", "seconds", "seed", "image", "transition", *_TAKE_FIELDS}
+_FIELDS = {"prompt", "frames", "seconds", "seed", "image", "transition", "lora", *_TAKE_FIELDS}
 _BOARD_FIELDS = {"shots", "title", "report", "contact_sheet", *_TAKE_FIELDS}
 
 
@@ -66,6 +67,7 @@ class Shot:
     candidates: int = 1
     retakes: int = 0
     qa_threshold: float = DEFAULT_THRESHOLD
+    adapters: tuple[Adapter, ...] = ()  # the shot's own `lora:`, after the board's --lora
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ def load_board(path: str | os.PathLike, fps: float = 8.0, base_seed: int | None 
                 _image(i, raw, root),
                 _transition(i, raw),
                 **_takes(i, raw, defaults),
+                adapters=_adapters(i, raw, root),
             )
         )
     for before, shot in zip(shots, shots[1:], strict=False):
@@ -203,6 +206,26 @@ def _takes(i: int | None, raw: dict, defaults: dict) -> dict:
             raise _fail(i, "qa_threshold", f"must be a number from 0 to 1, got {value!r}")
         out["qa_threshold"] = float(value)
     return out
+
+
+def _adapters(i: int, raw: dict, root: Path) -> tuple[Adapter, ...]:
+    """A shot's `lora:`: one NAME_OR_FILE[:SCALE] or a list of them; a file is a path
+    inside the storyboard's folder (a .safetensors, or anything with a '/'), else a name
+    in KINEMA_HOME/loras. Scale 0 leaves an adapter out, as on the command line."""
+    value = raw.get("lora")
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise _fail(i, "lora", "must be NAME_OR_FILE[:SCALE] or a list of them")
+        adapter = parse_adapter(item)
+        if "/" in adapter.source or adapter.source.endswith(".safetensors"):
+            adapter = Adapter(str(_inside(i, "lora", adapter.source, root)), adapter.scale)
+        if adapter.scale != 0:
+            out.append(adapter)
+    return tuple(out)
 
 
 def _inside(i: int | None, name: str, value: object, root: Path) -> Path:
@@ -381,7 +404,14 @@ def run_board(
         first = checked.inputs.first
 
         def make(seed: int, shot=shot, first=first, checked=checked) -> tuple[Video, bool]:
-            key = shot_key(shot, pipe.model_hash, first, settings, seed=seed)
+            # a take depends on the adapters mixed in (their bytes) and the sampler's words too
+            shared = {
+                **settings,
+                "adapters": [a.record() for a in checked.inputs.adapters],
+                "negative": checked.request.negative,
+                "guidance": checked.request.guidance,
+            }
+            key = shot_key(shot, pipe.model_hash, first, shared, seed=seed)
             frames = _cached(cache, key)
             made = frames is None
             if made:
@@ -436,7 +466,13 @@ def run_board(
 def shot_request(shot: Shot, template: ClipRequest, fps: float) -> ClipRequest:
     """The ClipRequest of a shot: the board's shared options with the shot's own."""
     return replace(
-        template, prompt=shot.prompt, seed=shot.seed, frames=shot.frames, fps=fps, image=shot.image
+        template,
+        prompt=shot.prompt,
+        seed=shot.seed,
+        frames=shot.frames,
+        fps=fps,
+        image=shot.image,
+        adapters=(*template.adapters, *shot.adapters),
     )
 
 

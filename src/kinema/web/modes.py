@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kinema.errors import InputError
 from kinema.jobs.queue import JobQueue
-from kinema.jobs.requests import EDITS, GENERATE, MODES, clip_request, source_path
+from kinema.jobs.requests import EDITS, GENERATE, MODES, adapter_file, clip_request, source_path
 from kinema.pipelines.facts import ModelFacts
 from kinema.render import check
 
@@ -54,6 +54,7 @@ PROMPT_CHARS = 500
 MAX_FRAMES = 256
 MAX_STEPS = 100
 MAX_SIDE = 512
+MAX_ADAPTERS = 4
 
 # the optional fields and the modes that take them (any other mode refuses them)
 TAKES: dict[str, tuple[str, ...]] = {
@@ -88,6 +89,15 @@ HELP = {
     "outpaint": "[left, top, right, bottom] pixels to add",
 }
 SIZE = re.compile(r"^\s*([0-9]{1,5})(?:\s*x\s*([0-9]{1,5}))?\s*$", re.IGNORECASE)
+
+
+class AdapterChoice(BaseModel):
+    """A LoRA adapter on this server (GET /api/adapters) by name, and its scale."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    scale: float = Field(default=1.0, ge=-2, le=2, description="0 drops it: the base model's output")
 
 
 class JobRequest(BaseModel):
@@ -133,6 +143,9 @@ class JobRequest(BaseModel):
     literal: bool = Field(
         default=False,
         description="send the prompt as typed (the built-in model otherwise reads it into its own words)",
+    )
+    adapters: list[AdapterChoice] = Field(
+        default_factory=list, max_length=MAX_ADAPTERS, description="LoRA adapters mixed in by their scales"
     )
 
 
@@ -181,6 +194,12 @@ def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: 
         params.update(_edit(request, owner, queue, limits))
     if request.literal:
         params["literal"] = True
+    adapters = [{"name": a.name, "scale": a.scale} for a in request.adapters if a.scale != 0]
+    for adapter in adapters:
+        if not adapter_file(adapter["name"]).is_file():
+            raise InputError(f"no adapter '{adapter['name']}' on this server (GET /api/adapters lists them)")
+    if adapters:
+        params["adapters"] = adapters
     # the request layer's one check, on the very request the worker will render
     checked = check(clip_request(params, owner, queue), facts)
     return {**params, **reading_params(checked)}

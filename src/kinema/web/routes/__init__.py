@@ -2,7 +2,7 @@
 includes them in (it is the order of the OpenAPI spec and of the /docs page)."""
 
 from kinema.web import pages
-from kinema.web.routes import auth, health, jobs, review, uploads, verify
+from kinema.web.routes import adapters, auth, health, jobs, review, uploads, verify
 
 __all__ = ["ROUTERS"]
 
@@ -10,6 +10,7 @@ ROUTERS = (
     auth.router,
     uploads.router,
     jobs.router,
+    adapters.router,
     verify.router,
     review.router,
     health.router,

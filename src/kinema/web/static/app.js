@@ -97,6 +97,38 @@ function showKind(form) {
   for (const label of form.querySelectorAll("[data-clip-only]")) label.hidden = still;
 }
 
+// ------------------------------------------------------------------ adapters
+
+async function showAdapters() {
+  // one strength slider per adapter on the server; 0 (the start) leaves it out
+  const box = $("#adapters");
+  let adapters = [];
+  try {
+    adapters = await api("GET", "/api/adapters");
+  } catch (error) {
+    return;  // the studio works without them
+  }
+  for (const adapter of adapters) {
+    const label = document.createElement("label");
+    label.title = `base ${adapter.base_model}, rank ${adapter.rank}, ${adapter.steps} steps on ${adapter.clips} clips`;
+    const slider = Object.assign(document.createElement("input"), { type: "range", min: "-2", max: "2", step: "0.1", value: "0" });
+    slider.dataset.adapter = adapter.name;
+    slider.setAttribute("aria-label", `strength of ${adapter.name}`);
+    const shown = document.createElement("output");
+    shown.textContent = "0";
+    slider.addEventListener("input", () => { shown.textContent = slider.value; });
+    label.append(`${adapter.name} `, slider, " ", shown);
+    box.append(label);
+  }
+  box.hidden = adapters.length === 0;
+}
+
+function chosenAdapters() {
+  return [...document.querySelectorAll("#adapters input[data-adapter]")]
+    .map((slider) => ({ name: slider.dataset.adapter, scale: parseFloat(slider.value) }))
+    .filter((adapter) => adapter.scale !== 0);
+}
+
 async function submitJob(event) {
   event.preventDefault();
   const form = event.target;
@@ -111,6 +143,8 @@ async function submitJob(event) {
   }
   if (fields.get("guidance")) body.guidance = parseFloat(fields.get("guidance"));
   if (fields.get("size")) body.size = fields.get("size");
+  const adapters = chosenAdapters();
+  if (adapters.length) body.adapters = adapters;
   try {
     const image = fields.get("image");
     const last = still ? null : fields.get("last_image");
@@ -368,6 +402,8 @@ async function submitEdit(event) {
   else body.source = fields.source.value;
   if (fields.seed.value) body.seed = parseInt(fields.seed.value, 10);
   if (fields.steps.value) body.steps = parseInt(fields.steps.value, 10);
+  const adapters = chosenAdapters();
+  if (adapters.length) body.adapters = adapters;
   const status = $("#edit-status");
   try {
     if (mode === "extend") { body.frames = parseInt(fields.frames.value, 10); body.backward = fields.backward.checked; }
@@ -433,6 +469,7 @@ async function initStudio() {
     setStatus(error.message, true);
   }
   initEdit();
+  showAdapters();
   // a model that only generates (a diffusers one) edits nothing, uploaded clips included
   if (studio.model && !studio.model.modes.includes("extend")) $("#clip-edit").hidden = true;
   const form = $("#job-form");

@@ -191,7 +191,9 @@ def test_generate_keeps_the_best_of_several_takes(tiny_model, tmp_path, capsys):
 
 
 def test_shots_take_adapters(tmp_path):
-    text = BOARD.replace("    seed: 1\n", "    seed: 1\n    lora: [pink:0.8, styles/ink.safetensors, gone:0]\n")
+    text = BOARD.replace(
+        "    seed: 1\n", "    seed: 1\n    lora: [pink:0.8, styles/ink.safetensors, gone:0]\n"
+    )
     text = text.replace("    frames: 5\n", "    frames: 5\n    lora: pink\n")
     board = load_board(_board(tmp_path, text))
     first, _, last = board
@@ -200,6 +202,9 @@ def test_shots_take_adapters(tmp_path):
         (str((tmp_path / "styles" / "ink.safetensors").resolve()), 1.0),
     ]  # scale 0 leaves an adapter out
     assert [(a.source, a.scale) for a in last.adapters] == [("pink", 1.0)]
-    for bad, words in [("[3]", "must be NAME_OR_FILE"), ("../x.safetensors", "outside the storyboard's folder")]:
+    for bad, words in [
+        ("[3]", "must be NAME_OR_FILE"),
+        ("../x.safetensors", "outside the storyboard's folder"),
+    ]:
         with pytest.raises(InputError, match=words):
             load_board(_board(tmp_path, BOARD.replace("    seed: 1\n", f"    seed: 1\n    lora: {bad}\n")))

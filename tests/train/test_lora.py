@@ -291,3 +291,24 @@ def test_python_door_takes_lora(tiny_model, tmp_path):
     assert not np.array_equal(base.frames, adapted.frames)
     with pytest.raises(InputError, match="no adapter 'nope'"):
         model("a pink circle moving right on a black background", lora="nope")
+
+
+def test_resume_goes_on_for_more_steps_only(tiny_model, tmp_path):
+    import dataclasses
+
+    trained(tiny_model, tmp_path)
+    longer = dataclasses.replace(QUICK, steps=6)
+    path = train_lora(
+        tmp_path / "clips", "pink", longer, model=str(tiny_model), resume=True, show_progress=False
+    )
+    assert json.loads(path.with_suffix(".json").read_text())["steps"] == 6
+    with pytest.raises(InputError, match="trained 6 steps already"):
+        train_lora(tmp_path / "clips", "pink", QUICK, model=str(tiny_model), resume=True, show_progress=False)
+    with pytest.raises(InputError, match="other settings"):
+        train_lora(
+            tmp_path / "clips",
+            "pink",
+            dataclasses.replace(longer, lr=0.5),
+            model=str(tiny_model),
+            resume=True,
+        )

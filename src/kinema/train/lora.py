@@ -235,8 +235,17 @@ def train_lora(
             raise InputError(
                 f"adapter '{name}' was started on other clips or another model; --force starts it again"
             )
-        if state.get("settings") != dataclasses.asdict(settings):
-            raise InputError(f"adapter '{name}' was started with other settings: {state.get('settings')}")
+        # a resumed run may go on for more steps; anything else would change what it learns
+        kept = {
+            k: v for k, v in dataclasses.asdict(settings).items() if k not in ("steps", "checkpoint_every")
+        }
+        started = {k: v for k, v in (state.get("settings") or {}).items() if k in kept}
+        if started != kept:
+            raise InputError(f"adapter '{name}' was started with other settings: {started}")
+        if int(state["step"]) > settings.steps:
+            raise InputError(
+                f"adapter '{name}' has trained {state['step']} steps already; --steps {settings.steps} is fewer"
+            )
     run.mkdir(parents=True, exist_ok=True)
 
     # latents once: the VAE is frozen, and a clip's latents never change
@@ -293,7 +302,7 @@ def train_lora(
 
     b, n = settings.batch, len(clips)
     _, _, t, h, w = x0.shape
-    progress = _progress(show_progress, settings.steps, start, name)
+    progress = _Bar(show_progress, settings.steps, start, name)
     began = time.perf_counter()
     for step in range(start, settings.steps):
         rng = np.random.default_rng([settings.seed, step])
@@ -411,7 +420,3 @@ class _Bar:
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
-
-
-def _progress(show: bool, steps: int, start: int, name: str) -> _Bar:
-    return _Bar(show, steps, start, name)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kinema.errors import InputError
-from kinema.io import Video
+from kinema.io import Video, read_video, write_png
 from kinema.pipelines.adapters import read_adapter
 from kinema.pipelines.backends import load_backend
 from tests.pipelines.backends import tiny_models
@@ -58,27 +58,19 @@ def test_two_adapters_mix_by_their_scales(tiny_folders, tiny_loras, tmp_path):
     assert not np.array_equal(alone, mixed)
 
 
-def test_lora_through_the_cli_is_recorded(capsys, tmp_path, tiny_folders, tiny_loras):
+@pytest.mark.parametrize("kind", FAMILIES)
+def test_lora_through_the_cli_is_recorded(capsys, tmp_path, tiny_folders, tiny_loras, control_clip, kind):
+    first = tmp_path / "first.png"
+    write_png(_inputs("wan-i2v")["keyframes"][0], first)
+    needs = {"wan-i2v": ["--image", first], "cogvideox-i2v": ["--image", first]}
+    needs["cogvideox-fun-control"] = ["--control", control_clip]
     out = tmp_path / "clip"
     code, stdout, err = run(
-        capsys,
-        "generate",
-        PROMPT,
-        "-o",
-        out,
-        "--model",
-        tiny_folders["wan"],
-        "--frames",
-        9,
-        "--size",
-        64,
-        "--steps",
-        2,
-        "--lora",
-        f"{tiny_loras['wan']}:0.8",
-        "--json",
-    )
+        capsys, "generate", PROMPT, "-o", out, "--model", tiny_folders[kind], "--frames", 9, "--size", 64,
+        "--steps", 2, "--lora", f"{tiny_loras[kind]}:0.8", "--json", *needs.get(kind, []),
+    )  # fmt: skip
     assert code == 0, err
+    assert read_video(out).num_frames == 9
     assert '"scale": 0.8' in json.dumps(json.loads(stdout))
 
 

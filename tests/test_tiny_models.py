@@ -45,3 +45,18 @@ def test_the_command_writes_a_folder(tmp_path):
     )
     assert done.stdout.strip() == f"wrote {tmp_path / 'ltx'} (ltx)"
     assert load(tmp_path / "ltx").class_name == "LTXPipeline"
+
+
+def test_the_command_writes_a_lora_file_for_a_folder(tmp_path):
+    from kinema.pipelines.adapters import read_adapter
+
+    folder = tiny_models.build("cogvideox", tmp_path / "cog")
+    out = tmp_path / "cog-lora.safetensors"
+    done = subprocess.run(
+        [sys.executable, TOOL, "--lora", folder, out], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == f"wrote {out} (LoRA for {folder})"
+    adapter = read_adapter(str(out))
+    assert adapter.rank == 2 and all(
+        key.startswith("transformer.transformer_blocks.") for key in adapter.shapes
+    )

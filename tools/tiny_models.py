@@ -2,6 +2,7 @@
 
     python tools/tiny_models.py NAME DIR     # write the folder NAME into DIR
     python tools/tiny_models.py --list       # the names
+    python tools/tiny_models.py --lora MODEL_DIR OUT.safetensors   # a LoRA file for it
 
 Each folder is complete (scheduler, tokenizer, text encoder, VAE, transformer) and a few
 hundred kilobytes: a one- or two-block transformer, a VAE of width 8 and a T5 of width 32
@@ -244,12 +245,48 @@ MODELS = {
 }
 
 
+# the attention projections a LoRA file for a tiny folder adapts, in every family's naming
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+def lora(model: Path, out: Path, rank: int = 2, seed: int = 0, metadata: dict | None = None) -> Path:
+    """Write a diffusers-format LoRA file for the folder MODEL's transformer to OUT: a random
+    lora_A / lora_B pair (rank RANK) on every attention projection, keyed
+    `transformer.<module>.lora_A.weight` as diffusers' load_lora_weights reads them; B is
+    not zero (as a trained adapter's is not), so the file changes the model's output."""
+    import json
+
+    import diffusers
+    from safetensors.torch import save_file
+
+    config = json.loads((Path(model) / "transformer" / "config.json").read_text())
+    with torch.device("meta"):  # only the module names and shapes are needed
+        transformer = getattr(diffusers, config["_class_name"]).from_config(config)
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name, module in transformer.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.endswith(LORA_TARGETS):
+            a = torch.randn(rank, module.in_features, generator=generator) / module.in_features**0.5
+            b = torch.randn(module.out_features, rank, generator=generator)
+            tensors[f"transformer.{name}.lora_A.weight"] = a.contiguous()
+            tensors[f"transformer.{name}.lora_B.weight"] = b.contiguous()
+    if not tensors:
+        raise ValueError(f"{model}: its transformer has no attention projection to adapt")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out), metadata=metadata)
+    return out
+
+
 def build(name: str, folder: Path) -> Path:
     """Write the tiny folder NAME (one of MODELS) into FOLDER; returns FOLDER."""
     if name not in MODELS:
         raise ValueError(f"unknown tiny model {name!r}: choose one of {', '.join(MODELS)}")
+    from kinema.pipelines.backends.base import quiet
+
     builder, kind = MODELS[name]
-    return builder(Path(folder), kind)
+    with quiet():  # no saving bars on stderr, where tests read one error line
+        return builder(Path(folder), kind)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,9 +296,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", nargs="?", help="which folder to write (see --list)")
     parser.add_argument("folder", nargs="?", type=Path, help="where to write it")
     parser.add_argument("--list", action="store_true", help="print the names, one a line")
+    parser.add_argument(
+        "--lora",
+        nargs=2,
+        type=Path,
+        metavar=("MODEL_DIR", "OUT"),
+        help="write a diffusers-format LoRA file for a tiny folder's transformer",
+    )
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(MODELS))
+        return 0
+    if args.lora:
+        lora(*args.lora)
+        print(f"wrote {args.lora[1]} (LoRA for {args.lora[0]})")
         return 0
     if args.name is None or args.folder is None:
         parser.error("give NAME and DIR, or --list")

@@ -49,6 +49,9 @@ MODES = [
     ("cogvideox", 8, ()),
     ("cogvideox", 9, ()),
     ("cogvideox-i2v", 9, ("--image",)),
+    ("wan-vace", 9, ("--image",)),
+    ("wan-vace", 9, ("--image", "--last-image")),
+    ("ltx-condition", 9, ()),
 ]
 
 
@@ -166,11 +169,12 @@ def test_backend_reports_what_the_cli_needs(tiny_folders):
     "kind,modes",
     [
         ("wan", {"t2v", "remix"}),
-        ("wan-i2v", {"i2v", "keyframes"}),
-        ("wan-vace", {"t2v", "extend", "inpaint", "outpaint"}),
-        ("ltx", {"t2v", "i2v", "keyframes", "extend", "remix"}),
+        ("wan-i2v", {"i2v", "keyframes", "loop"}),
+        ("wan-vace", {"t2v", "i2v", "keyframes", "loop", "extend", "inpaint", "outpaint"}),
+        ("ltx", {"t2v", "i2v", "keyframes", "loop", "extend", "remix"}),
         ("cogvideox", {"t2v", "remix"}),
         ("cogvideox-i2v", {"i2v"}),
+        ("cogvideox-fun-control", {"t2v"}),
     ],
 )
 def test_backends_satisfy_the_pipeline_protocol(tiny_folders, kind, modes):
@@ -217,9 +221,11 @@ def test_refusals_are_one_line_and_write_nothing(capsys, tmp_path, tiny_folders,
     assert not out.exists()
 
 
-def test_loop_is_refused(tiny_folders):
-    with pytest.raises(InputError, match="loop is not supported"):
-        load(tiny_folders["wan"])(PROMPT, frames=5, size=32, steps=2, loop=True)
+@pytest.mark.parametrize("kind", ["wan", "cogvideox"])
+def test_loop_is_refused_without_keyframes(tiny_folders, kind):
+    # neither places an image on a later frame, so neither can close a loop
+    with pytest.raises(InputError, match="does not do loop; it serves t2v, remix"):
+        load(tiny_folders[kind])(PROMPT, frames=9, size=32, steps=2, loop=True)
 
 
 def test_edits_are_refused_in_one_line(capsys, tmp_path, tiny_folders):

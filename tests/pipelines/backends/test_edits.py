@@ -40,13 +40,14 @@ EDITS = [
     ("ltx", "extend", ["--add-frames", 7], (16, 64, 64)),
     ("ltx-condition", "extend", ["--add-frames", 4, "--backward"], (13, 64, 64)),
     ("wan-vace", "extend", ["--add-frames", 7], (16, 64, 64)),
+    ("wan-vace", "extend", ["--add-frames", 4, "--backward"], (13, 64, 64)),
     ("wan-vace", "inpaint", ["--mask", "{mask}"], (9, 64, 64)),
     ("wan-vace", "inpaint", ["--outpaint", "16,0,16,0"], (9, 96, 64)),
 ]
 
 
 @pytest.mark.parametrize(
-    "kind,command,options,shape", EDITS, ids=["-".join([e[0], e[1], *map(str, e[2][:1])]) for e in EDITS]
+    "kind,command,options,shape", EDITS, ids=["-".join([e[0], e[1], *map(str, e[2])]) for e in EDITS]
 )
 def test_edit_through_the_cli(capsys, tmp_path, tiny_folders, clip, mask, kind, command, options, shape):
     out = tmp_path / "out.mp4"

@@ -50,13 +50,15 @@ def load_backend(
     vae_tiling: bool = False,
     vae_slicing: bool = False,
     attention_slicing: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> DiffusersBackend:
     """The backend of a diffusers model folder on device.
 
     The memory savers trade speed for memory: cpu_offload keeps each component on the
     CPU until it runs (CUDA only), vae_tiling / vae_slicing decode in tiles / one clip at
     a time, attention_slicing computes attention in slices where the pipeline offers it.
-    On CUDA the weights load in bfloat16, the precision these models ship and run in.
+    On CUDA the weights load in bfloat16, the precision these models ship and run in, on
+    the CPU in float32; dtype chooses another.
     """
     import diffusers
 
@@ -64,7 +66,8 @@ def load_backend(
     class_name, family = detect(folder)
     if cpu_offload and not torch.cuda.is_available():
         raise InputError("cpu offload needs a CUDA device, and none is available")
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    if dtype is None:
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
     cls = getattr(diffusers, class_name, None)
     if cls is None:
         raise InputError(f"this diffusers ({diffusers.__version__}) has no {class_name}; upgrade diffusers")

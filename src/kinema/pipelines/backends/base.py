@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 
 from kinema.errors import InputError
 from kinema.io import Video
+from kinema.pipelines.adapters import AdapterFile
 from kinema.pipelines.protocol import MODES, resolve_settings
 
 # only safetensors are hashed, as only safetensors are loaded (use_safetensors=True)
@@ -28,7 +29,12 @@ WEIGHT_SUFFIX = ".safetensors"
 
 @dataclass(frozen=True)
 class Request:
-    """One generation, validated: what a family needs to pick a pipeline and its inputs."""
+    """One generation, validated: what a family needs to pick a pipeline and its inputs.
+
+    `frames` is the count the model makes, `wanted` the count the clip keeps: its first
+    `wanted` frames, or, with a last image, `wanted` frames spread evenly over all made so
+    that the last image stays on the last one (`position` says which made frame each kept
+    frame is)."""
 
     frames: int
     fps: float
@@ -37,6 +43,43 @@ class Request:
     first_image: np.ndarray | None  # uint8 (H, W, 3): the clip starts on it
     keyframes: dict[int, np.ndarray]  # frame index > 0 → uint8 image the clip shows there
     last_image: np.ndarray | None  # uint8 (H, W, 3): the clip ends on it
+    wanted: int = 0  # 0: as many as are made
+    control: np.ndarray | None = None  # uint8 (frames, H, W, 3): one control frame a frame made
+    control_scale: float = 1.0
+    reference: np.ndarray | None = None  # uint8 (H, W, 3): an image the clip's content follows
+
+    def kept(self) -> np.ndarray:
+        """The made frames' indices the clip keeps, in order."""
+        wanted = self.wanted or self.frames
+        if self.last_image is None:
+            return np.arange(wanted)
+        return np.linspace(0, self.frames - 1, wanted).round().astype(int)
+
+    def position(self, index: int) -> int:
+        """The made frame that the kept clip's frame `index` is."""
+        return int(self.kept()[index])
+
+    @property
+    def images(self) -> dict[int, np.ndarray]:
+        """Every image the clip must show, by made frame: first, keyframes, last."""
+        placed = {self.position(i): image for i, image in self.keyframes.items()}
+        if self.first_image is not None:
+            placed[0] = self.first_image
+        if self.last_image is not None:
+            placed[self.frames - 1] = self.last_image
+        return dict(sorted(placed.items()))
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A family's answer to a request: the diffusers pipeline, its own arguments besides
+    prompt, steps, guidance and seed (num_frames, height and width are added unless given;
+    None drops one the pipeline does not take), and the made frames it returns exactly
+    (the family's masks keep them, and they are composited back over the decoded ones)."""
+
+    pipe: object
+    inputs: dict
+    exact: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,8 +92,8 @@ class Family:
     None for no limit of its own.
     size_multiple(pipe): width and height must be multiples of it.
     fixed_size(pipe): (width, height) a model can only make (learned position tables), or None.
-    route(backend, request): the diffusers pipeline for the request's mode and its extra
-    keyword arguments; raises InputError for a mode the folder cannot serve.
+    route(backend, request): the Routed pipeline and inputs for the request's mode;
+    raises InputError for a mode or a steering input the folder cannot serve.
     modes(class_name): the modes (kinema.pipelines.protocol.MODES) a folder whose
     model_index.json names class_name serves; known without loading any weights.
     remix(backend, run, frames, strength): the clip (uint8 (T, H, W, 3)) redone.
@@ -69,7 +112,7 @@ class Family:
     defaults: dict
     frames_ok: Callable[[object, int], bool]
     size_multiple: Callable[[object], int]
-    route: Callable[[DiffusersBackend, Request], tuple[object, dict]]
+    route: Callable[[DiffusersBackend, Request], Routed]
     modes: Callable[[str], frozenset[str]]
     fixed_size: Callable[[object], tuple[int, int] | None] = lambda pipe: None
     max_frames: Callable[[object], int | None] = lambda pipe: None
@@ -184,8 +227,23 @@ class DiffusersBackend:
 
     @property
     def modes(self) -> frozenset[str]:
-        """The modes this folder serves: some of t2v, i2v and keyframes, never the edits."""
+        """The modes (kinema.pipelines.protocol.MODES) this folder serves."""
         return self.family.modes(self.class_name)
+
+    @property
+    def steering(self) -> frozenset[str]:
+        """What else steers this folder: some of "lora", "control" and "reference"."""
+        return self.family.steering(self.class_name)
+
+    def adapted(self, adapters: tuple[AdapterFile, ...]):
+        """A context manager that mixes the LoRA adapters in at their scales for the calls
+        inside it and unloads them on exit (kinema.pipelines.backends.lora); a file that
+        does not fit this model's transformer is refused before anything is loaded."""
+        from kinema.pipelines.backends.lora import adapted
+
+        if "lora" not in self.steering:
+            raise InputError(f"the diffusers model {self.name} cannot load LoRA adapters")
+        return adapted(self, adapters)
 
     def derived(self, cls) -> object:
         """The pipeline of class cls over this backend's components, made once."""
@@ -251,40 +309,102 @@ class DiffusersBackend:
         sampler: str | None = None,
         shift: float | None = None,
         loop: bool = False,
+        control: Video | None = None,
+        control_scale: float = 1.0,
+        reference: np.ndarray | None = None,
     ) -> Video:
         """Generate a clip; the arguments mean what they mean for TextToVideo. keyframes
         maps frame indices to uint8 images (H, W, 3); 0 is the first frame (image to
-        video). A setting this backend cannot honour (sampler, shift, loop, a mode the
-        folder cannot serve) is refused, never silently dropped."""
+        video). control is a clip whose frames drive the clip's, one a frame (its first
+        `frames` are used), at control_scale; reference an image (H, W, 3) whose content
+        the clip takes up. A setting this backend cannot honour (sampler, shift, a mode or
+        a steering input the folder cannot serve) is refused, never silently dropped.
+
+        A loop is closed with keyframes, where the family places them: the clip is made
+        one frame longer with its first image as the last keyframe too, and that repeat
+        is dropped, so the clip's last frame leads into its first as any frame into the
+        next. Without an image the model first makes the first frame (a one-frame clip of
+        the same prompt and seed)."""
         d = self.defaults
-        if loop:
-            raise InputError(f"loop is not supported with the diffusers model {self.name}")
         if sampler is not None and sampler != d["sampler"]:
             raise InputError(f"{self.name} samples with its own scheduler {d['sampler']}; drop the sampler")
         if shift is not None:
             raise InputError(f"{self.name} takes its shift from its scheduler config; drop the shift")
+        for given, what in ((control, "control"), (reference, "reference")):
+            if given is not None and what not in self.steering:
+                raise InputError(
+                    f"the diffusers model {self.name} has no {what} branch; {what} cannot steer it"
+                )
         settings = resolve_settings(d, frames, size, steps, guidance, fps)
         frames, width, height = settings.frames, settings.width, settings.height
         self.check_size(width, height)
-        made = self.frames_to_make(frames)
         keyframes = dict(keyframes or {})
         for index, image in keyframes.items():
             if not 0 <= index < frames:
                 raise InputError(f"keyframe index {index} is outside the clip's {frames} frames")
             self._check_image(image, width, height, f"keyframe {index}")
-        if last_image is not None:
-            self._check_image(last_image, width, height, "last_image")
-        first = keyframes.pop(0, None)
-        request = Request(made, settings.fps, width, height, first, keyframes, last_image)
-        pipe, extra = self.family.route(self, request)
+        for image, what in ((last_image, "last_image"), (reference, "reference")):
+            if image is not None:
+                self._check_image(image, width, height, what)
+        control_frames = None if control is None else self._control(control, frames, width, height)
         run = Run(prompt, negative, seed, settings.steps, settings.guidance, settings.fps, progress)
-        clip = run.call(pipe, made, num_frames=made, height=height, width=width, **extra)
-        if last_image is not None:
-            # the last image sits on the last frame made: keep both ends and drop evenly between
-            return Video(
-                np.ascontiguousarray(clip[np.linspace(0, made - 1, frames).round().astype(int)]), settings.fps
+        if loop:
+            self._serve("loop")
+            if last_image is not None:
+                raise InputError("a loop ends where it starts; it takes no last_image")
+            if 0 not in keyframes:
+                keyframes[0] = self._first_frame(run, width, height, control_frames, control_scale, reference)
+            # one frame more, ending on the first: the wrap is then an ordinary step
+            last_image, wanted = keyframes[0], frames + 1
+            if control_frames is not None:
+                control_frames = np.concatenate([control_frames, control_frames[:1]])
+        else:
+            wanted = frames
+        made = self.frames_to_make(wanted)
+        if control_frames is not None:
+            control_frames = np.concatenate(
+                [control_frames, np.repeat(control_frames[-1:], made - len(control_frames), axis=0)]
             )
-        return Video(clip[:frames], settings.fps)
+        first = keyframes.pop(0, None)
+        request = Request(
+            made, settings.fps, width, height, first, keyframes, last_image, wanted,
+            control_frames, control_scale, reference,
+        )  # fmt: skip
+        clip = self._generate(run, request)
+        return Video(np.ascontiguousarray(clip[:frames]), settings.fps)
+
+    def _generate(self, run: Run, request: Request) -> np.ndarray:
+        """The request's kept frames as uint8 (T, H, W, 3), through the family's route."""
+        routed = self.family.route(self, request)
+        inputs = {"num_frames": request.frames, "height": request.height, "width": request.width}
+        inputs.update(routed.inputs)
+        clip = run.call(routed.pipe, request.frames, **{k: v for k, v in inputs.items() if v is not None})
+        for index, image in routed.exact.items():
+            clip[index] = image
+        return clip[request.kept()]
+
+    def _first_frame(self, run, width, height, control, control_scale, reference) -> np.ndarray:
+        """A loop's first frame when none was given: a one-frame clip of the same run."""
+        if "t2v" not in self.modes:
+            raise InputError(f"{self.name} makes a loop from a first image (image); give one")
+        request = Request(
+            1, run.fps, width, height, None, {}, None, 1,
+            None if control is None else control[:1], control_scale, reference,
+        )  # fmt: skip
+        return self._generate(replace(run, progress=None), request)[0]
+
+    def _control(self, control: Video, frames: int, width: int, height: int) -> np.ndarray:
+        """The control clip's first `frames` frames; refuses a shorter one or another size."""
+        if control.num_frames < frames:
+            raise InputError(
+                f"the control clip has {control.num_frames} frames; the clip has {frames} "
+                "(each frame is driven by one control frame: give a longer control or fewer frames)"
+            )
+        if (control.width, control.height) != (width, height):
+            raise InputError(
+                f"the control clip is {control.width}x{control.height}, the clip {width}x{height}"
+            )
+        return np.ascontiguousarray(control.frames[:frames])
 
     # ---------------------------------------------------------------- edits
 

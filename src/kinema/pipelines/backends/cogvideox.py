@@ -5,8 +5,8 @@ only.
 
 A CogVideoX checkpoint is text-to-video, image-to-video or CogVideoX-Fun control (the
 I2V transformer takes the image latents as extra channels, the control one the control
-video's), so one folder serves one of the three. A control folder loads, and serves no
-mode of kinema's yet: its control video is not wired to `--control`.
+video's), so one folder serves one of the three. A control folder makes text to video
+driven by a control clip (`control`), as long as the clip.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import diffusers
 import numpy as np
 
 from kinema.errors import InputError
-from kinema.pipelines.backends.base import DiffusersBackend, Family, Request, Run, to_pil
+from kinema.pipelines.backends.base import DiffusersBackend, Family, Request, Routed, Run, to_pil
 
 T2V, I2V = "CogVideoXPipeline", "CogVideoXImageToVideoPipeline"
 V2V, CONTROL = "CogVideoXVideoToVideoPipeline", "CogVideoXFunControlPipeline"
@@ -60,22 +60,42 @@ def _fixed_size(pipe) -> tuple[int, int] | None:
     return config.sample_width * s, config.sample_height * s
 
 
-def _route(backend: DiffusersBackend, request: Request) -> tuple[object, dict]:
+def _route(backend: DiffusersBackend, request: Request) -> Routed:
     if request.keyframes or request.last_image is not None:
         raise InputError(
             "CogVideoX conditions on a first image only: keyframes and a last image are not supported"
         )
     # the transformer's text positions are sized for exactly this many tokens
     extra = {"max_sequence_length": backend.pipe.transformer.config.max_text_seq_length}
+    if backend.class_name == CONTROL:
+        return _control(backend, request, extra)
     if backend.class_name in (T2V, V2V):
         if request.first_image is not None:
             raise InputError(
                 f"{backend.name} is a text-to-video CogVideoX checkpoint: it takes no first image"
             )
-        return backend.derived(diffusers.CogVideoXPipeline), extra
+        return Routed(backend.derived(diffusers.CogVideoXPipeline), extra)
     if request.first_image is None:
         raise InputError(f"{backend.name} is an image-to-video CogVideoX checkpoint: it needs a first image")
-    return backend.pipe, {"image": to_pil(request.first_image), **extra}
+    return Routed(backend.pipe, {"image": to_pil(request.first_image), **extra})
+
+
+def _control(backend: DiffusersBackend, request: Request, extra: dict) -> Routed:
+    # CogVideoX-Fun makes as many frames as its control clip has, at full strength: its
+    # control latents are input channels, with no scale to weigh them by
+    if request.control is None:
+        raise InputError(
+            f"{backend.name} is a CogVideoX-Fun control checkpoint: it needs a control clip (control)"
+        )
+    if request.first_image is not None:
+        raise InputError(f"{backend.name} is a CogVideoX-Fun control checkpoint: it takes no first image")
+    if request.control_scale != 1.0:
+        raise InputError(
+            f"CogVideoX-Fun control has no control scale; drop control_scale {request.control_scale:g} "
+            "(it steers at 1)"
+        )
+    video = [to_pil(frame) for frame in request.control]
+    return Routed(backend.pipe, {"control_video": video, "num_frames": None, **extra})
 
 
 def _remix(backend: DiffusersBackend, run: Run, frames: np.ndarray, strength: float) -> np.ndarray:
@@ -91,11 +111,19 @@ def _remix(backend: DiffusersBackend, run: Run, frames: np.ndarray, strength: fl
     )
 
 
-_MODES = {T2V: {"t2v", "remix"}, V2V: {"t2v", "remix"}, I2V: {"i2v"}, CONTROL: set()}
+# a Fun control folder makes text to video with its control clip, which it needs
+_MODES = {T2V: {"t2v", "remix"}, V2V: {"t2v", "remix"}, I2V: {"i2v"}, CONTROL: {"t2v"}}
 
 
 def _modes(class_name: str) -> frozenset[str]:
     return frozenset(_MODES.get(class_name, ()))
+
+
+def _steering(class_name: str) -> frozenset[str]:
+    # every CogVideoX pipeline loads diffusers LoRA files; only Fun control takes a control clip
+    if class_name not in CLASSES:
+        return frozenset()
+    return frozenset({"lora", "control"} if class_name == CONTROL else {"lora"})
 
 
 FAMILY = Family(
@@ -107,4 +135,5 @@ FAMILY = Family(
     modes=_modes,
     remix=_remix,
     fixed_size=_fixed_size,
+    steering=_steering,
 )

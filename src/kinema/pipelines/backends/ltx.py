@@ -1,6 +1,7 @@
 """LTX-Video through diffusers: LTXPipeline (text to video), LTXImageToVideoPipeline
-(first image), LTXConditionPipeline (keyframes and a last image; remix as a whole-clip
-condition of partial strength; extension as the clip's last frames held at the start).
+(first image), LTXConditionPipeline (keyframes and a last image, loops closed by the
+first frame as the last keyframe; remix as a whole-clip condition of partial strength;
+extension as the clip's last frames held at the start).
 
 All three share one transformer and VAE, so whichever the folder names, the others are
 made from it with from_pipe and every mode is served.
@@ -12,7 +13,7 @@ import diffusers
 import numpy as np
 
 from kinema.errors import InputError
-from kinema.pipelines.backends.base import DiffusersBackend, Family, Request, Run, to_pil
+from kinema.pipelines.backends.base import DiffusersBackend, Family, Request, Routed, Run, to_pil
 
 CLASSES = ("LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline")
 # frame conditioning arrived in diffusers 0.33; older releases have only the first two
@@ -29,34 +30,29 @@ def _size_multiple(pipe) -> int:
     return max(32, pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size)
 
 
-def _route(backend: DiffusersBackend, request: Request) -> tuple[object, dict]:
+def _route(backend: DiffusersBackend, request: Request) -> Routed:
     # LTX-Video scales its temporal position code by the frame rate it is asked for
     rate = {"frame_rate": max(1, round(request.fps))}
     if not request.keyframes and request.last_image is None:
         if request.first_image is None:
-            return backend.derived(diffusers.LTXPipeline), rate
+            return Routed(backend.derived(diffusers.LTXPipeline), rate)
         pipe = backend.derived(diffusers.LTXImageToVideoPipeline)
-        return pipe, {"image": to_pil(request.first_image), **rate}
+        return Routed(pipe, {"image": to_pil(request.first_image), **rate})
     if _CONDITION is None:
         raise InputError(
             f"keyframes and a last image with LTX-Video need diffusers with LTXConditionPipeline "
             f"(>= 0.33); this one is {diffusers.__version__}"
         )
     step = backend.pipe.vae_temporal_compression_ratio
-    images = dict(request.keyframes)
-    if request.first_image is not None:
-        images[0] = request.first_image
-    if request.last_image is not None:
-        images[request.frames - 1] = request.last_image
-    for index in images:
-        if index % step:
+    for index in request.keyframes:
+        if request.position(index) % step:
             raise InputError(f"LTX-Video keyframes sit at multiples of {step}; frame {index} is not")
     from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
     conditions = [
-        LTXVideoCondition(image=to_pil(image), frame_index=i) for i, image in sorted(images.items())
+        LTXVideoCondition(image=to_pil(image), frame_index=i) for i, image in request.images.items()
     ]
-    return backend.derived(_CONDITION), {"conditions": conditions, **rate}
+    return Routed(backend.derived(_CONDITION), {"conditions": conditions, **rate})
 
 
 def _video_condition(frames: np.ndarray, strength: float):
@@ -100,10 +96,15 @@ def _extend(backend: DiffusersBackend, run: Run, frames: np.ndarray, added: int)
 
 
 def _modes(class_name: str) -> frozenset[str]:
-    # every LTX folder serves all three pipelines (from_pipe); keyframes, remix and
-    # extension need the third
-    edits = {"keyframes", "remix", "extend"} if _CONDITION is not None else set()
-    return frozenset({"t2v", "i2v"} | edits)
+    # every LTX folder serves all three pipelines (from_pipe); keyframes, loops (the
+    # first frame as the last keyframe too), remix and extension need the third
+    edits = {"keyframes", "loop", "remix", "extend"} if _CONDITION is not None else set()
+    return frozenset({"t2v", "i2v"} | edits) if class_name in CLASSES else frozenset()
+
+
+def _steering(class_name: str) -> frozenset[str]:
+    # each of the three pipelines loads diffusers LoRA files; none has a control branch
+    return frozenset({"lora"}) if class_name in CLASSES else frozenset()
 
 
 FAMILY = Family(
@@ -115,4 +116,5 @@ FAMILY = Family(
     modes=_modes,
     remix=_remix,
     extend=_extend,
+    steering=_steering,
 )

@@ -248,7 +248,7 @@ def _check_generate(r: ClipRequest, facts: ModelFacts) -> ClipRequest:
     if r.loop:
         if r.last_image is not None:
             raise InputError("a loop ends where it starts; it takes no last_image")
-        if facts.known:
+        if facts.known and facts.own:  # a diffusers model closes a loop at the length asked
             period = facts.default("loop_period", 30)
             frames = period if r.frames is None else r.frames
             if frames % period:

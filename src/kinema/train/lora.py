@@ -373,7 +373,7 @@ def _write_adapter(name: str, lora: dict[str, torch.Tensor], card: dict, losses:
     replaced atomically; the adapter last, so a finished adapter always has its card."""
     from safetensors.torch import save_file
 
-    from kinema.io.atomic import write_json
+    from kinema.io.atomic import publishable, write_json
     from kinema.train.plot import plot_curves
 
     folder = loras_dir(create=True)
@@ -389,6 +389,7 @@ def _write_adapter(name: str, lora: dict[str, torch.Tensor], card: dict, losses:
     }
     path = _destination(name)
     save_file(lora, str(path.with_suffix(".tmp")), metadata=metadata)
+    publishable(path.with_suffix(".tmp"))  # the user's umask, as every file kinema hands over
     path.with_suffix(".tmp").replace(path)
     return path
 

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from kinema import bench
@@ -63,3 +65,26 @@ def test_cold_start_times_every_phase_of_a_fresh_generate(tiny_model):
 def test_cold_start_refuses_no_runs():
     with pytest.raises(InputError, match="--runs must be at least 1"):
         bench.cold_start(runs=0)
+
+
+def _cli(capsys, *args):
+    from kinema.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bench_cold_on_the_command_line_runs_the_cold_start(capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        bench, "cold_start", lambda model=None: calls.append(model) or {"seconds": {"total": 1.0}}
+    )
+    code, out, _ = _cli(capsys, "bench", "--cold", "--model", "some-model")
+    assert code == 0 and calls == ["some-model"] and json.loads(out) == {"seconds": {"total": 1.0}}
+    code, out, err = _cli(capsys, "bench", "--cold", "--lengths")
+    assert code == 2 and "bench --cold takes only --model" in err and out == "" and calls == ["some-model"]

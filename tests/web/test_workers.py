@@ -165,3 +165,34 @@ def test_restarts_back_off():
     assert [restart_delay(n, ready=False) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]  # never loaded
     assert restart_delay(2, ready=True) == 2  # killed again soon after: a pause
     assert restart_delay(30, ready=False) == MAX_BACKOFF_SECONDS  # a broken model: one start a minute
+
+
+def test_a_frozen_worker_is_killed_and_replaced_and_its_job_runs_again(tiny_model, tmp_path, monkeypatch):
+    # a stopped process: even its heartbeat and ping threads are frozen, so neither the
+    # lease nor the supervisor hears from it; the supervisor kills it after the stall limit
+    import kinema.jobs.supervisor as supervisor
+
+    monkeypatch.setattr(supervisor, "STALL_SECONDS", 15.0)  # far above a tiny step, even on a busy machine
+    home = tmp_path / "home"
+    app = create_app(home, model=tiny_model, workers=1, limits=Limits(lease_seconds=LEASE))
+    _, secret = TokenStore(home).create("ops")
+    with TestClient(app, headers={"Authorization": f"Bearer {secret}"}) as client:
+        first = _until(lambda: _worker(client, ("ready",)), 120, "the first worker ready")
+        job = client.post(
+            "/api/jobs", json={"prompt": "a red circle", "seed": 1, "frames": 4, "steps": 60}
+        ).json()
+        _until(lambda: _job(client, job["id"])["progress"]["i"] >= 2, 120, "the job under way")
+        os.kill(first, signal.SIGSTOP)
+        try:
+            second = _until(lambda: (pid := _worker(client)) not in (None, first) and pid, 60, "a new worker")
+        finally:
+            try:
+                os.kill(first, signal.SIGCONT)  # killed and reaped already when all went well
+            except ProcessLookupError:
+                pass
+        done = _until(
+            lambda: (j := _job(client, job["id"]))["status"] in ("done", "failed") and j, 120, "the retry"
+        )
+        assert done["status"] == "done" and done["attempts"] == 2 and done["lost_runs"] == 1, done
+        slot = _health(client)["workers"]["slots"][0]
+        assert slot["pid"] == second and "without a word (frozen)" in slot["last_exit"], slot

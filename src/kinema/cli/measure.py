@@ -165,7 +165,14 @@ def bench(
         bool,
         typer.Option(
             "--watermark",
-            help="Watermark robustness (every attack, 64 and 256 px) and false positives, not speed.",
+            help="Watermark visibility, robustness (every attack, on model clips of 64 and 128 px) and false positives, not speed.",
+        ),
+    ] = False,
+    cold: Annotated[
+        bool,
+        typer.Option(
+            "--cold",
+            help="Cold start of `kinema generate` from the shell, phase by phase, each run a fresh process.",
         ),
     ] = False,
     clips: Annotated[
@@ -177,7 +184,7 @@ def bench(
 ) -> None:
     """Speed and memory of the default clip on this machine, as JSON.
 
-    Example: kinema bench --memory --device cuda
+    Example: kinema bench --memory --device cuda   (or: kinema bench --cold)
     """
     from kinema import bench as benchmarks
 
@@ -190,6 +197,7 @@ def bench(
             web=web,
             watermark=watermark,
             clips=clips,
+            cold=cold,
             progress=progress,
         )
 

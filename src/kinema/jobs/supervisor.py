@@ -8,6 +8,8 @@ job taken back; a worker that cannot start is started again after a growing paus
                       process once its back-off has passed
           the queue   queue.recover(): leases that expired (a stalled worker, or one of
                       another process) come back even when no worker of ours is idle
+          each slot   a process that has said nothing for stall_seconds (frozen: even
+                      its threads stopped) ─► killed, then as a dead one
     pool.health()   what /api/health reports: expected, alive, ready, restarts, slots
     pool.stop()     workers finish their job (up to GRACE_SECONDS); the rest are stopped
                     and their jobs re-queued without counting a lost run
@@ -17,6 +19,12 @@ worker is replaced at once (a crash or a kill mid-job); a worker that dies befor
 ready (a model that cannot load), or dies again before it has worked STABLE_SECONDS, is
 started again after FIRST_BACKOFF_SECONDS, doubling up to MAX_BACKOFF_SECONDS: a broken
 model costs one start a minute, not a tight loop, and health names the reason it gave.
+
+Stalls. A worker whose job stops moving for stall_seconds (kinema.jobs.worker: its
+heartbeat stops renewing the lease) says so and exits with STALLED_EXIT: it is replaced at
+once and its job taken back, retried once, like a dead one. Every worker also says it is
+alive every PING_SECONDS from a thread of its own, so one frozen whole (a stopped process,
+a C call that never lets go of the interpreter) is killed when its word stops coming.
 
 A thread rather than an asyncio task: starting a process (spawn) and the queue's SQLite
 writes block, and the event loop must keep answering requests meanwhile.
@@ -37,16 +45,18 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from kinema.errors import InputError
-from kinema.jobs.queue import LEASE_SECONDS, JobQueue
-from kinema.jobs.worker import WORKER_NICE, work, worker_name
+from kinema.jobs.queue import LEASE_SECONDS, Job, JobQueue
+from kinema.jobs.worker import STALL_SECONDS, WORKER_NICE, work, worker_name
 
-__all__ = ["WorkerPool", "restart_delay"]
+__all__ = ["STALLED_EXIT", "WorkerPool", "restart_delay"]
 
 TICK_SECONDS = 0.5
 GRACE_SECONDS = 10.0
 STABLE_SECONDS = 60.0
 FIRST_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 60.0
+STALLED_EXIT = 75  # a worker's exit status when it gave up a job that stopped moving
+PING_SECONDS = 2.0  # a worker says it is alive this often (a quarter of a small stall limit)
 
 
 @dataclass
@@ -64,12 +74,15 @@ class _Slot:
     next_start: float = 0.0  # time.monotonic(): no start before this
     last_exit: str | None = None
     last_error: str | None = None
+    heard: float = 0.0  # time.monotonic() of the latest word from the process
+    frozen: float | None = None  # seconds without a word when it was killed for it
 
 
 class WorkerPool:
     """N worker processes on the queue at ROOT generating with MODEL, kept alive by a
-    supervising thread (module doc). LEASE_SECONDS, MAX_BYTES and MAX_AGE go to each
-    worker (kinema.jobs.worker.work); workers run at WORKER_NICE."""
+    supervising thread (module doc). LEASE_SECONDS, MAX_BYTES, MAX_AGE and STALL_SECONDS
+    (default kinema.jobs.worker.STALL_SECONDS) go to each worker
+    (kinema.jobs.worker.work); workers run at WORKER_NICE."""
 
     def __init__(
         self,
@@ -80,9 +93,13 @@ class WorkerPool:
         lease_seconds: float = LEASE_SECONDS,
         max_bytes: int | None = None,
         max_age: float | None = None,
+        stall_seconds: float | None = None,
     ):
         if n < 1:
             raise ValueError(f"a worker pool needs at least 1 worker, got {n}")
+        self.stall_seconds = STALL_SECONDS if stall_seconds is None else float(stall_seconds)
+        if not self.stall_seconds > 0:
+            raise ValueError(f"stall_seconds must be positive, got {stall_seconds}")
         self.queue = JobQueue(root, lease_seconds)
         self.slots = [_Slot(index) for index in range(n)]
         self._context = mp.get_context("spawn")  # no worker inherits the server's threads
@@ -95,6 +112,7 @@ class WorkerPool:
             "lease_seconds": lease_seconds,
             "max_bytes": max_bytes,
             "max_age": max_age,
+            "stall_seconds": self.stall_seconds,
         }
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # process polls: from the thread and from health()
@@ -185,6 +203,8 @@ class WorkerPool:
             self._read(slot)
             with self._lock:
                 dead = slot.process is not None and not slot.process.is_alive()
+            if not dead and self._frozen(slot):
+                dead = True
             if dead:
                 self._bury(slot)
             now = time.monotonic()
@@ -193,6 +213,16 @@ class WorkerPool:
             if slot.process is None and now >= slot.next_start and not self._stopping.is_set():
                 self._spawn(slot)
         self.queue.recover()
+
+    def _frozen(self, slot: _Slot) -> bool:
+        """Kill the slot's process when it has said nothing for stall_seconds (module doc);
+        True when it did."""
+        silent = time.monotonic() - slot.heard
+        if slot.process is None or silent < self.stall_seconds:
+            return False
+        slot.process.kill()
+        slot.frozen = silent
+        return True
 
     def _spawn(self, slot: _Slot) -> None:
         reader, writer = self._context.Pipe(duplex=False)
@@ -207,6 +237,7 @@ class WorkerPool:
         with self._lock:
             slot.process, slot.messages, slot.pid = process, reader, process.pid
             slot.started, slot.ready_since = time.monotonic(), None
+            slot.heard, slot.frozen = slot.started, None
             slot.starts += 1
 
     def _read(self, slot: _Slot) -> None:
@@ -216,9 +247,10 @@ class WorkerPool:
         try:
             while slot.messages.poll():
                 kind, text = slot.messages.recv()
+                slot.heard = time.monotonic()
                 if kind == "ready":
                     slot.ready_since = time.monotonic()
-                else:
+                elif kind != "alive":
                     slot.last_error = text
         except (EOFError, OSError):
             pass  # the process is gone; _bury notices
@@ -236,8 +268,12 @@ class WorkerPool:
         slot.failures += 1
         delay = restart_delay(slot.failures, ready)
         when = "after its model loaded" if ready else "before its model loaded"
+        if slot.frozen is not None:
+            words = f"killed after {slot.frozen:.1f} s without a word (frozen)"
+        else:
+            words = _exit_words(process.exitcode)
         with self._lock:
-            slot.last_exit = f"{_exit_words(process.exitcode)} {when}, {lived:.1f} s after it started"
+            slot.last_exit = f"{words} {when}, {lived:.1f} s after it started"
             if ready:
                 slot.last_error = None  # a reason given at start-up belongs to an earlier death
             slot.next_start = now + delay
@@ -259,12 +295,36 @@ def restart_delay(failures: int, ready: bool) -> float:
 
 def _supervised_worker(messages: Connection, kwargs: dict[str, Any]) -> None:
     """The body of a supervised worker process: `work`, telling the supervisor through
-    MESSAGES when the model has loaded and, when it cannot go on, why (one line)."""
+    MESSAGES that it is alive (every PING_SECONDS), when the model has loaded, when a job
+    stopped moving (then it exits with STALLED_EXIT) and, when it cannot go on, why (one
+    line)."""
+    lock = threading.Lock()  # the pinging thread and this one share the pipe
+
+    def say(kind: str, text: str = "") -> None:
+        with lock:
+            messages.send((kind, text))
+
+    def stalled(job: Job, idle: float) -> None:
+        say("stalled", f"job {job.id} made no progress for {idle:.0f} s; given up and retried")
+        print(f"kinema worker: job {job.id} made no progress for {idle:.0f} s; exiting", file=sys.stderr)
+        os._exit(STALLED_EXIT)  # the main thread is stuck: leave without it
+
+    pinging = threading.Event()
+
+    def ping() -> None:
+        while not pinging.wait(min(PING_SECONDS, kwargs["stall_seconds"] / 4)):
+            try:
+                say("alive")
+            except OSError:  # the supervisor is gone
+                return
+
+    threading.Thread(target=ping, name="kinema-worker-ping", daemon=True).start()
     try:
-        work(on_ready=lambda: messages.send(("ready", "")), **kwargs)
+        work(on_ready=lambda: say("ready"), on_stall=stalled, **kwargs)
     except Exception as exc:
+        pinging.set()
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-        messages.send(("error", reason))
+        say("error", reason)
         if isinstance(exc, InputError):
             print(f"kinema worker: {exc}", file=sys.stderr)
         else:
@@ -275,6 +335,8 @@ def _supervised_worker(messages: Connection, kwargs: dict[str, Any]) -> None:
 def _exit_words(code: int | None) -> str:
     if code is None:
         return "vanished"
+    if code == STALLED_EXIT:
+        return "gave up a job that stopped moving"
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"

@@ -12,6 +12,14 @@ renamed into place.
 A worker process exits when told to stop or when its parent process is gone (handing
 its job back). The web server runs its workers through kinema.jobs.supervisor, which
 replaces a dead one and takes its job back.
+
+A heartbeat thread keeps a running job's lease while a long step (a VAE decode, a
+publish) holds the main thread, but only while the job moves: every sampler step and
+every phase (check, render, publish) counts, and once none has come for STALL_SECONDS the
+thread stops renewing the lease and calls ON_STALL. A worker hung alive inside a step
+(a deadlock, a stuck read) then no longer keeps its job: the lease runs out and the
+queue takes the job back as a lost run, retried once. A supervised worker also exits
+(kinema.jobs.supervisor replaces it at once).
 """
 
 from __future__ import annotations
@@ -27,35 +35,84 @@ from kinema.errors import InputError
 from kinema.jobs.queue import LEASE_SECONDS, Cancelled, Job, JobQueue, output_name
 from kinema.jobs.requests import EDITS, GENERATE, MODES, clip_request
 
-__all__ = ["EDITS", "GENERATE", "MODES", "WORKER_NICE", "run_job", "work", "worker_name"]
+__all__ = [
+    "EDITS",
+    "GENERATE",
+    "MODES",
+    "STALL_SECONDS",
+    "WORKER_NICE",
+    "Steps",
+    "run_job",
+    "work",
+    "worker_name",
+]
 
 POLL_SECONDS = 0.5
 CLEANUP_SECONDS = 300.0
+# A running job whose steps stop for this long is given up by its worker: generous, since
+# one step of a large model on a CPU, or a long clip's decode, can take minutes.
+STALL_SECONDS = 600.0
+
+OnStall = Callable[[Job, float], None]  # (the job, seconds since its last step)
+
+
+class Steps:
+    """When the running job last moved (a sampler step or a new phase), thread-safe."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def advance(self) -> None:
+        """The job just moved."""
+        with self._lock:
+            self._last = time.monotonic()
+
+    def idle(self) -> float:
+        """Seconds since the job last moved."""
+        with self._lock:
+            return time.monotonic() - self._last
 
 
 class Orphaned(Exception):
     """The process that started this worker is gone: hand the job back and stop."""
 
 
-def run_job(queue: JobQueue, job: Job, pipe, facts, alive: Callable[[], bool] = lambda: True) -> bool:
+def run_job(
+    queue: JobQueue,
+    job: Job,
+    pipe,
+    facts,
+    alive: Callable[[], bool] = lambda: True,
+    stall_seconds: float = STALL_SECONDS,
+    on_stall: OnStall | None = None,
+) -> bool:
     """Run one claimed JOB with PIPE (whose model's facts are FACTS) and record the
     outcome; True when it completed. ALIVE is asked at every step; when it says False the
-    job goes back to the queue."""
+    job goes back to the queue. When no step or phase comes for STALL_SECONDS the lease
+    is no longer renewed and ON_STALL(job, idle seconds) is called (module doc)."""
     from kinema.publish import publish_rendered
     from kinema.render import check, render
 
+    steps = Steps()
+
     def progress(i: int, n: int) -> None:
+        steps.advance()
         if not alive():
             raise Orphaned(job.id)
         if not queue.progress(job, i, n):
             raise Cancelled(job.id)
 
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(queue, job, stop), daemon=True)
+    beat = threading.Thread(
+        target=_heartbeat, args=(queue, job, stop, steps, stall_seconds, on_stall), daemon=True
+    )
     beat.start()
     try:
         checked = check(clip_request(job.params, job.owner, queue), facts)
+        steps.advance()
         rendered = render(pipe, checked, progress)
+        steps.advance()
         if not queue.heartbeat(job):
             raise Cancelled(job.id)
         name = output_name(job)
@@ -97,11 +154,14 @@ def work(
     nice: int = 0,
     lease_seconds: float = LEASE_SECONDS,
     on_ready: Callable[[], None] | None = None,
+    stall_seconds: float = STALL_SECONDS,
+    on_stall: OnStall | None = None,
 ) -> int:
     """The worker loop: claim and run jobs until STOP (an Event) is set, the parent
     process is gone or, with ONCE, the queue is empty. Returns the number completed.
     NICE lowers this process's CPU priority by that much; a job's lease lasts
-    LEASE_SECONDS past each heartbeat; ON_READY is called once the model has loaded."""
+    LEASE_SECONDS past each heartbeat; ON_READY is called once the model has loaded.
+    STALL_SECONDS and ON_STALL: see run_job."""
     from kinema.pipelines.facts import ModelFacts
     from kinema.pipelines.loading import load
 
@@ -128,7 +188,15 @@ def work(
                 break
             time.sleep(POLL_SECONDS)
             continue
-        completed += run_job(queue, job, pipe, facts, alive=lambda: os.getppid() == parent)
+        completed += run_job(
+            queue,
+            job,
+            pipe,
+            facts,
+            alive=lambda: os.getppid() == parent,
+            stall_seconds=stall_seconds,
+            on_stall=on_stall,
+        )
     return completed
 
 
@@ -141,9 +209,23 @@ def worker_name(pid: int | None = None) -> str:
     return f"{os.uname().nodename}:{os.getpid() if pid is None else pid}"
 
 
-def _heartbeat(queue: JobQueue, job: Job, stop: threading.Event) -> None:
-    # keeps the lease while a long step (model load, VAE decode, publish) runs
-    while not stop.wait(queue.lease_seconds / 4):
+def _heartbeat(
+    queue: JobQueue,
+    job: Job,
+    stop: threading.Event,
+    steps: Steps,
+    stall_seconds: float,
+    on_stall: OnStall | None,
+) -> None:
+    """Keep JOB's lease while a long step runs, as long as the job moves (module doc)."""
+    while not stop.wait(min(queue.lease_seconds, stall_seconds) / 4):
+        idle = steps.idle()
+        if idle >= stall_seconds:
+            # stop vouching for a job that does not move: its lease runs out and the queue
+            # takes it back as a lost run (retried once), whatever this process does next
+            if on_stall is not None:
+                on_stall(job, idle)
+            return
         queue.heartbeat(job)
 
 

@@ -109,16 +109,23 @@ class JobRequest(BaseModel):
     mode: Literal["t2v", "i2v", "keyframes", "extend", "remix", "inpaint", "outpaint"] = "t2v"
     prompt: str = Field(min_length=1, max_length=PROMPT_CHARS, description="the whole scene (after an edit)")
     negative: str = Field(default="", max_length=PROMPT_CHARS, description="what to steer away from")
-    seed: int | None = Field(default=None, ge=0, lt=2**63, description="random when not given")
+    seed: int | None = Field(strict=True, default=None, ge=0, lt=2**63, description="random when not given")
     frames: int | None = Field(
-        default=None, ge=1, le=MAX_FRAMES, description="clip length; for extend: frames to add"
+        strict=True, default=None, ge=1, le=MAX_FRAMES, description="clip length; for extend: frames to add"
     )
     size: str | None = Field(default=None, max_length=20, description="S or WxH in pixels")
-    steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, description="sampler steps")
-    guidance: float | None = Field(default=None, ge=0, le=50, description="classifier-free guidance")
-    fps: float | None = Field(default=None, gt=0, le=240, description="frames per second written")
-    loop: bool = Field(default=False, description="t2v, i2v: the last frame flows into the first")
+    steps: int | None = Field(strict=True, default=None, ge=1, le=MAX_STEPS, description="sampler steps")
+    guidance: float | None = Field(
+        strict=True, default=None, ge=0, le=50, description="classifier-free guidance"
+    )
+    fps: float | None = Field(
+        strict=True, default=None, gt=0, le=240, description="frames per second written"
+    )
+    loop: bool = Field(
+        strict=True, default=False, description="t2v, i2v: the last frame flows into the first"
+    )
     still: bool = Field(
+        strict=True,
         default=False,
         description="t2v, i2v: an image: one frame, written as a PNG (frames 1 or unset; no loop)",
     )
@@ -132,15 +139,16 @@ class JobRequest(BaseModel):
     source_clip: str | None = Field(
         default=None, max_length=64, description="edits: upload id of a clip to edit, instead of a take"
     )
-    backward: bool = Field(default=False, description="extend: add the frames before the take")
+    backward: bool = Field(strict=True, default=False, description="extend: add the frames before the take")
     strength: float | None = Field(
-        default=None, ge=0, le=1, description="remix: 0 keeps the take, 1 ignores it"
+        strict=True, default=None, ge=0, le=1, description="remix: 0 keeps the take, 1 ignores it"
     )
     mask: str | None = Field(default=None, max_length=64, description="inpaint: upload id of a PNG mask")
     outpaint: list[int] | None = Field(
         default=None, min_length=4, max_length=4, description="outpaint: [left, top, right, bottom] pixels"
     )
     literal: bool = Field(
+        strict=True,
         default=False,
         description="send the prompt as typed (the built-in model otherwise reads it into its own words)",
     )

@@ -60,3 +60,21 @@ def test_a_few_steps_reduce_the_reconstruction_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_a_refiner_starts_as_the_identity_and_decodes_chunked_like_whole():
+    plain = _tiny().eval()
+    torch.manual_seed(1)
+    refined = VideoVAE(VAEConfig(channels=(16, 16), latent_channels=4, refine_channels=8, refine_features=4))
+    missing = refined.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith(("dec_refine.", "dec_features.")) for k in missing)
+    refined.eval()
+    z = torch.randn(1, 4, 3, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(refined.decode(z), plain.decode(z))  # the zero last layer adds nothing
+        torch.nn.init.normal_(refined.dec_refine.out.weight, std=0.1)
+        changed = refined.decode(z)
+        assert not torch.allclose(changed, plain.decode(z))
+        assert torch.allclose(changed, refined.decode(z, chunked=False), atol=1e-5)
+    assert refined.decoder_last_weight() is refined.dec_refine.out.weight
+    assert plain.decoder_last_weight() is plain.dec_out.conv.weight

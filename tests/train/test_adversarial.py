@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -97,3 +99,22 @@ def test_corner_errors_weigh_more_with_edge_focus():
     plain, focused = weighted_reconstruction(rounded, target, 0), weighted_reconstruction(rounded, target, 8)
     assert focused > 1.5 * plain  # a rim is much of a 16-pixel frame; far more at 64
     assert weighted_reconstruction(target, target, 8) == 0
+
+
+def test_a_decoder_given_a_refiner_warm_starts_from_a_plain_vae(tmp_path):
+    plain = override(get_preset("vae-gan-tiny"), ["steps=1"])
+    Trainer(plain, tmp_path / "plain").run(progress=False, validate=False)
+    refined = dataclasses.replace(
+        plain, steps=2, model={**plain.model, "refine_channels": 8, "refine_features": 4}
+    )
+    trainer = Trainer(refined, tmp_path / "refined", init_from=tmp_path / "plain")
+    source = load_vae(tmp_path / "plain")
+    x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    with torch.no_grad():  # before any step the refiner adds nothing
+        assert torch.equal(trainer.model.eval().decode(source.encode(x)), source.decode(source.encode(x)))
+    trainer.model.train()
+    trainer.run(progress=False, validate=False)
+    vae = load_vae(tmp_path / "refined")
+    assert vae.config.refine_channels == 8
+    assert vae.dec_refine.out.weight.abs().sum() > 0  # the refiner learned
+    assert torch.equal(vae.enc_in.conv.weight, source.enc_in.conv.weight)  # the encoder did not

@@ -172,7 +172,7 @@ class AdversarialDecoderStage(VAEStage):
         feature = sum(F.l1_loss(f, r) for f, r in zip(fake_features, real_features, strict=True)) / len(
             fake_features
         )
-        last = model.dec_out.conv.weight
+        last = model.decoder_last_weight()
         rec_grad = torch.autograd.grad(base, last, retain_graph=True)[0]
         adv_grad = torch.autograd.grad(adversarial, last, retain_graph=True)[0]
         balance = (rec_grad.norm() / (adv_grad.norm() + 1e-4)).clamp(0, 1e4).detach()

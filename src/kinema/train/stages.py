@@ -76,8 +76,16 @@ class VAEStage:
         return model
 
     def adapt_init(self, weights: dict[str, torch.Tensor], model: VideoVAE) -> dict[str, torch.Tensor]:
-        """Warm-start weights for `model`: a VAE's are taken as they are."""
-        return weights
+        """Warm-start weights for `model`: a VAE's are taken as they are; a refiner the
+        source lacks (a decoder given one, see PixelRefiner) starts from its own
+        initialisation, which decodes exactly as the source did."""
+        own = model.state_dict()
+        added = {
+            k: v
+            for k, v in own.items()
+            if k not in weights and k.startswith(("dec_refine.", "dec_features."))
+        }
+        return {**weights, **added}
 
     def training_module(self, model: VideoVAE) -> nn.Module:
         """What a training step calls `model` through (and DDP wraps among several processes)."""

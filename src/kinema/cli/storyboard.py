@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kinema.cli.common import JsonOption, OutputOption, report_written, with_progress
+from kinema.cli.common import JsonOption, OutputOption, SizeOption, report_written, with_progress
 from kinema.cli.shared import Shared, shared_options
 from kinema.errors import InputError
 
@@ -46,6 +46,7 @@ def storyboard(
     output: OutputOption,
     shared: Shared,
     fps: Annotated[float, typer.Option(help="Frames per second of the finished clip.")] = 8.0,
+    size: SizeOption = None,
     candidates: Annotated[
         int | None, typer.Option(help="Takes per shot (seeds seed, seed+1, …); overrides the board.")
     ] = None,
@@ -80,11 +81,12 @@ def storyboard(
 
     Optional board fields: title, report (.html), contact_sheet (.png), and
     candidates, retakes, qa_threshold (takes per shot; a shot may set its own).
-    The shared options (--steps, --guidance, --negative, --model, ...) apply to
-    every shot; --seed N makes shot K's default seed N + K - 1.
+    The shared options (--steps, --guidance, --negative, --model, ...) and --size
+    apply to every shot; --seed N makes shot K's default seed N + K - 1.
 
     Example: kinema storyboard board.yaml -o film.mp4 --report run.html
     """
+    from kinema.render import parse_size
     from kinema.studio.produce import produce_board
     from kinema.studio.storyboard import load_board
 
@@ -95,7 +97,7 @@ def storyboard(
         .with_takes(candidates, retakes, qa_threshold)
         .writing(report, contact_sheet)
     )
-    template = shared.request("")
+    template = shared.request("", size=parse_size(size) if size else None)
     record = with_progress(
         lambda progress: produce_board(shots, template, output, fps, progress),
         "shots",

@@ -394,7 +394,7 @@ def run_board(
     (None: nothing is known ahead of the pipeline)."""
     template = template or ClipRequest("")
     facts = facts or ModelFacts()
-    width = height = pipe.defaults["size"]
+    width, height = template.size or (pipe.defaults["size"],) * 2
     cache = Path(board_dir) / CACHE_DIR
     settings = {"steps": template.steps, "size": [width, height]}
     results, carry = [], None

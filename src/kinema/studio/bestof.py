@@ -25,8 +25,6 @@ import numpy as np
 
 from kinema.errors import InputError
 from kinema.io import Video
-from kinema.metrics.temporal import SEAM_RATIO, frame_differences, seam_ratio
-from kinema.qa import clip_qa
 
 DEFAULT_THRESHOLD = 0.7  # of 7 temporal measures: ≤ 4 flags with a world pass, ≤ 2 without a world prompt
 MAX_TAKES = 64  # candidates, and retakes, a shot may ask for
@@ -43,6 +41,8 @@ def qa_score(video: Video, prompt: str | None, before: np.ndarray | None = None)
     without a world prompt), "world_score", "world_reasons", "flags" (temporal measures
     that flagged) and "metrics" ({name: {value, threshold, flag, vbench}}).
     """
+    from kinema.qa import clip_qa  # QA (and OpenCV with it) only when a take is judged
+
     result = clip_qa(video, prompt)
     metrics = result["metrics"]
     if before is not None and video.num_frames > 2:  # a seam needs an inner step to compare with
@@ -70,6 +70,8 @@ def seam_measure(before: np.ndarray, frames: np.ndarray) -> dict:
     """The extension seam rule for a take that continues from `before`: the mean absolute
     difference of the step before → frames[1] against the median step inside the take
     (at least SEAM_FLOOR levels); flags above SEAM_RATIO."""
+    from kinema.metrics.temporal import SEAM_RATIO, frame_differences, seam_ratio
+
     steps = frame_differences(np.concatenate([before[None], frames[1:]]))
     ratio, _ = seam_ratio(steps[0], steps[1:])
     return {

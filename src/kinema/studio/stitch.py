@@ -18,7 +18,6 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from kinema.errors import InputError
@@ -71,6 +70,8 @@ def letterbox(frames: np.ndarray, width: int, height: int) -> np.ndarray:
         return frames
     scale = min(width / w, height / h)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    import cv2  # OpenCV only when a clip is resized (a 0.1 s import every generate paid)
+
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     out = np.zeros((t, height, width, 3), np.uint8)
     y, x = (height - new_h) // 2, (width - new_w) // 2

@@ -9,6 +9,11 @@ source take as ingredients, sidecar, review queue) to outputs/<job id>.mp4 (a st
 outputs/<job id>.png: kinema.jobs.queue.output_name), written under a temporary name and
 renamed into place.
 
+While a job renders, the worker keeps a contact sheet of the clip as sampled so far at
+outputs/<job id>.preview.png (`preview_path`; kinema.render.preview: watermarked,
+rewritten atomically every PREVIEW_EVERY steps, removed when the render ends), which the
+web studio shows beside the step counter.
+
 A worker process exits when told to stop or when its parent process is gone (handing
 its job back). The web server runs its workers through kinema.jobs.supervisor, which
 replaces a dead one and takes its job back.
@@ -29,6 +34,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kinema.errors import InputError
@@ -40,8 +46,10 @@ __all__ = [
     "GENERATE",
     "MODES",
     "STALL_SECONDS",
+    "PREVIEW_EVERY",
     "WORKER_NICE",
     "Steps",
+    "preview_path",
     "run_job",
     "work",
     "worker_name",
@@ -52,6 +60,7 @@ CLEANUP_SECONDS = 300.0
 # A running job whose steps stop for this long is given up by its worker: generous, since
 # one step of a large model on a CPU, or a long clip's decode, can take minutes.
 STALL_SECONDS = 600.0
+PREVIEW_EVERY = 4  # sampler steps between two previews of a running job
 
 OnStall = Callable[[Job, float], None]  # (the job, seconds since its last step)
 
@@ -93,6 +102,7 @@ def run_job(
     is no longer renewed and ON_STALL(job, idle seconds) is called (module doc)."""
     from kinema.publish import publish_rendered
     from kinema.render import check, render
+    from kinema.render.preview import PreviewFile
 
     steps = Steps()
 
@@ -111,7 +121,9 @@ def run_job(
     try:
         checked = check(clip_request(job.params, job.owner, queue), facts)
         steps.advance()
-        rendered = render(pipe, checked, progress)
+        sheet = PreviewFile(preview_path(queue, job.id), checked.request, PREVIEW_EVERY)
+        with sheet.removed():
+            rendered = render(pipe, checked, progress, sheet.preview)
         steps.advance()
         if not queue.heartbeat(job):
             raise Cancelled(job.id)
@@ -198,6 +210,12 @@ def work(
             on_stall=on_stall,
         )
     return completed
+
+
+def preview_path(queue: JobQueue, job_id: str) -> Path:
+    """Where the running job JOB_ID's preview sheet is (present only while it renders;
+    deleting the job removes it with its other outputs/<id>.* files)."""
+    return queue.outputs / f"{job_id}.preview.png"
 
 
 WORKER_NICE = 10  # generation yields the CPU to the server answering requests

@@ -214,6 +214,7 @@ function renderTake(job, old) {
   const still = Boolean(job.params.still);  // a still take is shown as an image
   node.dataset.kind = still ? "image" : "clip";
   showMedia(node, job.status === "done" ? fileUrl(job.id) : null, still, true);
+  showPreview(node, job);
   const download = $('[data-act="download"]', node);
   download.hidden = job.status !== "done";
   download.href = `${fileUrl(job.id)}?download=true`;
@@ -231,6 +232,30 @@ function renderTake(job, old) {
       (mode === "loop" && (job.params.loop || !["t2v", "i2v"].includes(job.params.mode || "t2v")));
   }
   return node;
+}
+
+function showPreview(node, job) {
+  // while a job runs, its live preview (a contact sheet of the clip as sampled so far, which
+  // the worker rewrites every few steps) sits above the step counter; the take's clip
+  // replaces it when the job ends. A new sheet is asked for when the step moves, and shown
+  // once loaded (no flicker); a 404 (none yet, or a model that shows none) keeps the last.
+  const preview = $(".preview", node);
+  if (job.status !== "running" || !job.progress.i) {
+    preview.hidden = true;
+    preview.removeAttribute("src");
+    delete preview.dataset.step;
+    return;
+  }
+  const step = String(job.progress.i);
+  if (preview.dataset.step === step) return;
+  preview.dataset.step = step;
+  const next = new Image();
+  next.onload = () => {
+    if (preview.dataset.step !== step) return;
+    preview.src = next.src;
+    preview.hidden = false;
+  };
+  next.src = `/api/jobs/${job.id}/preview?step=${step}`;
 }
 
 function showMedia(node, url, still, play = false) {

@@ -10,9 +10,10 @@ outputs/<job id>.png: kinema.jobs.queue.output_name), written under a temporary 
 renamed into place.
 
 While a job renders, the worker keeps a contact sheet of the clip as sampled so far at
-outputs/<job id>.preview.png (`preview_path`; kinema.render.preview: watermarked,
-rewritten atomically every PREVIEW_EVERY steps, removed when the render ends), which the
-web studio shows beside the step counter.
+previews/<job id>.png (`preview_path`; kinema.render.preview: watermarked, rewritten
+atomically every PREVIEW_EVERY steps, removed when the render ends), which the web
+studio shows beside the step counter. Outside outputs/, a killed worker's last sheet is
+never taken for a take; workers clear the sheets of jobs no longer running.
 
 A worker process exits when told to stop or when its parent process is gone (handing
 its job back). The web server runs its workers through kinema.jobs.supervisor, which
@@ -29,6 +30,7 @@ queue takes the job back as a lost run, retried once. A supervised worker also e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -49,6 +51,7 @@ __all__ = [
     "PREVIEW_EVERY",
     "WORKER_NICE",
     "Steps",
+    "clear_previews",
     "preview_path",
     "run_job",
     "work",
@@ -121,7 +124,9 @@ def run_job(
     try:
         checked = check(clip_request(job.params, job.owner, queue), facts)
         steps.advance()
-        sheet = PreviewFile(preview_path(queue, job.id), checked.request, PREVIEW_EVERY)
+        path = preview_path(queue, job.id)
+        path.parent.mkdir(exist_ok=True)
+        sheet = PreviewFile(path, checked.request, PREVIEW_EVERY)
         with sheet.removed():
             rendered = render(pipe, checked, progress, sheet.preview)
         steps.advance()
@@ -191,8 +196,10 @@ def work(
     last_cleanup = 0.0
     while not (stop is not None and stop.is_set()) and os.getppid() == parent:
         queue.recover()
-        if time.time() - last_cleanup > CLEANUP_SECONDS and (max_bytes or max_age):
-            queue.cleanup(max_bytes, max_age)
+        if time.time() - last_cleanup > CLEANUP_SECONDS:
+            clear_previews(queue)
+            if max_bytes or max_age:
+                queue.cleanup(max_bytes, max_age)
             last_cleanup = time.time()
         job = queue.claim(worker)
         if job is None:
@@ -213,9 +220,26 @@ def work(
 
 
 def preview_path(queue: JobQueue, job_id: str) -> Path:
-    """Where the running job JOB_ID's preview sheet is (present only while it renders;
-    deleting the job removes it with its other outputs/<id>.* files)."""
-    return queue.outputs / f"{job_id}.preview.png"
+    """Where the running job JOB_ID's preview sheet is (present only while it renders)."""
+    return queue.root / "previews" / f"{job_id}.png"
+
+
+def clear_previews(queue: JobQueue) -> None:
+    """Remove the preview sheets of jobs that are not running (left by a killed worker,
+    or by a job deleted while it ran), and stray temporary files beside them."""
+    folder = queue.root / "previews"
+    for path in folder.glob("*.png") if folder.is_dir() else ():
+        if path.name.startswith("."):  # a sheet being written: only an old one is stray
+            with contextlib.suppress(FileNotFoundError):  # renamed into place meanwhile
+                if path.stat().st_mtime < time.time() - 3600:
+                    path.unlink(missing_ok=True)
+            continue
+        try:
+            running = queue.get(path.name.split(".")[0]).status == "running"
+        except InputError:  # no such job (any more), or a name that is not a job's
+            running = False
+        if not running:
+            path.unlink(missing_ok=True)
 
 
 WORKER_NICE = 10  # generation yields the CPU to the server answering requests

@@ -31,7 +31,8 @@ from kinema.render.request import ClipRequest
 from kinema.state import kinema_home
 
 MAX_TILES = 32  # a sheet shows every other frame, or this many spread over a long clip
-COLUMNS = 8
+COLUMNS = 8  # at most; short clips are laid out in two rows
+MIN_SIDE = 256  # the watermark needs about this much picture to be found again
 TILE = 128  # a tile's longer side in pixels: small clips are enlarged, large ones reduced
 LABEL = 18  # the height of the step line above the tiles
 
@@ -43,6 +44,8 @@ def check_preview_path(path: str | os.PathLike, output: str | os.PathLike | None
     if not text.strip():
         raise InputError("--preview needs a file name ending in .png")
     p = Path(text)
+    if p.is_dir():
+        raise InputError(f"--preview '{p}' is a directory; give a file name ending in .png")
     if p.suffix.lower() != ".png":
         raise InputError(f"--preview writes a PNG contact sheet; '{p}' does not end in .png")
     check_output_path(p)
@@ -61,14 +64,16 @@ def tile_indices(frames: int) -> list[int]:
 
 def contact_sheet(frames: np.ndarray, step: int, total: int) -> np.ndarray:
     """uint8 frames (T, H, W, 3) → one uint8 image (rows, cols, 3): the frames of
-    `tile_indices` in rows of COLUMNS, each numbered, under a line "step STEP/TOTAL"."""
+    `tile_indices` in up to COLUMNS columns (two rows or more), each numbered, under a
+    line "step STEP/TOTAL", on a dark ground at least MIN_SIDE on each side."""
     t, h, w = frames.shape[:3]
     scale = TILE / max(h, w)
     th, tw = max(1, round(h * scale)), max(1, round(w * scale))
     index = tile_indices(t)
-    columns = min(COLUMNS, len(index))
+    columns = min(COLUMNS, -(-len(index) // 2))
     rows = -(-len(index) // columns)
-    sheet = np.full((LABEL + rows * (th + 2), columns * (tw + 2), 3), 24, np.uint8)
+    height, width = max(MIN_SIDE, LABEL + rows * (th + 2)), max(MIN_SIDE, columns * (tw + 2))
+    sheet = np.full((height, width, 3), 24, np.uint8)
     interpolation = cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA
     for k, i in enumerate(index):
         y, x = LABEL + (k // columns) * (th + 2) + 1, (k % columns) * (tw + 2) + 1

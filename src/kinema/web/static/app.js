@@ -242,7 +242,7 @@ function showPreview(node, job) {
   const preview = $(".preview", node);
   if (job.status !== "running" || !job.progress.i) {
     preview.hidden = true;
-    preview.removeAttribute("src");
+    preview.style.backgroundImage = "";
     delete preview.dataset.step;
     return;
   }
@@ -252,7 +252,9 @@ function showPreview(node, job) {
   const next = new Image();
   next.onload = () => {
     if (preview.dataset.step !== step) return;
-    preview.src = next.src;
+    // a background, not an <img>: a take's <img> is its still
+    preview.style.backgroundImage = `url("${next.src}")`;
+    preview.style.aspectRatio = `${next.naturalWidth} / ${next.naturalHeight}`;
     preview.hidden = false;
   };
   next.src = `/api/jobs/${job.id}/preview?step=${step}`;

@@ -3,6 +3,7 @@ the lease once the job stops moving, and the queue takes the job back as a lost 
 
 import threading
 import time
+from types import SimpleNamespace
 
 import kinema.render
 from kinema.jobs.queue import JobQueue
@@ -17,13 +18,13 @@ def test_a_job_that_stops_moving_loses_its_lease_and_is_retried(tmp_path, monkey
     claimed = queue.claim("w1")
     hang, stalled = threading.Event(), []
 
-    def stuck_render(pipe, checked, progress):
+    def stuck_render(pipe, checked, progress, preview=None):
         progress(1, 10)
         progress(2, 10)
         hang.wait(30)  # hung alive inside a step: this thread waits, the heartbeat's runs
         raise RuntimeError("woken")
 
-    monkeypatch.setattr(kinema.render, "check", lambda request, facts: request)
+    monkeypatch.setattr(kinema.render, "check", lambda request, facts: SimpleNamespace(request=request))
     monkeypatch.setattr(kinema.render, "render", stuck_render)
     runner = threading.Thread(
         target=run_job,
@@ -56,14 +57,14 @@ def test_a_job_that_moves_keeps_its_lease_however_long_it_runs(tmp_path, monkeyp
     claimed = queue.claim("w1")
     stalled = []
 
-    def slow_render(pipe, checked, progress):
+    def slow_render(pipe, checked, progress, preview=None):
         for i in range(12):  # 2.4 s in all, far past the lease, a step every 0.2 s
             time.sleep(0.2)
             progress(i + 1, 12)
             assert queue.recover() == 0
         raise RuntimeError("done stepping")
 
-    monkeypatch.setattr(kinema.render, "check", lambda request, facts: request)
+    monkeypatch.setattr(kinema.render, "check", lambda request, facts: SimpleNamespace(request=request))
     monkeypatch.setattr(kinema.render, "render", slow_render)
     assert not run_job(queue, claimed, None, None, stall_seconds=0.5, on_stall=lambda j, i: stalled.append(j))
     assert stalled == [] and queue.get(job.id).status == "failed"

@@ -71,6 +71,7 @@ def test_operations_keep_their_paths_and_ids(tmp_path):
         ("POST", "/api/jobs/{job_id}/cancel"): "cancel_job_api_jobs__job_id__cancel_post",
         ("POST", "/api/jobs/{job_id}/again"): "again_api_jobs__job_id__again_post",
         ("GET", "/api/jobs/{job_id}/file"): "download_api_jobs__job_id__file_get",
+        ("GET", "/api/jobs/{job_id}/preview"): "preview_api_jobs__job_id__preview_get",
         ("POST", "/api/jobs/{job_id}/publish"): "publish_take_api_jobs__job_id__publish_post",
         ("GET", "/api/jobs/{job_id}/published"): "download_published_api_jobs__job_id__published_get",
         ("GET", "/api/adapters"): "adapters_api_adapters_get",

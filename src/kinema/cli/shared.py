@@ -3,8 +3,10 @@ once: `@shared_options` adds them to a command, which receives them as one `shar
 Shared` and builds its ClipRequest from it.
 
     --model --device --seed --steps --guidance --negative --lora --control --control-scale
-    --path --reference --fast --literal --hide-prompt --json, and the memory savers --int8 (kinema
-    models) --cpu-offload --vae-tiling --vae-slicing --attention-slicing (diffusers models)
+    --path --reference --fast --literal --hide-prompt --json, --preview --preview-every (the
+    commands that write one clip: generate, extend, remix, inpaint), and the memory savers
+    --int8 (kinema models) --cpu-offload --vae-tiling --vae-slicing --attention-slicing
+    (diffusers models)
 
 `make_file` is how a command that writes one file ends: check everything (output path,
 request, inputs) before the model loads, say how the prompt was read (`understood as:`
@@ -37,6 +39,8 @@ from kinema.cli.common import (
 )
 
 SAVERS = ("cpu_offload", "vae_tiling", "vae_slicing", "attention_slicing")
+# the commands that show a live preview: those that write one clip through make_file
+PREVIEWING = ("generate", "extend", "remix", "inpaint")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class Shared:
     literal: bool = False
     hide_prompt: bool = False
     as_json: bool = False
+    preview: Path | None = None
+    preview_every: int = 4
     int8: bool = False
     cpu_offload: bool = False
     vae_tiling: bool = False
@@ -129,6 +135,16 @@ _OPTIONS: dict[str, Any] = {
         typer.Option("--hide-prompt", help="Record only the prompt's hash, in the sidecar and manifest."),
     ],
     "as_json": JsonOption,
+    "preview": Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a contact sheet (PNG) of the clip being made here, updated every few steps; "
+            "removed when the run ends."
+        ),
+    ],
+    "preview_every": Annotated[
+        int, typer.Option(min=1, help="Update the --preview sheet every K sampler steps (and at the last).")
+    ],
     "int8": Int8Option,
     "cpu_offload": CpuOffloadOption,
     "vae_tiling": VaeTilingOption,
@@ -156,6 +172,10 @@ def shared_options(command):
     def wrapper(**kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name in _OPTIONS}
         values["lora"] = tuple(values["lora"] or ())
+        if values["preview"] is not None and command.__name__ not in PREVIEWING:
+            from kinema.errors import InputError
+
+            raise InputError(f"--preview works with {', '.join(PREVIEWING)}; {command.__name__} shows none")
         return command(shared=Shared(**values), **kwargs)
 
     own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
@@ -168,18 +188,29 @@ def shared_options(command):
 
 
 def make_file(request, output: Path, shared: Shared, label: str, takes=None) -> None:
-    """Check REQUEST and OUTPUT (before the model loads), render it (best of TAKES when
-    given) under a progress display, publish it and print the closing line."""
+    """Check REQUEST and OUTPUT (before the model loads), and the --preview path, render
+    it (best of TAKES when given) under a progress display and the preview sheet, publish
+    it and print the closing line."""
     from kinema.studio.produce import Takes, prepare, produce
 
     takes = takes or Takes()
     checked = prepare(request, output)
+    sheet = None
+    if shared.preview is not None:
+        from kinema.render.preview import PreviewFile, check_preview_path
+
+        sheet = PreviewFile(check_preview_path(shared.preview, output), checked.request, shared.preview_every)
     for note in checked.inputs.notes:
         typer.echo(note, err=True)
     say_reading(checked)
-    record = with_progress(
-        lambda progress: produce(checked, output, takes=takes, progress=progress), label, shared.as_json
-    )
+
+    def work(progress):
+        if sheet is None:
+            return produce(checked, output, takes=takes, progress=progress)
+        with sheet.removed():  # a preview is a progress display: gone when the run ends
+            return produce(checked, output, takes=takes, progress=progress, preview=sheet.preview)
+
+    record = with_progress(work, label, shared.as_json)
     report_written(record, shared.as_json)
 
 

@@ -9,6 +9,12 @@ source take as ingredients, sidecar, review queue) to outputs/<job id>.mp4 (a st
 outputs/<job id>.png: kinema.jobs.queue.output_name), written under a temporary name and
 renamed into place.
 
+While a job renders, the worker keeps a contact sheet of the clip as sampled so far at
+previews/<job id>.png (`preview_path`; kinema.render.preview: watermarked, rewritten
+atomically every PREVIEW_EVERY steps, removed when the render ends), which the web
+studio shows beside the step counter. Outside outputs/, a killed worker's last sheet is
+never taken for a take; workers clear the sheets of jobs no longer running.
+
 A worker process exits when told to stop or when its parent process is gone (handing
 its job back). The web server runs its workers through kinema.jobs.supervisor, which
 replaces a dead one and takes its job back.
@@ -24,11 +30,13 @@ queue takes the job back as a lost run, retried once. A supervised worker also e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kinema.errors import InputError
@@ -40,8 +48,11 @@ __all__ = [
     "GENERATE",
     "MODES",
     "STALL_SECONDS",
+    "PREVIEW_EVERY",
     "WORKER_NICE",
     "Steps",
+    "clear_previews",
+    "preview_path",
     "run_job",
     "work",
     "worker_name",
@@ -52,6 +63,7 @@ CLEANUP_SECONDS = 300.0
 # A running job whose steps stop for this long is given up by its worker: generous, since
 # one step of a large model on a CPU, or a long clip's decode, can take minutes.
 STALL_SECONDS = 600.0
+PREVIEW_EVERY = 4  # sampler steps between two previews of a running job
 
 OnStall = Callable[[Job, float], None]  # (the job, seconds since its last step)
 
@@ -93,6 +105,7 @@ def run_job(
     is no longer renewed and ON_STALL(job, idle seconds) is called (module doc)."""
     from kinema.publish import publish_rendered
     from kinema.render import check, render
+    from kinema.render.preview import PreviewFile
 
     steps = Steps()
 
@@ -111,7 +124,11 @@ def run_job(
     try:
         checked = check(clip_request(job.params, job.owner, queue), facts)
         steps.advance()
-        rendered = render(pipe, checked, progress)
+        path = preview_path(queue, job.id)
+        path.parent.mkdir(exist_ok=True)
+        sheet = PreviewFile(path, checked.request, PREVIEW_EVERY)
+        with sheet.removed():
+            rendered = render(pipe, checked, progress, sheet.preview)
         steps.advance()
         if not queue.heartbeat(job):
             raise Cancelled(job.id)
@@ -179,8 +196,10 @@ def work(
     last_cleanup = 0.0
     while not (stop is not None and stop.is_set()) and os.getppid() == parent:
         queue.recover()
-        if time.time() - last_cleanup > CLEANUP_SECONDS and (max_bytes or max_age):
-            queue.cleanup(max_bytes, max_age)
+        if time.time() - last_cleanup > CLEANUP_SECONDS:
+            clear_previews(queue)
+            if max_bytes or max_age:
+                queue.cleanup(max_bytes, max_age)
             last_cleanup = time.time()
         job = queue.claim(worker)
         if job is None:
@@ -198,6 +217,29 @@ def work(
             on_stall=on_stall,
         )
     return completed
+
+
+def preview_path(queue: JobQueue, job_id: str) -> Path:
+    """Where the running job JOB_ID's preview sheet is (present only while it renders)."""
+    return queue.root / "previews" / f"{job_id}.png"
+
+
+def clear_previews(queue: JobQueue) -> None:
+    """Remove the preview sheets of jobs that are not running (left by a killed worker,
+    or by a job deleted while it ran), and stray temporary files beside them."""
+    folder = queue.root / "previews"
+    for path in folder.glob("*.png") if folder.is_dir() else ():
+        if path.name.startswith("."):  # a sheet being written: only an old one is stray
+            with contextlib.suppress(FileNotFoundError):  # renamed into place meanwhile
+                if path.stat().st_mtime < time.time() - 3600:
+                    path.unlink(missing_ok=True)
+            continue
+        try:
+            running = queue.get(path.name.split(".")[0]).status == "running"
+        except InputError:  # no such job (any more), or a name that is not a job's
+            running = False
+        if not running:
+            path.unlink(missing_ok=True)
 
 
 WORKER_NICE = 10  # generation yields the CPU to the server answering requests

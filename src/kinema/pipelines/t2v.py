@@ -20,7 +20,11 @@ from kinema.io import Video
 from kinema.models.dit import DiT
 from kinema.models.vae import VideoVAE
 from kinema.pipelines.conditioning import frame_map
+from kinema.pipelines.preview import LatentPreviewer, Preview
 from kinema.pipelines.protocol import MODES, resolve_settings
+
+# (step, steps in all, latents of the clip so far): what the sampler hands a preview
+Look = Callable[[int, int, torch.Tensor], None]
 
 
 class TextToVideo:
@@ -51,6 +55,7 @@ class TextToVideo:
             "window": 17,
             **(defaults or {}),
         }
+        self._previewer: LatentPreviewer | None = None
 
     def adapted(self, adapters):
         """A context manager: ADAPTERS (kinema.pipelines.adapters.AdapterFile, checked to fit
@@ -97,9 +102,12 @@ class TextToVideo:
             "shift": d["shift"] if shift is None else shift,
         }
 
-    def _sample(self, noise, text, text_mask, cond, mask, run: dict, progress=None) -> torch.Tensor:
+    def _sample(
+        self, noise, text, text_mask, cond, mask, run: dict, progress=None, look: Look | None = None
+    ) -> torch.Tensor:
         """One sampler run: noise (1, C, T, h, w) → clean latents, CFG on the prompt pair
-        (row 0 the prompt, row 1 the negative), known latents held where mask is 1."""
+        (row 0 the prompt, row 1 the negative), known latents held where mask is 1. LOOK,
+        if given, gets the current estimate of the clean latents after every step."""
 
         def model(row: int):
             def denoise(x, t):
@@ -112,19 +120,28 @@ class TextToVideo:
         denoise = cfg(model(0), model(1), run["guidance"])
         if mask is not None:
             denoise = with_conditioning(denoise, cond, mask)
-        callback = (lambda info: progress(info["i"] + 1, run["steps"])) if progress else None
+
+        def callback(info: dict) -> None:
+            if progress is not None:
+                progress(info["i"] + 1, run["steps"])
+            if look is not None:
+                look(info["i"] + 1, run["steps"], info["denoised"])
+
+        if progress is None and look is None:
+            callback = None
         schedule = run.get("schedule")
         if schedule is None:
             schedule = timesteps(run["steps"], run["shift"])
         return run["sampler"](denoise, noise, schedule, callback)
 
     def _continue(
-        self, latents, target, text, text_mask, run, generator, progress, closing=None
+        self, latents, target, text, text_mask, run, generator, progress, closing=None, look=None
     ) -> torch.Tensor:
         """Append latent frames until there are `target`, a window at a time, each window
         holding the last half-window of what exists as its clean prefix (how the model was
         trained for extension), so the DiT never sees more than one window. `closing`, a
-        latent frame (1, C, 1, h, w), is held as the very last frame (a loop's return)."""
+        latent frame (1, C, 1, h, w), is held as the very last frame (a loop's return).
+        LOOK sees the latents made so far followed by the window's current estimate."""
         _, c, _, h, w = latents.shape
         window = self.latent_frames(self.defaults.get("window", 17))
         context = max(1, window // 2)
@@ -138,9 +155,38 @@ class TextToVideo:
                 cond[:, :, -1:] = closing
                 mask[:, :, -1] = 1
             noise = torch.randn((1, c, held.shape[2] + new, h, w), generator=generator)
-            out = self._sample(noise, text, text_mask, cond, mask, run, progress)
+            window_look = None
+            if look is not None:
+
+                def window_look(step, total, x0, made=latents, start=held.shape[2]):
+                    look(step, total, torch.cat([made, x0[:, :, start:]], dim=2))
+
+            out = self._sample(noise, text, text_mask, cond, mask, run, progress, window_look)
             latents = torch.cat([latents, out[:, :, held.shape[2] :]], dim=2)
         return latents
+
+    @property
+    def previewer(self) -> LatentPreviewer:
+        """The linear latents → frames map of this pipeline's VAE, fitted on first use."""
+        if self._previewer is None:
+            c = self.vae.config
+            self._previewer = LatentPreviewer.fit(
+                self.vae.encode, self.vae.decode, c.spatial_factor, c.temporal_factor
+            )
+        return self._previewer
+
+    def _look(self, preview: Preview | None, finish: Callable[[np.ndarray], np.ndarray]) -> Look | None:
+        """The sampler's hook for PREVIEW (None without one): at the steps it is due, the
+        latents of the clip so far as preview frames, made into the clip the user will get
+        by FINISH (uint8 frames → uint8 frames: trimmed, known frames put in)."""
+        if preview is None:
+            return None
+
+        def look(step: int, total: int, latents: torch.Tensor) -> None:
+            if preview.due(step, total):
+                preview.show(step, total, np.ascontiguousarray(finish(self.previewer(latents))))
+
+        return look
 
     def to_video(self, pixels: torch.Tensor, fps: float) -> Video:
         """Decoded pixels (1, 3, T, H, W) in [-1, 1] → a uint8 Video."""
@@ -165,6 +211,7 @@ class TextToVideo:
         last_image: np.ndarray | None = None,
         loop: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        preview: Preview | None = None,
     ) -> Video:
         """Generate a clip. Size is S or (W, H); keyframes maps pixel frame indices (0 or a
         multiple of 4) to uint8 images (H, W, 3) the clip must show there; last_image is
@@ -173,7 +220,8 @@ class TextToVideo:
 
         Clips longer than the model's window are made window by window, each conditioned
         on the latent frames before it, so the DiT's memory is that of one window and the
-        VAE decodes chunk by chunk.
+        VAE decodes chunk by chunk. PREVIEW, if given, is shown the clip's frames as
+        sampled so far (kinema.pipelines.preview), keyframes and a first image included.
         """
         d = self.defaults
         settings = resolve_settings(d, frames, size, steps, guidance, fps)
@@ -196,20 +244,26 @@ class TextToVideo:
         generator = torch.Generator().manual_seed(seed)
         text, text_mask = self.text_encoder.encode([prompt, negative])
         cond, mask = self.conditions(keyframes, first)
+
+        whole = 1 + self.vae.config.temporal_factor * (latent_t - 1)
+
+        def kept(made_frames: int) -> list[int]:
+            # trim to the request; with a last image, drop frames evenly so the clip still ends
+            # on it; a preview of part of a long clip shows the part made so far
+            if loop and made_frames == whole:
+                return frame_map(made, made_frames)[:frames]
+            if last_image is not None:
+                return frame_map(frames, made_frames)
+            return list(range(min(frames, made_frames)))
+
+        look = self._look(preview, lambda shown: shown[kept(len(shown))])
         latents = self._sample(
-            torch.randn(first, generator=generator), text, text_mask, cond, mask, run, progress
+            torch.randn(first, generator=generator), text, text_mask, cond, mask, run, progress, look
         )
         closing = latents[:, :, :1] if loop else None  # latent 0 is frame 0 encoded on its own
-        latents = self._continue(latents, latent_t, text, text_mask, run, generator, progress, closing)
+        latents = self._continue(latents, latent_t, text, text_mask, run, generator, progress, closing, look)
         pixels = self.vae.decode(latents)
-        # trim to the request; with a last image, drop frames evenly so the clip still ends on it
-        if loop:
-            index = frame_map(made, pixels.shape[2])[:frames]
-        elif last_image is not None:
-            index = frame_map(frames, pixels.shape[2])
-        else:
-            index = list(range(frames))
-        return self.to_video(pixels[:, :, index], settings.fps)
+        return self.to_video(pixels[:, :, kept(pixels.shape[2])], settings.fps)
 
     @torch.inference_mode()
     def extend(
@@ -224,12 +278,14 @@ class TextToVideo:
         guidance: float | None = None,
         negative: str = "",
         progress: Callable[[int, int], None] | None = None,
+        preview: Preview | None = None,
     ) -> Video:
         """The clip followed (or, backward, preceded) by `frames` new frames.
 
         The last 1+4m frames of the clip (up to half a window) are encoded and held as the
         first latent frames; the input's own frames are kept exactly and only the new ones
-        are added. Backward extension runs the same process on the reversed clip.
+        are added. Backward extension runs the same process on the reversed clip. A
+        PREVIEW is shown the whole clip: the input's frames and the new ones so far.
         """
         if frames < 1:
             raise InputError(f"frames to add must be at least 1, got {frames}")
@@ -245,13 +301,15 @@ class TextToVideo:
         generator = torch.Generator().manual_seed(seed)
         text, text_mask = self.text_encoder.encode([prompt, negative])
         target = known.shape[2] + -(-frames // step)
-        latents = self._continue(known, target, text, text_mask, run, generator, progress)
-        decoded = self.vae.decode(latents)
-        added = self.to_video(decoded[:, :, len(context) : len(context) + frames], video.fps).frames
-        joined = (
-            np.concatenate([added[::-1], video.frames]) if backward else np.concatenate([video.frames, added])
-        )
-        return Video(np.ascontiguousarray(joined), video.fps)
+
+        def joined(made: np.ndarray) -> np.ndarray:
+            added = made[len(context) : len(context) + frames]
+            return np.concatenate([added[::-1], video.frames] if backward else [video.frames, added])
+
+        look = self._look(preview, joined)
+        latents = self._continue(known, target, text, text_mask, run, generator, progress, look=look)
+        decoded = self.to_video(self.vae.decode(latents), video.fps).frames
+        return Video(np.ascontiguousarray(joined(decoded)), video.fps)
 
     # ---------------------------------------------------------------- editing
 
@@ -276,6 +334,7 @@ class TextToVideo:
         guidance: float | None = None,
         negative: str = "",
         progress: Callable[[int, int], None] | None = None,
+        preview: Preview | None = None,
     ) -> Video:
         """Video-to-video (SDEdit on the flow): noise the clip's latents to t = strength and
         denoise them under the new prompt. Low strength keeps more of the clip (layout and
@@ -292,7 +351,8 @@ class TextToVideo:
         schedule = torch.cat([schedule.new_tensor([strength]), schedule[schedule < strength]])
         text, text_mask = self.text_encoder.encode([prompt, negative])
         run = {**run, "steps": len(schedule) - 1}  # for the progress bar
-        latents = self._sample(x, text, text_mask, None, None, {**run, "schedule": schedule}, progress)
+        look = self._look(preview, lambda shown: shown[:frames])
+        latents = self._sample(x, text, text_mask, None, None, {**run, "schedule": schedule}, progress, look)
         return self.to_video(self.vae.decode(latents)[:, :, :frames], video.fps)
 
     @torch.inference_mode()
@@ -307,11 +367,13 @@ class TextToVideo:
         guidance: float | None = None,
         negative: str = "",
         progress: Callable[[int, int], None] | None = None,
+        preview: Preview | None = None,
     ) -> Video:
         """Regenerate `region` (bool H×W, True = regenerate) in every frame; every pixel
         outside it is the input's, exactly. Latent cells touched by the region are
         generated, the others held as clean conditions, so the new content joins the kept
-        surroundings; the result is then composited over the input at pixel level."""
+        surroundings; the result is then composited over the input at pixel level (a
+        PREVIEW's frames too)."""
         region = np.asarray(region, bool)
         if region.shape != (video.height, video.width):
             raise InputError(
@@ -327,10 +389,14 @@ class TextToVideo:
         )
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
         text, text_mask = self.text_encoder.encode([prompt, negative])
-        latents = self._sample(noise, text, text_mask, x0, keep, run, progress)
+
+        def composited(made: np.ndarray) -> np.ndarray:
+            return np.where(region[None, :, :, None], made[:frames], video.frames)
+
+        look = self._look(preview, composited)
+        latents = self._sample(noise, text, text_mask, x0, keep, run, progress, look)
         made = self.to_video(self.vae.decode(latents)[:, :, :frames], video.fps).frames
-        out = np.where(region[None, :, :, None], made, video.frames)
-        return Video(np.ascontiguousarray(out), video.fps, video.audio)
+        return Video(np.ascontiguousarray(composited(made)), video.fps, video.audio)
 
     def outpaint(
         self, video: Video, prompt: str, left: int, top: int, right: int, bottom: int, **kw

@@ -22,6 +22,7 @@ from typing import Any
 from kinema.errors import InputError
 from kinema.io import Video
 from kinema.pipelines.facts import ModelFacts
+from kinema.pipelines.preview import Preview
 from kinema.render.check import Checked, check
 from kinema.render.make import Rendered, render
 from kinema.render.request import ClipRequest, Narration, parse_adapter
@@ -86,10 +87,17 @@ class Model:
                 options[name] = tuple(options[name])
         return replace(self._base, prompt=prompt, **options)
 
-    def render(self, request: ClipRequest, progress: Callable[[int, int], None] | None = None) -> Video:
-        """Check and render REQUEST; returns the watermarked Video whose save publishes it."""
+    def render(
+        self,
+        request: ClipRequest,
+        progress: Callable[[int, int], None] | None = None,
+        preview: Preview | None = None,
+    ) -> Video:
+        """Check and render REQUEST; returns the watermarked Video whose save publishes it.
+        PROGRESS(step, total) follows the sampler; PREVIEW (kinema.pipelines.preview.Preview)
+        is shown the clip as sampled so far every few steps."""
         checked: Checked = check(request, self.facts)
-        return self._attach(render(self.pipeline, checked, progress))
+        return self._attach(render(self.pipeline, checked, progress, preview))
 
     def __call__(self, prompt: str, **options: Any) -> Video:
         """Generate a clip (or a still with still=True); options as ClipRequest's."""

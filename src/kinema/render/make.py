@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from kinema.io import Video
+from kinema.pipelines.preview import Preview
 from kinema.provenance.origin import Origin
 from kinema.render.check import Checked
 from kinema.render.request import DEFAULT_STRENGTH, ClipRequest, file_sha256
@@ -32,18 +33,29 @@ class Rendered:
 # ---------------------------------------------------------------------- render
 
 
-def render(pipe, checked: Checked, progress: Callable[[int, int], None] | None = None) -> Rendered:
+def render(
+    pipe,
+    checked: Checked,
+    progress: Callable[[int, int], None] | None = None,
+    preview: Preview | None = None,
+) -> Rendered:
     """Make the clip of a Checked request with PIPE (kinema's TextToVideo or a diffusers
     backend); returns the Rendered clip with its settings record, edit action, ingredient
     files and origin. The pipeline refuses what only it can know (a diffusers model's
-    sizes and lengths)."""
+    sizes and lengths). PROGRESS(step, total) is called after every sampler step;
+    PREVIEW (kinema.pipelines.preview) is shown the clip as sampled so far every few
+    steps, where the pipeline can make previews (a diffusers backend whose latents it
+    cannot read shows none); neither changes the clip."""
     r, inputs = checked.request, checked.inputs
+    hooks: dict[str, Any] = {"progress": progress}
+    if preview is not None:  # passed only when asked for: a pipeline may not take it
+        hooks["preview"] = preview
     if inputs.adapters:
         # the adapters are mixed in for this clip only; the pipeline is its own again after
         with pipe.adapted(inputs.adapters):
-            video, ingredients = _make(pipe, checked, progress)
+            video, ingredients = _make(pipe, checked, hooks)
     else:
-        video, ingredients = _make(pipe, checked, progress)
+        video, ingredients = _make(pipe, checked, hooks)
     narrated: dict[str, Any] = {}
     if r.narration is not None:
         from kinema.voice.narrate import narrate_video
@@ -59,8 +71,9 @@ def render(pipe, checked: Checked, progress: Callable[[int, int], None] | None =
     return Rendered(video, settings, r.edit, ingredients, Origin(pipe.name, pipe.model_hash))
 
 
-def _make(pipe, checked: Checked, progress) -> tuple[Video, tuple[Path, ...]]:
-    """The clip of the checked request and its input files (the manifest's ingredients)."""
+def _make(pipe, checked: Checked, hooks: dict[str, Any]) -> tuple[Video, tuple[Path, ...]]:
+    """The clip of the checked request and its input files (the manifest's ingredients);
+    HOOKS are the progress and preview keywords every pipeline method is given."""
     r, inputs = checked.request, checked.inputs
     common = {"seed": r.seed, "steps": r.steps, "guidance": r.guidance, "negative": r.negative}
     if r.mode == "generate":
@@ -84,7 +97,7 @@ def _make(pipe, checked: Checked, progress) -> tuple[Video, tuple[Path, ...]]:
             keyframes={0: first} if first is not None else None,
             last_image=last,
             loop=r.loop,
-            progress=progress,
+            **hooks,
             **steering,
             **common,
         )
@@ -93,16 +106,14 @@ def _make(pipe, checked: Checked, progress) -> tuple[Video, tuple[Path, ...]]:
     else:
         source = inputs.source
         if r.mode == "extend":
-            video = pipe.extend(
-                source, r.prompt, r.add_frames, backward=r.backward, progress=progress, **common
-            )
+            video = pipe.extend(source, r.prompt, r.add_frames, backward=r.backward, **hooks, **common)
         elif r.mode == "remix":
             strength = DEFAULT_STRENGTH if r.strength is None else r.strength
-            video = pipe.remix(source, r.prompt, strength=strength, progress=progress, **common)
+            video = pipe.remix(source, r.prompt, strength=strength, **hooks, **common)
         elif r.mode == "inpaint":
-            video = pipe.inpaint(source, r.prompt, inputs.region, progress=progress, **common)
+            video = pipe.inpaint(source, r.prompt, inputs.region, **hooks, **common)
         else:
-            video = pipe.outpaint(source, r.prompt, *r.outpaint, progress=progress, **common)
+            video = pipe.outpaint(source, r.prompt, *r.outpaint, **hooks, **common)
         ingredients = (r.source,)
     return video, ingredients
 

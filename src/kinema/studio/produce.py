@@ -17,6 +17,7 @@ from pathlib import Path
 from kinema.errors import InputError
 from kinema.io import check_output_path, is_still
 from kinema.pipelines.facts import ModelFacts
+from kinema.pipelines.preview import Preview
 from kinema.render import Checked, ClipRequest, Rendered, check, render
 from kinema.studio.bestof import DEFAULT_THRESHOLD, best_of, check_counts
 
@@ -60,28 +61,31 @@ def produce(
     *,
     takes: Takes = Takes(),
     progress: Progress | None = None,
+    preview: Preview | None = None,
 ) -> dict:
     """Render a Checked request (best of its takes) and publish it at OUTPUT; returns the
-    sidecar record ("id", "path", "seed", …)."""
+    sidecar record ("id", "path", "seed", …). PREVIEW is shown each take as it is sampled."""
     from kinema.pipelines.loading import load
     from kinema.publish import publish_rendered
 
     r = checked.request
     pipe = load(r.model, r.device, savers=r.savers, int8=r.int8)
     if takes.several:
-        rendered = render_best(pipe, checked, takes, progress)
+        rendered = render_best(pipe, checked, takes, progress, preview)
     else:
-        rendered = render(pipe, checked, progress)
+        rendered = render(pipe, checked, progress, preview)
     return publish_rendered(rendered, Path(os.fspath(output)), hide_prompt=r.hide_prompt)
 
 
-def render_best(pipe, checked: Checked, takes: Takes, progress: Progress | None = None) -> Rendered:
+def render_best(
+    pipe, checked: Checked, takes: Takes, progress: Progress | None = None, preview: Preview | None = None
+) -> Rendered:
     """The Rendered take kept by best-of-N (kinema.studio.bestof) over seeds seed, seed+1,
     …; its settings record the kept seed and every take."""
     made: dict[int, Rendered] = {}
 
     def make(seed: int):
-        rendered = render(pipe, checked.with_seed(seed))
+        rendered = render(pipe, checked.with_seed(seed), preview=preview)
         # best_of keeps the best take's pixels; only the small rest of each take stays here
         made[seed] = replace(rendered, video=None)
         return rendered.video, False

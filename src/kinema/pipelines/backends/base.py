@@ -5,6 +5,12 @@ the layers above need no branch for it; it serves the modes its family and folde
 What differs between model families (which frame counts and sizes a model can make,
 which diffusers pipeline serves which mode, how images are passed) lives in a `Family`;
 this file holds the steps every family shares.
+
+Live previews (kinema.pipelines.preview) are not shown for diffusers models: a step-end
+callback sees each family's latents in its own packing and normalisation (LTX-Video's
+are token sequences), and as the noisy sample, not the clean estimate, so a backend
+accepts a `preview` and the run goes on without one (the web studio keeps its step
+counter), never failing for it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 from kinema.errors import InputError
 from kinema.io import Video
 from kinema.pipelines.adapters import AdapterFile
+from kinema.pipelines.preview import Preview
 from kinema.pipelines.protocol import MODES, resolve_settings
 
 # only safetensors are hashed, as only safetensors are loaded (use_safetensors=True)
@@ -306,6 +313,7 @@ class DiffusersBackend:
         keyframes: dict[int, np.ndarray] | None = None,
         last_image: np.ndarray | None = None,
         progress: Callable[[int, int], None] | None = None,
+        preview: Preview | None = None,  # accepted, not shown (module doc)
         sampler: str | None = None,
         shift: float | None = None,
         loop: bool = False,
@@ -434,6 +442,7 @@ class DiffusersBackend:
         guidance: float | None = None,
         negative: str = "",
         progress: Callable[[int, int], None] | None = None,
+        preview: Preview | None = None,  # accepted, not shown (module doc)
     ) -> Video:
         """The clip redone under a new prompt through the family's video-to-video pipeline;
         strength 0 keeps it (returned as is), 1 ignores it."""
@@ -459,6 +468,7 @@ class DiffusersBackend:
         guidance: float | None = None,
         negative: str = "",
         progress: Callable[[int, int], None] | None = None,
+        preview: Preview | None = None,  # accepted, not shown (module doc)
     ) -> Video:
         """Regenerate `region` (bool H×W, True = regenerate) in every frame; every pixel
         outside it is the input's, exactly (the model's output is composited over it)."""
@@ -502,6 +512,7 @@ class DiffusersBackend:
         guidance: float | None = None,
         negative: str = "",
         progress: Callable[[int, int], None] | None = None,
+        preview: Preview | None = None,  # accepted, not shown (module doc)
     ) -> Video:
         """The clip followed (or, backward, preceded) by `frames` new frames; the clip's
         own frames are kept exactly. Backward runs forward on the reversed clip."""

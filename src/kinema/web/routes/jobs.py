@@ -1,6 +1,7 @@
 """/api/jobs: queue a generation or an edit (checked by kinema.web.modes), page through
 this token's jobs, cancel, repeat with a new seed, delete, download the working file (a
-clip's mp4, a still's png), and publish an approved take (the review gate decides)."""
+clip's mp4, a still's png), see a running job's live preview, and publish an approved
+take (the review gate decides)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.responses import FileResponse, Response
 
 from kinema.errors import InputError
 from kinema.jobs.queue import ID_PATTERN, Job, JobError
+from kinema.jobs.worker import preview_path
 from kinema.web.context import Caller, Context, WebContext
 from kinema.web.modes import JobRequest, job_params, recheck
 from kinema.web.tokens import Token
@@ -96,6 +98,29 @@ def download(ctx: Context, caller: Caller, job_id: JobId, download: bool = False
     if path is None:
         raise HTTPException(409, f"job {job.id} is {job.status}; it has no file yet")
     return _take_file(path, f"kinema-{job.id}", "attachment" if download else "inline")
+
+
+PREVIEW: dict[int | str, dict[str, Any]] = {
+    200: {"description": "a contact sheet of the clip as sampled so far", "content": {"image/png": {}}},
+    404: {"description": "no such job, or it has no preview (not running, or no step shown yet)"},
+}
+
+
+@router.get("/api/jobs/{job_id}/preview", response_class=Response, responses=PREVIEW)
+def preview(ctx: Context, caller: Caller, job_id: JobId) -> Response:
+    """The running job's live preview: a PNG contact sheet of the clip as sampled so far
+    (the model's current estimate, every other frame), replaced every few steps and
+    removed when the job ends; poll it beside the step counter. 404 before the first
+    preview, after the job ends, and for a model that shows none (diffusers models)."""
+    job = _own_job(ctx, caller, job_id)
+    try:
+        data = preview_path(ctx.queue, job.id).read_bytes() if job.status == "running" else None
+    except FileNotFoundError:  # not written yet, or removed as the render ended
+        data = None
+    if data is None:
+        state = "has no preview yet" if job.status in ("queued", "running") else f"is {job.status}"
+        raise HTTPException(404, f"job {job.id} {state}; a preview exists only while it renders")
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/api/jobs/{job_id}/publish", status_code=201)

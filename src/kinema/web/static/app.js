@@ -214,6 +214,7 @@ function renderTake(job, old) {
   const still = Boolean(job.params.still);  // a still take is shown as an image
   node.dataset.kind = still ? "image" : "clip";
   showMedia(node, job.status === "done" ? fileUrl(job.id) : null, still, true);
+  showPreview(node, job);
   const download = $('[data-act="download"]', node);
   download.hidden = job.status !== "done";
   download.href = `${fileUrl(job.id)}?download=true`;

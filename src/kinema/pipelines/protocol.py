@@ -77,10 +77,10 @@ def resolve_settings(
 # facts.controls names them, and a pipeline whose facts.adapters holds "lora" has
 # `adapted(adapters)`: a context manager that mixes AdapterFiles (kinema.pipelines.adapters)
 # in by their scales for the calls inside it and leaves the model as it was on exit.
-EDIT_OPTIONS = ("seed", "steps", "guidance", "negative", "progress")
+EDIT_OPTIONS = ("seed", "steps", "guidance", "negative", "progress", "preview")
 OPTIONS = {
     "__call__": ("seed", "frames", "size", "steps", "guidance", "negative", "fps", "keyframes", "last_image")
-    + ("loop", "progress"),
+    + ("loop", "progress", "preview"),
     "extend": (*EDIT_OPTIONS, "backward"),
     "remix": (*EDIT_OPTIONS, "strength"),
     "inpaint": EDIT_OPTIONS,

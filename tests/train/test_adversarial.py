@@ -118,3 +118,17 @@ def test_a_decoder_given_a_refiner_warm_starts_from_a_plain_vae(tmp_path):
     assert vae.config.refine_channels == 8
     assert vae.dec_refine.out.weight.abs().sum() > 0  # the refiner learned
     assert torch.equal(vae.enc_in.conv.weight, source.enc_in.conv.weight)  # the encoder did not
+
+
+def test_without_critic_terms_no_discriminator_is_trained(tmp_path):
+    preset = dataclasses.replace(
+        get_preset("vae-gan-tiny"), steps=2, adversarial_weight=0.0, feature_weight=0.0
+    )
+    trainer = Trainer(preset, tmp_path / "plain")
+    before = [p.clone() for p in trainer.stage.discriminator.parameters()]
+    decoder_before = trainer.model.dec_out.conv.weight.clone()
+    trainer.run(progress=False, validate=False)
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, trainer.stage.discriminator.parameters(), strict=True)
+    )
+    assert not torch.equal(decoder_before, trainer.model.dec_out.conv.weight)

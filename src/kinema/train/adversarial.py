@@ -158,6 +158,8 @@ class AdversarialDecoderStage(VAEStage):
         edge = gradient_loss(recon, x)
         base = rec + p.edge_weight * edge + self.config.kl_weight * kl
         metrics = {"rec": rec.detach(), "edge": edge.detach()}
+        if not (p.adversarial_weight or p.feature_weight):  # no critic terms: no critic to train
+            return base, metrics
         metrics.update(self._train_discriminator(x, recon.detach()))
         if step < p.adversarial_start:
             return base, metrics

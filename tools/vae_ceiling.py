@@ -5,6 +5,7 @@ and the PSNR of free-colour clips (any RGB object on any RGB background, a strea
 training run draws). Also each clip written as the H.264 mp4 a user gets (`--files`).
 
     PYTHONPATH=src python tools/vae_ceiling.py src/kinema/weights/builtin/vae runs/vae-decoder-gan --prompts 50
+    PYTHONPATH=src python tools/vae_ceiling.py runs/vae-decoder-refine --lesson pink   # + a taught colour
 
 Prints one JSON object per VAE.
 """
@@ -25,6 +26,7 @@ from kinema.train.evaluate import prompt_sets
 from kinema.train.stages import load_vae, psnr
 from kinema.world import check, parse, render_frames
 from kinema.world.dataset import free_colour_sample
+from kinema.world.lessons import lesson_test
 from kinema.world.sharpness import clip_sharpness, summarise
 
 
@@ -37,11 +39,14 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.inference_mode()
-def ceiling(folder: str, n: int, files: bool) -> dict:
+def ceiling(folder: str, n: int, files: bool, lessons: tuple[str, ...] = ()) -> dict:
     vae = load_vae(folder)
     out: dict = {"vae": folder, "per_set": n, "sets": {}}
+    sets = prompt_sets(n)
+    for colour in lessons:  # a colour outside v1, as an adapter would be taught it
+        sets[f"taught_{colour}"] = lesson_test(colour, n)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, prompts in prompt_sets(n).items():
+        for name, prompts in sets.items():
             passed, written, psnrs, measures, failures = 0, 0, [], [], []
             for i, (prompt, seed) in enumerate(prompts):
                 clip = render_frames(parse(prompt), seed=seed, frames=17, size=64)
@@ -77,10 +82,16 @@ def main() -> None:
     parser.add_argument("vae", nargs="+", help="VAE checkpoint folders")
     parser.add_argument("--prompts", type=int, default=50, help="prompts a set (default 50)")
     parser.add_argument("--files", action="store_true", help="also judge each clip written as mp4")
+    parser.add_argument(
+        "--lesson",
+        action="append",
+        default=[],
+        help="also a colour outside v1 (e.g. pink): lesson_test's set",
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     for folder in args.vae:
-        print(json.dumps(ceiling(folder, args.prompts, args.files)), flush=True)
+        print(json.dumps(ceiling(folder, args.prompts, args.files, tuple(args.lesson))), flush=True)
 
 
 if __name__ == "__main__":

@@ -478,10 +478,15 @@ def shot_request(shot: Shot, template: ClipRequest, fps: float) -> ClipRequest:
 
 def check_board(shots: Sequence[Shot], template: ClipRequest, facts: ModelFacts, fps: float) -> None:
     """Check every shot's request (prompt screen, lengths, images and their likeness)
-    before anything is generated; errors name the shot."""
+    before anything is generated; errors name the shot. A shot that continues the one
+    before is checked as the image-to-video take it will be (a model without i2v refuses
+    it now, not after the shots before it were made)."""
+    width, height = template.size or (facts.default("size", 64),) * 2
+    stand_in = np.full((height, width, 3), 128, np.uint8)  # the previous shot's last frame
     for shot in shots:
+        first = stand_in if shot.transition == "continue" and shot.image is None else None
         try:
-            check(shot_request(shot, template, fps), facts)
+            check(shot_request(shot, template, fps), facts, first=first)
         except InputError as e:
             raise InputError(f"shot {shot.index}: {e}") from None
 

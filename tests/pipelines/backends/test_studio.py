@@ -127,3 +127,16 @@ def test_qa_measures_a_backend_clip(capsys, tmp_path, tiny_folders):
     report = json.loads(stdout)
     assert set(report["metrics"]) >= {"background_flicker", "warping_error", "identity_drift"}
     assert all(np.isfinite(m["value"]) and len(m["per_frame"]) >= 8 for m in report["metrics"].values())
+
+
+def test_a_continued_shot_on_a_folder_without_i2v_is_refused_before_any_shot(capsys, tmp_path, tiny_folders):
+    board = tmp_path / "board.yaml"
+    board.write_text(BOARD)
+    film = tmp_path / "film.mp4"
+    args = ("storyboard", board, "-o", film, "--model", tiny_folders["wan"], "--steps", 1, "--size", 64)
+    code, _, err = run(capsys, *args)
+    assert code == 2 and err.strip() == (
+        "kinema: error: shot 2: the model wan does not do image to video from a first image (i2v); "
+        "it serves t2v, remix"
+    )
+    assert not film.exists() and not list(tmp_path.glob(".kinema*"))  # shot 1 was never made

@@ -1,8 +1,10 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
+from kinema.errors import InputError
 from kinema.train.adversarial import ClipDiscriminator, gradient_loss
 from kinema.train.data import preset_samples
 from kinema.train.presets import get_preset, override
@@ -132,3 +134,24 @@ def test_without_critic_terms_no_discriminator_is_trained(tmp_path):
         torch.equal(a, b) for a, b in zip(before, trainer.stage.discriminator.parameters(), strict=True)
     )
     assert not torch.equal(decoder_before, trainer.model.dec_out.conv.weight)
+
+
+def test_refiner_only_trains_the_refiner_alone(tmp_path):
+    plain = dataclasses.replace(get_preset("vae-gan-tiny"), steps=1)
+    Trainer(plain, tmp_path / "plain").run(progress=False, validate=False)
+    preset = dataclasses.replace(
+        plain,
+        steps=2,
+        refiner_only=True,
+        adversarial_weight=0.0,
+        feature_weight=0.0,
+        model={**plain.model, "refine_channels": 8, "refine_features": 4},
+    )
+    trainer = Trainer(preset, tmp_path / "refined", init_from=tmp_path / "plain")
+    trainer.run(progress=False, validate=False)
+    source, vae = load_vae(tmp_path / "plain"), load_vae(tmp_path / "refined")
+    for name, weight in source.state_dict().items():
+        assert torch.equal(weight, vae.state_dict()[name]), name  # the encoder and decoder body stayed
+    assert vae.dec_refine.out.weight.abs().sum() > 0
+    with pytest.raises(InputError, match="refiner_only needs a decoder with a refiner"):
+        Trainer(dataclasses.replace(plain, refiner_only=True), tmp_path / "none")

@@ -73,6 +73,11 @@ class VAEStage:
             for name, p in model.named_parameters():
                 if name.startswith("enc_"):
                     p.requires_grad_(False)
+        if self.preset.refiner_only:
+            if not self.config.refine_channels:
+                raise InputError("refiner_only needs a decoder with a refiner (model refine_channels > 0)")
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.startswith(("dec_refine.", "dec_features.")))
         return model
 
     def adapt_init(self, weights: dict[str, torch.Tensor], model: VideoVAE) -> dict[str, torch.Tensor]:

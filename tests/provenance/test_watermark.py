@@ -96,9 +96,9 @@ def test_invisible_by_measure(bg, colour, size, limit):
 
 def test_no_fixed_high_frequency_pattern():
     # the carrier is low-frequency: little of it is left in the σ = 1.5 px high-pass that a
-    # speckle shows in (a per-pixel ±1 pattern keeps ~80 % of its energy there)
+    # speckle shows in (a per-pixel ±1 pattern keeps 95 % of its RMS there)
     pattern = grid.render(grid.chip_grid(PAYLOAD[:4], KEY, grid.SMALL), 64, 64, 1)
-    assert float(grid.high_pass(pattern).std()) < 0.4 * float(pattern.std())
+    assert float(grid.high_pass(pattern).std()) < 0.4 * float(pattern.std())  # 0.36
     # and it is keyed: two keys' patterns are unrelated
     other = grid.render(grid.chip_grid(PAYLOAD[:4], b"other", grid.SMALL), 64, 64, 1)
     assert abs(float(np.corrcoef(pattern.ravel(), other.ravel())[0, 1])) < 0.2

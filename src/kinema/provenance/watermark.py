@@ -1,41 +1,48 @@
 """Invisible, keyed, robust video watermark v3: a payload in every frame, shaped to the content.
 
-Design (classical spread spectrum, no learned model), as v2 but made invisible by measure:
+Design (classical spread spectrum, no learned model; the grid is watermark_grid.py, the
+detector's search watermark_search.py, the channel code watermark_code.py):
 
-- The mark lives on a square grid of cells (a tile): 16×16 cells on frames under 96 px a
-  side (4 px cells at 64 px), 24×24 above (about 5 px cells at 128 px). Frames up to ~190 px
+- The mark lives on a square grid of cells (a tile): 20×20 cells on frames under 96 px a
+  side (3.2 px cells at 64 px), 32×32 above (4 px cells at 128 px). Frames up to ~190 px
   carry one tile in *normalised* coordinates, so it scales with the frame and a resize
-  needs no search; larger frames repeat square tiles of ~128 px. Cells of 4 px and more,
-  rendered as smooth bumps (Gaussian, 0.45 cells), are a low-frequency carrier: little of
-  the mark is left in a high-pass of the frame (luma minus its σ = 1.5 px blur), where a
-  fixed fine pattern is what the eye sees as speckle in a flat region.
-- Payload: 64 bits from 96 px up; 32 bits on smaller frames, where 256 cells cannot carry
-  64 bits and a CRC at an invisible amplitude through every attack. Each is followed by a
-  CRC-16, whitened by a keyed pad, coded by the tail-biting rate-1/3, K=9 convolutional
-  code of watermark_code.py (soft Viterbi), spread over the data cells by a keyed
-  interleaver with keyed scrambling signs; a keyed share of the cells is a known pilot
-  (sync + detection). All key-dependent choices come from HMAC-SHA256(key, label) seeds.
-- Content shaping (just-noticeable-difference masking): each frame's mark is scaled by a
-  mask that is 1 in flat regions and up to 1 + _MASK_GAIN where the frame's own local
-  contrast (texture, edges) hides a change; the amplitude is then set per frame so the
-  frame's PSNR is TARGET_PSNR_DB (never under MIN_PSNR_DB). The mark is added to the luma
-  (the same value to R, G and B) and is the same in every frame: frame averaging raises
-  the SNR, dropped frames cost nothing, and nothing flickers.
-- Headroom: the mark is clipped at 0 and 255. On a black background a zero-mean mark keeps
-  only its positive half (on white, its negative half); the decoder removes the local mean,
-  so what is left still correlates with the pattern. What no design can do: a brightness
-  gain that clips a white background to 255 (×1.2 clips everything above 212) sets every
-  marked pixel there to the same value; the mark in those pixels is gone. `detect` then
+  needs no search; larger frames repeat square tiles of ~128 px. The cells are rendered
+  as smooth Gaussian bumps (0.45 cells): a low-frequency carrier with no fixed fine
+  pattern, so little of it is left in the high-pass where speckle shows (luma minus its
+  σ = 1.5 px blur keeps 36 % of its RMS at 64 px, 25 % at 128 px; 95 % of a per-pixel one).
+- Payload: 64 bits from 96 px up; the first 32 bits on smaller frames, where 400 cells at
+  an invisible amplitude cannot carry 64 bits and a CRC through every attack. Each is
+  followed by a CRC-16, whitened by a keyed pad, coded by the tail-biting rate-1/3, K=9
+  convolutional code (soft Viterbi), spread over the data cells by a keyed interleaver
+  with keyed scrambling signs; a keyed share of the cells is a known pilot (sync and
+  detection). All key-dependent choices come from HMAC-SHA256(key, label) seeds.
+- Content shaping: each frame's mark is scaled by a just-noticeable-difference mask, 1 in
+  flat regions and up to 1 + _MASK_GAIN where the frame's own local contrast (texture,
+  edges) hides a change. Its amplitude is set per frame so that the frame's PSNR is
+  TARGET_PSNR_DB (never under MIN_PSNR_DB), and lowered where that would take the frame's
+  flat-region residual (the measure of watermark_bench) past RESIDUAL_LIMITS. The mark is
+  added to the luma (the same value to R, G and B) and is the same in every frame: frame
+  averaging raises the SNR, dropped frames cost nothing, and nothing flickers.
+- Headroom: on black (white) the pattern rides _LIFT of its RMS above (below) the level,
+  and what still crosses 0 or 255 is clipped: a one-sided mark there, which the decoder's
+  local-mean removal reads as it reads a two-sided one. (Lifting makes its quantised
+  bumps survive H.264 in flat black; the GIF writer keeps a background's frequent exact
+  shades, so the faint shading is not merged into one colour.) What no design can do: a
+  brightness gain that clips a white background to 255 (×1.2 clips everything above 212)
+  sets every marked pixel there to 255; the mark in those pixels is gone. `detect` then
   reports no detection (or, where some of the frame kept it, a detected mark whose payload
   is unreadable), never a wrong payload.
-- Detection averages high-passed, robustly clipped luma over frames, then searches the
-  geometry a crop can cause (visible fraction 0.86…1 and offset; for each, the grid that the
-  original size implies) by FFT cross-correlation of the pilot. The score is the peak's
-  z-score against the whole correlation surface; the threshold accounts for the hypotheses
-  searched, for a false-positive rate of about 1e-6 per clip. The payload cells at the best
-  geometry are decoded with maximum-ratio combining (each weighted by how well the pilot
-  survived around it); the payload is reported only when its CRC-16 holds. A weaker pilot
-  (a 1e-2 threshold) with a payload that passes the CRC-16 is also a detection (~1.5e-7).
+- Detection averages high-passed, robustly clipped luma over frames, each pixel weighted
+  down by the host's own local contrast there (edges are mostly host; a moving object's
+  pixel is read from the frames where it is background), then searches the geometry a crop
+  can cause (visible fraction 0.86…1 and offset; for each, the grid that the original size
+  implies) by FFT cross-correlation of the pilot. The score is the peak's z-score against
+  the whole correlation surface; the threshold accounts for the hypotheses searched, for a
+  false-positive rate of about 1e-6 per clip. The payload cells at the best geometry are
+  decoded with maximum-ratio combining (each cell weighted by how well the pilot survived
+  around it), with three estimates of that channel tried in turn; the payload is reported
+  only when its CRC-16 holds (a wrong decode passes with probability 3 × 2**-16). A weaker
+  pilot (a 1e-2 threshold) whose payload passes the CRC-16 is also a detection (~5e-7).
 - v2 marks are still read: when no v3 mark is found, `detect` tries the v2 detector
   (watermark_v2) and reports `version` 2 if that finds one.
 """
@@ -125,7 +132,7 @@ class WatermarkResult:
 
     detected: a kinema watermark under this key is present: the pilot's score passed the
     threshold (a ~1e-6 false-positive rate), or it passed check_threshold and the payload
-    passed its CRC-16 (~1.5e-7).
+    passed its CRC-16 (~5e-7: three channel estimates are tried).
     payload_valid: the decoded payload passed its CRC-16 (False when not detected).
     payload: the decoded bytes when detected and valid, else None (detected with an
     invalid payload means "a kinema watermark is present, its payload is unreadable").

@@ -4,12 +4,13 @@ Design (classical spread spectrum, no learned model; the grid is watermark_grid.
 detector's search watermark_search.py, the channel code watermark_code.py):
 
 - The mark lives on a square grid of cells (a tile): 20×20 cells on frames under 96 px a
-  side (3.2 px cells at 64 px), 32×32 above (4 px cells at 128 px). Frames up to ~190 px
+  side (3.2 px cells at 64 px), 36×36 above (3.6 px cells at 128 px: finer cells lose
+  less to a noisy picture's own low frequencies, which H.264 keeps). Frames up to ~190 px
   carry one tile in *normalised* coordinates, so it scales with the frame and a resize
   needs no search; larger frames repeat square tiles of ~128 px. The cells are rendered
   as smooth Gaussian bumps (0.45 cells): a low-frequency carrier with no fixed fine
   pattern, so little of it is left in the high-pass where speckle shows (luma minus its
-  σ = 1.5 px blur keeps 36 % of its RMS at 64 px, 25 % at 128 px; 95 % of a per-pixel one).
+  σ = 1.5 px blur keeps 36 % of its RMS at 64 px, 27 % at 128 px; 95 % of a per-pixel one).
 - Payload: 64 bits from 96 px up; the first 32 bits on smaller frames, where 400 cells at
   an invisible amplitude cannot carry 64 bits and a CRC through every attack. Each is
   followed by a CRC-16, whitened by a keyed pad, coded by the tail-biting rate-1/3, K=9
@@ -112,15 +113,17 @@ MIN_PSNR_DB = 40.0
 # The visibility budget (flat-region residual, see watermark_grid), per frame: the frame's
 # residual with the mark stays within RESIDUAL_LIMITS grey levels (frames under
 # SMALL_FRAME_PX a side, larger ones; issue 25 asks 1.0 and 0.7 pooled over a clip) where
-# the picture's own residual leaves room; the mark's own part may always have
-# RESIDUAL_FLOORS (a picture noisier than the limit by itself stays that noisy).
-RESIDUAL_LIMITS = (0.95, 0.68)
+# the picture's own residual leaves room, and the mark's own part may always have
+# RESIDUAL_SHARE of the limit; on a picture whose own residual is past the limit already,
+# the mark's own part may have RESIDUAL_FLOORS.
+RESIDUAL_LIMITS = (0.95, 0.66)
+RESIDUAL_SHARE = 0.6
 RESIDUAL_FLOORS = (0.6, 0.75)
 _PALETTE_COLOURS = 64  # clips with at most this many colours keep their edges unmarked
 # Neighbourhoods (in tiles) for estimating how well the mark survived around each cell
 # (None: all cells alike), tried in turn (see _detect).
 _MRC_SIGMAS = (0.25, 0.5, None)
-_MASK_GAIN = 0.5  # the mark grows up to (1 + this) times where local contrast hides it
+_MASK_GAIN = 0.25  # the mark grows up to (1 + this) times where local contrast hides it
 _MASK_CONTRAST = 12.0  # local luma contrast (std, grey levels) that earns the full gain
 _LIFT = 0.5  # on black (white), the pattern rides this far (in its RMS) above (below) the level
 _SATURATED = 2  # luma this close to 0 or 255 has room for a mark on one side only
@@ -281,7 +284,7 @@ def _visibility_amplitude(
     frame: np.ndarray, mark: np.ndarray, amp: float, limit: float, floor: float
 ) -> float:
     """AMP, or less where the mark at AMP would take the frame's flat-region residual past
-    LIMIT and its own part past FLOOR."""
+    LIMIT (see RESIDUAL_LIMITS; FLOOR is the mark's own allowance on a picture past it)."""
     flat = flat_mask(frame)
     if flat.sum() < 16:
         return amp
@@ -289,7 +292,11 @@ def _visibility_amplitude(
     host = high_pass(luma(f[None])[0])[flat]
     marked = np.clip(f + amp * mark[..., None], 0, 255).round()
     own = float((high_pass(luma(marked[None])[0])[flat] - host).std())
-    budget = max(math.sqrt(max(limit**2 - float(host.std()) ** 2, 0.0)), floor)
+    picture = float(host.std())
+    if picture >= limit:  # the limit cannot be kept whatever the mark does
+        budget = floor
+    else:
+        budget = max(math.sqrt(limit**2 - picture**2), RESIDUAL_SHARE * limit)
     return amp if own <= budget else amp * budget / own
 
 

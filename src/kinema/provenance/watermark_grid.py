@@ -58,7 +58,7 @@ class Profile:
 
 
 SMALL = Profile(20, 8 * SMALL_PAYLOAD_BYTES)
-LARGE = Profile(32, PAYLOAD_BITS)
+LARGE = Profile(36, PAYLOAD_BITS)
 
 
 def profile(h: int, w: int) -> Profile:

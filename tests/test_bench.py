@@ -46,6 +46,28 @@ def test_watermark_bench_clips_are_shapes_world_clips_of_the_asked_size():
     ).any()
 
 
+def test_watermark_bench_prompts_are_shapes_world_prompts_on_the_asked_background():
+    from kinema.world import parse
+
+    for background in ("black", "gray", "white"):
+        prompt = bench.watermark_prompt(5, background)
+        assert parse(prompt).background == background and prompt.endswith(f"on a {background} background")
+    assert bench.watermark_prompt(5, "gray") != bench.watermark_prompt(6, "gray")
+
+
+def test_watermark_bench_model_clips_are_generated_once_and_cached(tiny_model, tmp_path):
+    import numpy as np
+
+    clips = bench.ModelClips(tmp_path / "cache", model=str(tiny_model))
+    clip = clips(0, "black", 64)
+    assert (clip.num_frames, clip.width, clip.fps) == (16, 64, 8.0)
+    cached = tmp_path / "cache" / f"black-64-{bench.WATERMARK_SEED}.npy"
+    assert np.array_equal(np.load(cached), clip.frames)
+    # a rerun reads the cache: a fresh source never loads the model for it
+    again = bench.ModelClips(tmp_path / "cache", model="no such model")
+    assert np.array_equal(again(0, "black", 64).frames, clip.frames)
+
+
 def test_cold_start_times_every_phase_of_a_fresh_generate(tiny_model):
     result = bench.cold_start(str(tiny_model), runs=1, steps=1)
     assert result["not_found"] == []  # every phase it names exists in the code it times

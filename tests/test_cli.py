@@ -236,9 +236,11 @@ def test_detect_and_bench_watermark_refuse_bad_input(capsys, tmp_path):
 def test_bench_watermark_prints_the_table(capsys):
     code, out, _ = run(capsys, "bench", "--watermark", "--clips", "1")
     result = json.loads(out)["watermark"]
-    assert code == 0 and result["sizes"] == [64, 256] and result["clips_per_size"] == 1
-    assert {r["attack"] for r in result["robustness"]} >= {"h264_crf23", "vp9", "gif", "brightness_1.2"}
-    assert result["false_positives"]["trials"] == 200 and result["summary"]["wrong_payloads"] == 0
+    assert code == 0 and result["sizes"] == [64, 128] and result["clips_per_background_and_size"] == 1
+    assert result["backgrounds"] == ["black", "gray", "white"] and len(result["visibility"]) == 6
+    assert {r["attack"] for r in result["robustness"]} >= {"h264_crf30", "vp9", "gif", "brightness_1.2"}
+    assert result["false_positives"]["trials"] == 200
+    assert all(r["wrong_payloads"] == 0 for r in result["robustness"]) and result["acceptance"]["checks"] > 0
 
 
 # ---------------------------------------------------------------- the CLI as users expect (issue 19)

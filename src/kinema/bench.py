@@ -377,7 +377,7 @@ def cold_start(
     }
 
 
-WATERMARK_CLIPS = 50  # shapes-world clips a size when --clips is not given
+WATERMARK_CLIPS = 50  # model clips per background and size when --clips is not given
 
 
 def run(
@@ -394,12 +394,14 @@ def run(
 ) -> dict:
     """`kinema bench` with its flags, as a JSON-ready dict: the speed bench (`bench`) by
     default, peak memory per configuration on DEVICE (--memory: `memory`), long clips
-    (--lengths: `lengths`), a real server's API latency (--web), watermark robustness
-    over CLIPS shapes-world clips a size (--watermark, default WATERMARK_CLIPS; PROGRESS
-    follows it clip by clip) or the cold start of `kinema generate` (--cold:
-    `cold_start`). Refuses (InputError) combinations that mean nothing: --watermark
-    takes only --clips, --clips goes only with --watermark, --device only with --memory,
-    --web and --lengths take neither --memory nor --device, and --cold takes only --model."""
+    (--lengths: `lengths`), a real server's API latency (--web), watermark visibility and
+    robustness over CLIPS built-in model clips per background and size, cached in
+    KINEMA_HOME/cache/watermark-bench (`ModelClips`), and false positives over world
+    renders (--watermark, default WATERMARK_CLIPS; PROGRESS follows it clip by clip) or
+    the cold start of `kinema generate` (--cold: `cold_start`). Refuses (InputError)
+    combinations that mean nothing: --watermark takes only --clips, --clips goes only with
+    --watermark, --device only with --memory, --web and --lengths take neither --memory
+    nor --device, and --cold takes only --model."""
     if watermark:
         if peak_memory or long_clips or web or model is not None or device != "cpu":
             raise InputError("bench --watermark takes only --clips (no model, --memory or --device)")
@@ -408,7 +410,7 @@ def run(
             raise InputError(f"--clips must be at least 1, got {clips}")
         from kinema.provenance import watermark_bench
 
-        return watermark_bench.run(world_clip, clips, progress=progress)
+        return watermark_bench.run(ModelClips(), world_clip, clips, progress=progress)
     if clips is not None:
         raise InputError("--clips applies to bench --watermark")
     if device not in ("cpu", "cuda"):
@@ -432,6 +434,65 @@ def run(
     if peak_memory:
         return memory(model, device)
     return bench(model)
+
+
+WATERMARK_SEED = 10**6  # generation seeds of the bench's model clips start here, far from training's
+
+
+def watermark_prompt(index: int, background: str) -> str:
+    """Shapes-world prompt number INDEX on BACKGROUND: a scene drawn from the index (one or
+    two objects, any motion), its background set to the one asked for."""
+    import dataclasses
+
+    import numpy as np
+
+    from kinema.world.dataset import sample_scene
+    from kinema.world.grammar import format_prompt
+
+    scene = sample_scene(np.random.default_rng([0x3A7E, index]))
+    return format_prompt(dataclasses.replace(scene, background=background))
+
+
+class ModelClips:
+    """The watermark bench's clips: the built-in model's own output (unmarked pixels), one
+    per (index, background, size), generated once and cached as .npy under FOLDER
+    (default KINEMA_HOME/cache/watermark-bench/<model hash>), so a rerun costs only the
+    measurement. Clip INDEX is the prompt `watermark_prompt(index, background)` at seed
+    WATERMARK_SEED + index, 16 frames at 8 fps, the model's default steps and guidance."""
+
+    def __init__(self, folder: Path | None = None, model: str | None = None):
+        self.model_name, self._model, self._folder = model, None, folder
+
+    def _load(self):
+        if self._model is None:
+            from kinema.render.handle import Model
+
+            # the pipeline's own pixels: attach returns the render unmarked
+            self._model = Model.load(self.model_name, "cpu", lambda rendered: rendered.video)
+        return self._model
+
+    @property
+    def folder(self) -> Path:
+        if self._folder is None:
+            from kinema.state import kinema_home
+
+            digest = (self._load().model_hash or "unknown")[:16]
+            self._folder = kinema_home() / "cache" / "watermark-bench" / digest
+        return self._folder
+
+    def __call__(self, index: int, background: str, size: int) -> Video:
+        import numpy as np
+
+        path = self.folder / f"{background}-{size}-{WATERMARK_SEED + index}.npy"
+        if path.exists():
+            return Video(np.load(path), 8.0)
+        model = self._load()
+        video = model(watermark_prompt(index, background), seed=WATERMARK_SEED + index, size=size, frames=16)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, video.frames)
+        tmp.replace(path)
+        return Video(video.frames, 8.0)
 
 
 def world_clip(index: int, size: int) -> Video:

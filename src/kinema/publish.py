@@ -43,7 +43,7 @@ from kinema.provenance.c2pa import (
 from kinema.provenance.keys import ensure_keys, watermark_key
 from kinema.provenance.origin import WORLD_RENDERER, Origin
 from kinema.provenance.watermark import ALGORITHM as WATERMARK_ALGORITHM
-from kinema.provenance.watermark import PAYLOAD_BYTES, embed
+from kinema.provenance.watermark import PAYLOAD_BYTES, embed, payload_bytes
 from kinema.state import kinema_home
 from kinema.version import __version__
 
@@ -161,11 +161,13 @@ def publish(
 
 def mark(video: Video, settings: dict, origin: Origin) -> tuple[Video, bytes]:
     """VIDEO with the invisible watermark of (signing key, model, seed, prompt, settings),
-    and its payload. Only a trained model's output is marked."""
+    and the payload its pixels carry (8 bytes, or the first 4 on frames under 96 px). Only
+    a trained model's output is marked."""
     if not origin.trained:
         raise ValueError(f"{origin.name} is not a trained model; its output is not watermarked")
     key = watermark_key(kinema_home())
-    payload = watermark_payload(key, origin, settings)
+    # what the pixels carry (the first 32 bits on frames under 96 px) is the soft binding
+    payload = watermark_payload(key, origin, settings)[: payload_bytes(video.height, video.width)]
     return embed(video, payload, key), payload
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from kinema.errors import InputError
 from kinema.io import Audio, Video, VideoError, read_video, write_png, write_video
-from kinema.provenance import verify, watermark
+from kinema.provenance import verify, watermark, watermark_v2
+from kinema.provenance import watermark_grid as grid
 from kinema.provenance.c2pa import (
     ALGORITHMIC_MEDIA,
     Generation,
@@ -28,6 +29,7 @@ from kinema.world import parse, render_frames
 
 PROMPT = "a red circle moving right on a black background"
 PAYLOAD = bytes.fromhex("0123456789abcdef")[: watermark.PAYLOAD_BYTES]
+CARRIED = PAYLOAD[: watermark.payload_bytes(64, 64)]  # what a 64 px mark carries: 32 bits
 
 
 @pytest.fixture
@@ -92,8 +94,9 @@ def test_published_mp4_is_trusted_with_watermark(tmp_path, keys):
     assert c2pa["state"] == "Trusted", c2pa["reason"]
     assert c2pa["claims"]["generation"]["prompt"] == PROMPT
     assert c2pa["trust_anchor"] == str(keys.root_cert)
-    assert mark["detected"] is True and mark["payload"] == PAYLOAD.hex()
-    assert mark["payload_valid"] is True
+    # a 64 px clip carries the soft binding's first 32 bits, and they match it
+    assert mark["detected"] is True and mark["payload"] == CARRIED.hex() and mark["payload_bits"] == 32
+    assert mark["payload_valid"] is True and mark["version"] == 3 and mark["algorithm"] == watermark.ALGORITHM
     assert isinstance(mark["score"], float) and mark["matches_manifest"] is True
     assert report["summary"].startswith("manifest trusted")
     assert report["summary"].endswith("kinema watermark found")
@@ -109,7 +112,7 @@ def test_reencoded_file_keeps_the_watermark_only(tmp_path, keys):
     write_video(read_video(path), copy, crf=23)
     report = verify_file(copy)
     assert report["c2pa"]["state"] == "Absent"
-    assert report["watermark"]["detected"] and report["watermark"]["payload"] == PAYLOAD.hex()
+    assert report["watermark"]["detected"] and report["watermark"]["payload"] == CARRIED.hex()
     assert report["summary"] == "kinema watermark found; no manifest (stripped?)"
 
 
@@ -188,7 +191,7 @@ def test_other_media_kinds(tmp_path, keys, name):
     report = verify_file(path)
     assert report["c2pa"]["state"] == "Trusted", report["c2pa"]["reason"]
     assert report["watermark"]["detected"], report["watermark"]
-    assert report["watermark"]["payload"] == PAYLOAD.hex()
+    assert report["watermark"]["payload"] == CARRIED.hex()
     if name == "clip.webm":
         assert report["c2pa"]["source"] == "sidecar"
     if name == "frames":
@@ -199,10 +202,11 @@ def unreadable(video: Video) -> Video:
     """VIDEO with a mark under the local key whose pilot is intact but whose data cells
     are scrambled: what a heavily attacked clip can leave."""
     key = watermark_key(kinema_home())
-    layout = watermark._layout(key)
-    grid = watermark._chip_grid(PAYLOAD, key).reshape(-1)
-    grid[layout.data_cells] = np.random.default_rng(3).choice([-1.0, 1.0], len(layout.data_cells))
-    mark = watermark._render(grid.reshape(watermark._GRID, -1), video.height, video.width, 1)
+    prof = grid.profile(video.height, video.width)
+    lay = grid.layout(key, prof)
+    chips = grid.chip_grid(CARRIED, key, prof).reshape(-1)
+    chips[lay.data_cells] = np.random.default_rng(3).choice([-1.0, 1.0], len(lay.data_cells))
+    mark = grid.render(chips.reshape(prof.grid, -1), video.height, video.width, 1)
     frames = video.frames.astype(np.float32) + 4 * mark[None, ..., None]
     return video.with_frames(np.clip(frames, 0, 255).round().astype(np.uint8))
 
@@ -307,3 +311,20 @@ def test_missing_path_and_empty_folder_are_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(VerifyError, match="no frame"):
         verify_file(tmp_path / "empty")
+
+
+def test_a_128px_clip_carries_all_64_bits_and_a_v2_mark_is_still_read(tmp_path, keys):
+    report = verify_file(published(tmp_path, "big.mp4", keys, clip(16, size=128)))
+    mark = report["watermark"]
+    assert mark["payload"] == PAYLOAD.hex() and mark["payload_bits"] == 64 and mark["matches_manifest"]
+    old = watermark_v2.embed(clip(), PAYLOAD, watermark_key(kinema_home()))
+    report = verify_file(published(tmp_path, "old.mp4", keys, old, mark=False))
+    mark = report["watermark"]
+    assert mark["detected"] and mark["version"] == 2 and mark["payload"] == PAYLOAD.hex()
+    assert mark["matches_manifest"] is True and report["summary"].endswith("kinema watermark found (v2)")
+
+
+def test_a_soft_binding_that_does_not_start_with_the_marks_bits_is_a_mismatch(tmp_path, keys):
+    video = watermark.embed(clip(), bytes(8), watermark_key(kinema_home()))
+    report = verify_file(published(tmp_path, "other.mp4", keys, video, mark=False))
+    assert report["watermark"]["payload"] == "00000000" and report["watermark"]["matches_manifest"] is False

@@ -178,7 +178,7 @@ def bench(
     clips: Annotated[
         int | None,
         typer.Option(
-            help="--watermark: shapes-world clips per size, default 50 (false-positive trials: 200 a clip)."
+            help="--watermark: built-in model clips per background and size, default 50 (cached under KINEMA_HOME/cache; false-positive trials: 200 a clip)."
         ),
     ] = None,
 ) -> None:

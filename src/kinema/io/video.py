@@ -303,22 +303,28 @@ def _resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 def gif_palette(frames: np.ndarray) -> np.ndarray:
     """A 256-colour palette (256, 3) for `frames`: exact when they use ≤ 256 colours.
 
-    Otherwise the most frequent colours on a 5-bit-per-channel grid, which keeps flat
-    shapes exact and spends the rest on their anti-aliased edges.
+    Otherwise the exact colours that each cover at least 1/512 of the pixels (up to 128:
+    a flat background's few shades, so a near-black or near-white region keeps its
+    low-contrast detail instead of becoming one colour), then the most frequent colours
+    on a 5-bit-per-channel grid, which keeps flat shapes close and spends the rest on
+    their anti-aliased edges.
     """
     pixels = frames.reshape(-1, 3)
     packed = (pixels[:, 0].astype(np.uint32) << 16) | (pixels[:, 1].astype(np.uint32) << 8) | pixels[:, 2]
     uniq, counts = np.unique(packed, return_counts=True)
     if len(uniq) > 256:
+        by_count = np.argsort(-counts, kind="stable")[:128]
+        common = uniq[by_count[counts[by_count] * 512 >= len(pixels)]]
+        exact = np.stack([(common >> 16) & 255, (common >> 8) & 255, common & 255], axis=1).astype(np.uint8)
         coarse = (pixels >> 3).astype(np.uint32)
         key = (coarse[:, 0] << 10) | (coarse[:, 1] << 5) | coarse[:, 2]
-        keys, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-        # the mean true colour of each coarse cell, for the 256 fullest cells
+        keys, inverse, cell_counts = np.unique(key, return_inverse=True, return_counts=True)
+        # the mean true colour of each coarse cell, for the fullest cells
         sums = np.zeros((len(keys), 3))
         np.add.at(sums, inverse, pixels.astype(np.float64))
-        means = np.round(sums / counts[:, None]).astype(np.uint8)
-        order = np.argsort(-counts)[:256]
-        palette = means[order]
+        means = np.round(sums / cell_counts[:, None]).astype(np.uint8)
+        order = np.argsort(-cell_counts, kind="stable")[: 256 - len(exact)]
+        palette = np.concatenate([exact, means[order]])
     else:
         palette = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=1).astype(np.uint8)
     out = np.zeros((256, 3), np.uint8)

@@ -9,6 +9,7 @@ other container PyAV can decode) with one JSON-ready dict and never raises for o
               "source": "embedded|sidecar|None", "claims": {...} | None,
               "ingredients": [...]},
      "watermark": {"detected": bool, "payload_valid": bool, "payload": "<hex>" | None,
+                   "payload_bits": 32 | 64, "version": 3 | 2, "algorithm": ...,
                    "score": float, "checked": bool, "matches_manifest": bool | None, ...},
      "summary": "<one sentence>"}
 
@@ -19,7 +20,12 @@ signing key (`keys.watermark_key`); without local keys the watermark is not look
 seconds of a clip are decoded for the watermark (it is decodable from any one second).
 A detected mark whose payload fails its integrity check (a heavily attacked clip) is
 reported as found with payload_valid false and payload None ("payload unreadable"); its
-match with the manifest's soft binding is then unknown (None), not false.
+match with the manifest's soft binding is then unknown (None), not false. A mark on frames
+under 96 px a side carries the first 32 bits of the payload (`payload_bits`), which match
+the manifest's soft binding when they are its first 32 bits. Marks made before v3 are
+still read (`version` 2). A white background brightened until it clips (×1.2 sets every
+pixel above 212 to 255) keeps no mark in those pixels: such a file reports no watermark
+found, or a watermark found with its payload unreadable, never a wrong payload.
 
 A path that does not exist, is not media, or cannot be decoded at all raises VerifyError
 (an InputError: the CLI exits 2). A damaged file that still decodes some frames (a
@@ -82,7 +88,9 @@ def verify_file(path: str | os.PathLike) -> dict[str, Any]:
     mark = _watermark(video, home, have_keys, keys.folder) if video is not None else _not_checked("no video")
     binding = ((c2pa.get("claims") or {}).get("soft_binding") or {}).get("payload_hex")
     if mark.get("detected") and mark.get("payload_valid") and binding:
-        mark["matches_manifest"] = mark.get("payload") == binding.lower()
+        # a mark on a small frame carries the soft binding's first 32 bits
+        found = mark.get("payload") or ""
+        mark["matches_manifest"] = len(found) >= 8 and binding.lower().startswith(found)
     else:
         mark["matches_manifest"] = None
     report = {
@@ -285,7 +293,7 @@ def _video_summary(c2pa: dict[str, Any], mark: dict[str, Any]) -> str:
     else:
         first = "no manifest"
     if mark.get("detected"):
-        second = "kinema watermark found"
+        second = "kinema watermark found" + (" (v2)" if mark.get("version") == 2 else "")
         if not mark.get("payload_valid"):
             second += " (payload unreadable)"
         elif mark.get("matches_manifest") is False:

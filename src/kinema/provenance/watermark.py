@@ -1,65 +1,89 @@
-"""Invisible, keyed, robust video watermark: a 64-bit payload in every frame.
+"""Invisible, keyed, robust video watermark v3: a payload in every frame, shaped to the content.
 
-Design (classical spread spectrum, no learned model):
+Design (classical spread spectrum, no learned model; the grid is watermark_grid.py, the
+detector's search watermark_search.py, the channel code watermark_code.py):
 
-- The mark lives on a 32×32 grid of cells (a tile). Frames up to ~190 px a side carry
-  one tile in *normalised* coordinates, so it scales with the frame and a resize needs no
-  search; larger frames repeat square tiles of ~128 px from the top-left corner (more
-  cells average out the host picture; 4-px cells survive codecs), and the detector folds
-  the frame modulo the tile period.
-- Each cell is a ±1 chip. A keyed share of the cells is a known pilot (sync + detection);
-  the rest carry the message: the 64-bit payload and its CRC-16 (so a decode that went
-  wrong says so instead of returning wrong bits), whitened by a keyed pad, coded by a
-  tail-biting rate-1/3, K=9 convolutional code punctured to a third of the data cells
-  (soft Viterbi), each coded bit on exactly three cells through a keyed interleaver, with
-  keyed scrambling signs. All key-dependent choices come from HMAC-SHA256(key, label)
-  seeds. The channel code itself (CRC, convolutional code, Viterbi) is watermark_code.py.
-- The chip grid is rendered as smooth bumps (nearest-upsampled, then Gaussian-blurred)
-  and added to the luma (the same value to R, G and B), the same in every frame: frame
-  averaging raises the SNR and dropped frames cost nothing. Smooth, cell-sized bumps
-  survive 4:2:0 chroma subsampling, 0.5× resizing and H.264/VP9 quantisation.
-- Headroom: the mark is simply clipped at 0 and 255. On a black background a zero-mean
-  mark keeps only its positive half; the decoder removes the local mean (high-pass), so
-  what is left still correlates with the pattern, at half amplitude. The amplitude is
-  then set per frame so that the frame's PSNR equals a target (≥ 38 dB): flat black or
-  white frames, where clipping halves the cost, get a larger pre-clip amplitude.
-- Detection averages high-passed, robustly clipped luma over frames, then searches the
-  geometry a crop can cause (visible fraction `a` of the frame, 0.86…1, and its offset)
-  by FFT cross-correlation of the pilot on a canonical canvas. The score is the peak's
-  z-score against the whole correlation surface (self-calibrating against the content);
-  the threshold accounts for the number of hypotheses searched, for a false-positive rate
-  of about 1e-6 per clip. The payload cells at the best geometry are then decoded,
-  each weighted by how well the pilot survived around it (maximum-ratio combining), and
-  the payload is reported only when its CRC-16 holds: a clip can carry a detected mark
-  whose payload is unreadable (heavy attacks), never a wrong payload that looks right
-  (a random decode passes the check with probability 2**-16).
-- The check is evidence too: a weaker pilot (a threshold for a 1e-2 false-positive rate)
-  whose payload passes its CRC-16 is also a detection, at a combined false-positive rate
-  of 1e-2 × 2**-16 ≈ 1.5e-7 per clip. Heavily compressed small clips gain most.
+- The mark lives on a square grid of cells (a tile): 20×20 cells on frames under 96 px a
+  side (3.2 px cells at 64 px), 36×36 above (3.6 px cells at 128 px: finer cells lose
+  less to a noisy picture's own low frequencies, which H.264 keeps). Frames up to ~190 px
+  carry one tile in *normalised* coordinates, so it scales with the frame and a resize
+  needs no search; larger frames repeat square tiles of ~128 px. The cells are rendered
+  as smooth Gaussian bumps (0.45 cells): a low-frequency carrier with no fixed fine
+  pattern, so little of it is left in the high-pass where speckle shows (luma minus its
+  σ = 1.5 px blur keeps 36 % of its RMS at 64 px, 27 % at 128 px; 95 % of a per-pixel one).
+- Payload: 64 bits from 96 px up; the first 32 bits on smaller frames, where 400 cells at
+  an invisible amplitude cannot carry 64 bits and a CRC through every attack. Each is
+  followed by a CRC-16, whitened by a keyed pad, coded by the tail-biting rate-1/3, K=9
+  convolutional code (soft Viterbi), spread over the data cells by a keyed interleaver
+  with keyed scrambling signs; a keyed share of the cells is a known pilot (sync and
+  detection). All key-dependent choices come from HMAC-SHA256(key, label) seeds.
+- Content shaping: each frame's mark is scaled by a just-noticeable-difference mask, 1 in
+  flat regions and up to 1 + _MASK_GAIN where the frame's own local contrast (texture,
+  edges) hides a change. Its amplitude is set per frame so that the frame's PSNR is
+  TARGET_PSNR_DB (never under MIN_PSNR_DB), and lowered where that would take the frame's
+  flat-region residual (the measure of watermark_bench) past RESIDUAL_LIMITS. The mark is
+  added to the luma (the same value to R, G and B) and is the same in every frame: frame
+  averaging raises the SNR, dropped frames cost nothing, and nothing flickers.
+- Headroom: on black (white) the pattern rides _LIFT of its RMS above (below) the level,
+  and what still crosses 0 or 255 is clipped: a one-sided mark there, which the decoder's
+  local-mean removal reads as it reads a two-sided one. (Lifting makes its quantised
+  bumps survive H.264 in flat black; the GIF writer keeps a background's frequent exact
+  shades, so the faint shading is not merged into one colour.) What no design can do: a
+  brightness gain that clips a white background to 255 (×1.2 clips everything above 212)
+  sets every marked pixel there to 255; the mark in those pixels is gone. `detect` then
+  reports no detection (or, where some of the frame kept it, a detected mark whose payload
+  is unreadable), never a wrong payload.
+- Detection averages high-passed, robustly clipped luma over frames, each pixel weighted
+  down by the host's own local contrast there (edges are mostly host; a moving object's
+  pixel is read from the frames where it is background), then searches the geometry a crop
+  can cause (visible fraction 0.86…1 and offset; for each, the grid that the original size
+  implies) by FFT cross-correlation of the pilot. The score is the peak's z-score against
+  the whole correlation surface; the threshold accounts for the hypotheses searched, for a
+  false-positive rate of about 1e-6 per clip. The payload cells at the best geometry are
+  decoded with maximum-ratio combining (each cell weighted by how well the pilot survived
+  around it), with three estimates of that channel tried in turn; the payload is reported
+  only when its CRC-16 holds (a wrong decode passes with probability 3 × 2**-16). A weaker
+  pilot (a 1e-2 threshold) whose payload passes the CRC-16 is also a detection (~5e-7).
+- v2 marks are still read: when no v3 mark is found, `detect` tries the v2 detector
+  (watermark_v2) and reports `version` 2 if that finds one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from kinema.io import Video
-from kinema.provenance.watermark_code import (
-    CHECK_BITS,
-    MESSAGE_BITS,
-    PAYLOAD_BITS,
-    PAYLOAD_BYTES,
-    check,
-    encode,
-    message,
-    viterbi,
+from kinema.provenance import watermark_v2
+from kinema.provenance.watermark_code import CHECK_BITS, PAYLOAD_BITS, PAYLOAD_BYTES, check, encode, viterbi
+from kinema.provenance.watermark_grid import (
+    SMALL_FRAME_PX,
+    SMALL_PAYLOAD_BYTES,
+    check_key,
+    chip_grid,
+    contrast,
+    flat_mask,
+    high_pass,
+    layout,
+    luma,
+    profile,
+    psnr,
+    render,
+    tiles,
+)
+from kinema.provenance.watermark_search import (
+    FPR_CHECKED,
+    fold_spectra,
+    hypotheses_for,
+    prepare,
+    search,
+    soft_bits,
+    threshold_for,
 )
 
 __all__ = [
@@ -68,39 +92,41 @@ __all__ = [
     "DEFAULT_STRENGTH",
     "PAYLOAD_BITS",
     "PAYLOAD_BYTES",
+    "SMALL_FRAME_PX",
+    "SMALL_PAYLOAD_BYTES",
     "WatermarkResult",
     "detect",
     "detect_raw",
     "embed",
+    "payload_bytes",
     "pilot_scores",
     "psnr",
 ]
 
 # The C2PA soft-binding name of this design; the version changes whenever the layout does.
-ALGORITHM = "org.kinema.watermark.v2"
+ALGORITHM = "org.kinema.watermark.v3"
+VERSION = 3
 DEFAULT_STRENGTH = 1.0
 # Each frame's PSNR after embedding at strength 1 (never below MIN_PSNR_DB at any strength).
-TARGET_PSNR_DB = 38.3
-MIN_PSNR_DB = 38.0
-
-_GRID = 32  # cells per side, in normalised coordinates
-_CANON = 4 * _GRID  # canonical tile side for the search: 4 samples per cell
-_TILE_PX = 128  # frames larger than this repeat the tile, about this many pixels a side
-_PILOT_FRACTION = 0.35
-_BUMP_SIGMA = 0.4  # Gaussian blur of the rendered chips, in cells
-_HP_SIGMA = 0.35  # high-pass (local mean removal) before correlation, in cells
-_CLIP_MADS = 2.5  # robust clipping of the high-passed luma, in MADs
+TARGET_PSNR_DB = 40.4
+MIN_PSNR_DB = 40.0
+# The visibility budget (flat-region residual, see watermark_grid), per frame: the frame's
+# residual with the mark stays within RESIDUAL_LIMITS grey levels (frames under
+# SMALL_FRAME_PX a side, larger ones; issue 25 asks 1.0 and 0.7 pooled over a clip) where
+# the picture's own residual leaves room, and the mark's own part may always have
+# RESIDUAL_SHARE of the limit; on a picture whose own residual is past the limit already,
+# the mark's own part may have RESIDUAL_FLOORS.
+RESIDUAL_LIMITS = (0.95, 0.66)
+RESIDUAL_SHARE = 0.6
+RESIDUAL_FLOORS = (0.6, 0.75)
 _PALETTE_COLOURS = 64  # clips with at most this many colours keep their edges unmarked
-_MRC_SIGMA = 4.0  # neighbourhood, in cells, for estimating how well the mark survived
-_SCALES = np.round(np.arange(1.0, 0.855, -0.01), 3)  # visible fraction of the frame
-_MARGIN = 2  # search this many canonical samples outside the nominal offset range
-# False-positive rate per clip: the detection threshold is the Gaussian z whose tail, times
-# the hypotheses searched, is this (measured surfaces have thinner tails than Gaussian).
-_FPR = 1e-6
-# The pilot threshold for a detection whose payload also passes its CRC-16 (see above).
-_FPR_CHECKED = 1e-2
-_REPEAT = 3  # cells per coded bit
-_VERSION = b"kinema-watermark-v2"
+# Neighbourhoods (in tiles) for estimating how well the mark survived around each cell
+# (None: all cells alike), tried in turn (see _detect).
+_MRC_SIGMAS = (0.25, 0.5, None)
+_MASK_GAIN = 0.25  # the mark grows up to (1 + this) times where local contrast hides it
+_MASK_CONTRAST = 12.0  # local luma contrast (std, grey levels) that earns the full gain
+_LIFT = 0.5  # on black (white), the pattern rides this far (in its RMS) above (below) the level
+_SATURATED = 2  # luma this close to 0 or 255 has room for a mark on one side only
 
 
 @dataclass(frozen=True)
@@ -109,10 +135,12 @@ class WatermarkResult:
 
     detected: a kinema watermark under this key is present: the pilot's score passed the
     threshold (a ~1e-6 false-positive rate), or it passed check_threshold and the payload
-    passed its CRC-16 (~1.5e-7).
+    passed its CRC-16 (~5e-7: three channel estimates are tried).
     payload_valid: the decoded payload passed its CRC-16 (False when not detected).
     payload: the decoded bytes when detected and valid, else None (detected with an
     invalid payload means "a kinema watermark is present, its payload is unreadable").
+    payload_bits: how many payload bits the mark at this geometry carries (32 or 64).
+    version: the watermark version found (3, or 2 for a file marked before v3).
     score: z-score of the best pilot correlation over the geometry search.
     threshold: the score needed for detection (grows slowly with the hypotheses searched).
     check_threshold: the lower score that is enough with a payload that passes its check.
@@ -135,6 +163,8 @@ class WatermarkResult:
     scale: float
     tiles: int
     offset: tuple[float, float]
+    payload_bits: int = PAYLOAD_BITS
+    version: int = VERSION
 
     @property
     def p_value(self) -> float:
@@ -148,6 +178,9 @@ class WatermarkResult:
             "detected": self.detected,
             "payload_valid": self.payload_valid,
             "payload": self.payload.hex() if self.payload is not None else None,
+            "payload_bits": self.payload_bits,
+            "version": self.version,
+            "algorithm": ALGORITHM if self.version == VERSION else watermark_v2.ALGORITHM,
             "score": round(self.score, 3),
             "threshold": round(self.threshold, 3),
             "check_threshold": round(self.check_threshold, 3),
@@ -160,110 +193,17 @@ class WatermarkResult:
         }
 
 
-# ---------------------------------------------------------------- keyed layout
+def payload_bytes(height: int, width: int) -> int:
+    """How many payload bytes a v3 mark carries on frames of HEIGHT × WIDTH: 4 (32 bits)
+    when the short side is under SMALL_FRAME_PX, else 8 (64 bits)."""
+    return profile(height, width).payload_bits // 8
 
 
-def _rng(key: bytes, label: bytes) -> np.random.Generator:
-    digest = hmac.new(key, _VERSION + b"|" + label, hashlib.sha256).digest()
-    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
-
-
-@dataclass(frozen=True)
-class _Layout:
-    pilot_cells: np.ndarray  # flat indices of pilot cells
-    pilot_signs: np.ndarray  # ±1 per pilot cell
-    data_cells: np.ndarray  # flat indices of data cells
-    data_bit: np.ndarray  # which coded bit each data cell carries
-    data_signs: np.ndarray  # keyed scrambling ±1 per data cell
-    pad: np.ndarray  # keyed whitening of the payload bits
-
-
-@lru_cache(maxsize=16)
-def _layout(key: bytes) -> _Layout:
-    n = _GRID * _GRID
-    perm = _rng(key, b"cells").permutation(n)
-    n_pilot = int(round(_PILOT_FRACTION * n))
-    pilot_cells, data_cells = np.sort(perm[:n_pilot]), perm[n_pilot:]
-    n_coded = _coded_bits()
-    # Every coded bit gets exactly _REPEAT cells (±1): a keyed interleaver.
-    data_bit = np.arange(len(data_cells)) % n_coded
-    signs = _rng(key, b"signs")
-    return _Layout(
-        pilot_cells=pilot_cells,
-        pilot_signs=signs.choice([-1.0, 1.0], size=n_pilot),
-        data_cells=data_cells,
-        data_bit=data_bit,
-        data_signs=signs.choice([-1.0, 1.0], size=len(data_cells)),
-        pad=_rng(key, b"pad").integers(0, 2, size=MESSAGE_BITS).astype(np.uint8),
-    )
-
-
-def _check_key(key: bytes) -> bytes:
-    if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
-        raise ValueError("watermark key must be non-empty bytes")
-    return bytes(key)
-
-
-# ---------------------------------------------------------------- coded bits on cells
-
-
-def _data_cells() -> int:
-    return _GRID * _GRID - int(round(_PILOT_FRACTION * _GRID * _GRID))
-
-
-def _coded_bits() -> int:
-    """Coded bits sent: one per _REPEAT data cells (222 of the 240 the code makes)."""
-    return _data_cells() // _REPEAT
-
-
-# ---------------------------------------------------------------- the mark
-
-
-def _chip_grid(payload: bytes, key: bytes) -> np.ndarray:
-    lay = _layout(key)
-    coded = encode(message(payload) ^ lay.pad, _coded_bits())
-    grid = np.zeros(_GRID * _GRID, np.float32)
-    grid[lay.pilot_cells] = lay.pilot_signs
-    grid[lay.data_cells] = (1.0 - 2.0 * coded[lay.data_bit]) * lay.data_signs
-    return grid.reshape(_GRID, _GRID)
-
-
-def _tiles(h: int, w: int) -> int:
-    """Tiles per short side: 1 up to 1.5 tiles' worth of pixels, then about _TILE_PX each."""
-    return max(1, int(min(h, w) / _TILE_PX + 0.5))
-
-
-def _render(grid: np.ndarray, h: int, w: int, tiles: int) -> np.ndarray:
-    """The chip grid as smooth bumps over an h×w frame, zero mean, unit RMS.
-
-    One tile covers the whole frame (normalised coordinates) when the frame is small;
-    larger frames repeat square tiles of about _TILE_PX pixels from the top-left corner.
-    """
-    py, px = (float(h), float(w)) if tiles == 1 else (min(h, w) / tiles,) * 2
-    iy = np.floor((np.arange(h) + 0.5) * _GRID / py).astype(np.int64) % _GRID
-    ix = np.floor((np.arange(w) + 0.5) * _GRID / px).astype(np.int64) % _GRID
-    up = np.ascontiguousarray(grid.astype(np.float32)[iy[:, None], ix[None, :]])
-    sx, sy = _BUMP_SIGMA * px / _GRID, _BUMP_SIGMA * py / _GRID
-    img = cv2.GaussianBlur(up, (0, 0), sigmaX=sx, sigmaY=sy, borderType=cv2.BORDER_REFLECT)
-    img -= img.mean()
-    return img / max(float(img.std()), 1e-6)
-
-
-def _luma(frames: np.ndarray) -> np.ndarray:
-    f = frames.astype(np.float32)
-    return 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB between two uint8 arrays of the same shape (inf when identical).
-
-    Refuses arrays of different shapes.
-    """
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        raise ValueError(f"psnr needs equal shapes, got {a.shape} and {b.shape}")
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+def masking(frame: np.ndarray) -> np.ndarray:
+    """The just-noticeable-difference mask of one RGB frame (H, W) float32: 1 in flat
+    regions, up to 1 + _MASK_GAIN where the frame's local contrast (the std of its luma
+    over a few pixels: texture, edges) hides a change of that size."""
+    return 1.0 + _MASK_GAIN * np.minimum(contrast(luma(frame[None])[0]) / _MASK_CONTRAST, 1.0)
 
 
 def _mse(frame: np.ndarray, mark: np.ndarray, amp: float) -> float:
@@ -289,38 +229,83 @@ def _frame_amplitude(frame: np.ndarray, mark: np.ndarray, target_mse: float) -> 
 
 
 def embed(video: Video, payload: bytes, key: bytes, strength: float = DEFAULT_STRENGTH) -> Video:
-    """Return `video` with `payload` (exactly PAYLOAD_BYTES bytes) invisibly marked under `key`.
+    """Return `video` with `payload` invisibly marked under `key`.
 
-    Every frame gets the same mark in its luma; its amplitude is chosen per frame so the
-    frame's PSNR is TARGET_PSNR_DB at strength 1 (a larger strength lowers the PSNR, but
-    never below MIN_PSNR_DB). Frames, fps and audio are otherwise kept. Refuses a payload
-    of another length, an empty key, a non-positive strength and frames under 8×8.
+    `payload` is PAYLOAD_BYTES bytes, or exactly `payload_bytes(height, width)`; frames
+    under SMALL_FRAME_PX a side carry its first SMALL_PAYLOAD_BYTES bytes (what `detect`
+    then returns). Every frame gets the same pattern in its luma, shaped by the frame's
+    `masking`, at the amplitude that makes the frame's PSNR TARGET_PSNR_DB at strength 1
+    (a larger strength lowers the PSNR, never below MIN_PSNR_DB). Frames, fps and audio
+    are otherwise kept. Refuses a payload of another length, an empty key, a non-positive
+    strength and frames under 8×8.
     """
-    key = _check_key(key)
+    key = check_key(key)
     payload = bytes(payload)
-    if len(payload) != PAYLOAD_BYTES:
+    h, w = video.height, video.width
+    if h < 8 or w < 8:
+        raise ValueError(f"frames of {w}x{h} are too small to watermark")
+    prof = profile(h, w)
+    if len(payload) not in (PAYLOAD_BYTES, prof.payload_bits // 8):
         raise ValueError(f"watermark payload must be {PAYLOAD_BYTES} bytes, got {len(payload)}")
     if not strength > 0:
         raise ValueError(f"watermark strength must be positive, got {strength}")
-    if video.height < 8 or video.width < 8:
-        raise ValueError(f"frames of {video.width}x{video.height} are too small to watermark")
-    h, w = video.height, video.width
-    mark = _render(_chip_grid(payload, key), h, w, _tiles(h, w))
+    chips = chip_grid(payload[: prof.payload_bits // 8], key, prof)
     target_db = max(MIN_PSNR_DB, TARGET_PSNR_DB - 20 * math.log10(strength))
     target_mse = 255.0**2 / 10 ** (target_db / 10)
-    out = np.empty_like(video.frames)
-    palette_like = _colour_count(video.frames) <= _PALETTE_COLOURS
+    marked = _marked_frames(video.frames, chips, target_mse)
+    return video.with_frames(marked)
+
+
+def _marked_frames(frames: np.ndarray, grid: np.ndarray, target_mse: float) -> np.ndarray:
+    """FRAMES with the chip GRID rendered, shaped by each frame's mask and scaled to
+    TARGET_MSE per frame."""
+    _, h, w, _ = frames.shape
+    pattern = render(grid, h, w, tiles(h, w))
+    large = min(h, w) >= SMALL_FRAME_PX
+    limit, floor = RESIDUAL_LIMITS[large], RESIDUAL_FLOORS[large]
+    out = np.empty_like(frames)
+    palette_like = _colour_count(frames) <= _PALETTE_COLOURS
     cache: dict[bytes, float] = {}
-    for i, frame in enumerate(video.frames):
+    for i, frame in enumerate(frames):
         f = frame.astype(np.float32)
-        m = mark * _flat(frame) if palette_like else mark
+        # clips of a few flat colours keep their edges as they are (see _flat)
+        m = (pattern + _LIFT * _headroom_side(f)) * (_flat(frame) if palette_like else masking(frame))
         # static content repeats: reuse the amplitude of an identical frame
         digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
         amp = cache.get(digest)
         if amp is None:
-            amp = cache[digest] = _frame_amplitude(f, m, target_mse)
+            amp = _frame_amplitude(f, m, target_mse)
+            amp = cache[digest] = _visibility_amplitude(frame, m, amp, limit, floor)
         out[i] = np.clip(f + amp * m[..., None], 0, 255).round().astype(np.uint8)
-    return video.with_frames(out)
+    return out
+
+
+def _visibility_amplitude(
+    frame: np.ndarray, mark: np.ndarray, amp: float, limit: float, floor: float
+) -> float:
+    """AMP, or less where the mark at AMP would take the frame's flat-region residual past
+    LIMIT (see RESIDUAL_LIMITS; FLOOR is the mark's own allowance on a picture past it)."""
+    flat = flat_mask(frame)
+    if flat.sum() < 16:
+        return amp
+    f = frame.astype(np.float32)
+    host = high_pass(luma(f[None])[0])[flat]
+    marked = np.clip(f + amp * mark[..., None], 0, 255).round()
+    own = float((high_pass(luma(marked[None])[0])[flat] - host).std())
+    picture = float(host.std())
+    if picture >= limit:  # the limit cannot be kept whatever the mark does
+        budget = floor
+    else:
+        budget = max(math.sqrt(limit**2 - picture**2), RESIDUAL_SHARE * limit)
+    return amp if own <= budget else amp * budget / own
+
+
+def _headroom_side(frame: np.ndarray) -> np.ndarray:
+    """+1 where the frame is black (no room below), -1 where it is white, 0 elsewhere,
+    softened over a couple of pixels (H, W) float32: the side a mark there is lifted to."""
+    y = luma(frame[None])[0]
+    side = (y <= _SATURATED).astype(np.float32) - (y >= 255 - _SATURATED).astype(np.float32)
+    return cv2.GaussianBlur(side, (0, 0), 1.5)
 
 
 def _colour_count(frames: np.ndarray) -> int:
@@ -331,9 +316,9 @@ def _colour_count(frames: np.ndarray) -> int:
 def _flat(frame: np.ndarray) -> np.ndarray:
     """1 where the pixel's 3×3 neighbourhood has one colour, else 0 (H, W) float32.
 
-    Clips of a few flat colours (the shapes world) are marked only inside flat areas:
-    anti-aliased edges stay as they were, so the marked clip still fits a 256-colour GIF
-    palette exactly instead of being requantised (which would erase the mark).
+    Clips of a few flat colours (the shapes world's renders) are marked only inside flat
+    areas: anti-aliased edges stay as they were, so the marked clip still fits a
+    256-colour GIF palette exactly instead of being requantised.
     """
     kernel = np.ones((3, 3), np.uint8)
     same = np.ones(frame.shape[:2], bool)
@@ -346,199 +331,71 @@ def _flat(frame: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- detection
 
 
-@dataclass(frozen=True)
-class _Geometry:
-    tiles: int  # tiles per short side of the original frame
-    scale: float  # visible fraction of the original frame (crop), 1 = uncropped
-
-
-def _geometries(h: int, w: int) -> list[_Geometry]:
-    """The hypotheses a received h×w frame allows: a crop of up to 14 % of an original."""
-    out = []
-    for a in _SCALES:
-        n = _tiles(int(round(h / a)), int(round(w / a)))
-        out.append(_Geometry(n, float(a)))
-    return out
-
-
-def _offsets(g: _Geometry) -> np.ndarray:
-    """Canonical offsets searched per axis (as indices into the cyclic surface)."""
-    if g.tiles > 1:
-        return np.arange(_CANON)
-    span = _CANON - int(round(g.scale * _CANON))
-    return np.arange(-_MARGIN, span + _MARGIN + 1) % _CANON
-
-
-def _hypotheses_for(h: int, w: int) -> int:
-    return sum(len(_offsets(g)) ** 2 for g in _geometries(h, w))
-
-
-def _threshold(hypotheses: int, fpr: float = _FPR) -> float:
-    """Gaussian z whose one-sided tail, times the hypotheses searched, is `fpr`."""
-    p = fpr / hypotheses
-    lo, hi = 0.0, 20.0
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if 0.5 * math.erfc(mid / math.sqrt(2)) > p:
-            lo = mid
-        else:
-            hi = mid
-    return hi
-
-
-def _prepared(frames: np.ndarray) -> np.ndarray:
-    """Mean over frames of the high-passed, robustly clipped luma (H, W).
-
-    The high-pass works at the scale of a cell as this frame's size suggests (a crop
-    changes that by at most 14 %).
-    """
-    _, h, w, _ = frames.shape
-    n = _tiles(h, w)
-    py, px = (float(h), float(w)) if n == 1 else (min(h, w) / n,) * 2
-    sx, sy = _HP_SIGMA * px / _GRID, _HP_SIGMA * py / _GRID
-    acc = np.zeros((h, w), np.float32)
-    for y in _luma(frames):
-        hp = y - cv2.GaussianBlur(y, (0, 0), sigmaX=sx, sigmaY=sy, borderType=cv2.BORDER_REFLECT)
-        mad = float(np.median(np.abs(hp))) * 1.4826 + 0.05
-        acc += np.clip(hp, -_CLIP_MADS * mad, _CLIP_MADS * mad)
-    return acc / len(frames)
-
-
-def _folded(prepared: np.ndarray, g: _Geometry) -> np.ndarray:
-    """The prepared frame resampled to the canonical tile and summed over tiles (S, S)."""
-    h, w = prepared.shape
-    if g.tiles == 1:
-        size = (int(round(g.scale * _CANON)),) * 2
-    else:
-        f = _CANON * g.scale * g.tiles / min(h, w)  # canonical samples per received pixel
-        size = (max(1, int(round(h * f))), max(1, int(round(w * f))))
-    shrink = size[0] < h and size[1] < w
-    img = cv2.resize(
-        prepared, (size[1], size[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    )
-    ty, tx = -(-size[0] // _CANON), -(-size[1] // _CANON)
-    canvas = np.zeros((ty * _CANON, tx * _CANON), np.float32)
-    canvas[: size[0], : size[1]] = img
-    return canvas.reshape(ty, _CANON, tx, _CANON).sum(axis=(0, 2))
-
-
-@lru_cache(maxsize=16)
-def _pilot_spectrum(key: bytes) -> np.ndarray:
-    lay = _layout(key)
-    grid = np.zeros(_GRID * _GRID, np.float32)
-    grid[lay.pilot_cells] = lay.pilot_signs
-    return np.fft.rfft2(_render(grid.reshape(_GRID, _GRID), _CANON, _CANON, 1))
-
-
-def _fold_spectra(prepared: np.ndarray) -> list[tuple[_Geometry, np.ndarray]]:
-    """conj(FFT) of the folded frame for every geometry: all that the search needs of the
-    clip, whatever the key (so many keys can be tried against one clip cheaply)."""
-    return [(g, np.conj(np.fft.rfft2(_folded(prepared, g)))) for g in _geometries(*prepared.shape)]
-
-
-def _search(spectra: list[tuple[_Geometry, np.ndarray]], key: bytes) -> tuple[float, _Geometry, int, int]:
-    """Best (z, geometry, dy, dx) of the pilot over the geometries; corr[d] = Σ fold[x]·tpl[x+d]."""
-    f_tpl = _pilot_spectrum(key)
-    best: tuple[float, _Geometry, int, int] = (-np.inf, _Geometry(1, 1.0), 0, 0)
-    for g, f_fold in spectra:
-        corr = np.fft.irfft2(f_fold * f_tpl, s=(_CANON, _CANON))
-        sd = float(corr.std())
-        if sd <= 0:
-            continue
-        idx = _offsets(g)
-        sub = corr[np.ix_(idx, idx)]
-        iy, ix = divmod(int(np.argmax(sub)), len(idx))
-        z = (float(sub[iy, ix]) - float(corr.mean())) / sd
-        if z > best[0]:
-            dy, dx = int(idx[iy]), int(idx[ix])
-            if g.tiles == 1:  # back to signed offsets
-                dy, dx = (dy + _MARGIN) % _CANON - _MARGIN, (dx + _MARGIN) % _CANON - _MARGIN
-            best = (z, g, dy, dx)
-    return best
-
-
-def _soft_bits(prepared: np.ndarray, key: bytes, g: _Geometry, dy: int, dx: int) -> np.ndarray:
-    fold = _folded(prepared, g)
-    if g.tiles > 1:
-        aligned = np.roll(fold, (dy, dx), axis=(0, 1))
-    else:
-        side = int(round(g.scale * _CANON))
-        aligned = np.zeros((_CANON, _CANON), np.float32)
-        y0, x0 = max(dy, 0), max(dx, 0)
-        y1, x1 = min(dy + side, _CANON), min(dx + side, _CANON)
-        aligned[y0:y1, x0:x1] = fold[y0 - dy : y1 - dy, x0 - dx : x1 - dx]
-    s = _BUMP_SIGMA * _CANON / _GRID
-    pad = int(4 * s) + 1
-    wrapped = np.pad(aligned, pad, mode="wrap")
-    matched = cv2.GaussianBlur(wrapped, (0, 0), sigmaX=s, sigmaY=s)[pad:-pad, pad:-pad]
-    cells = cv2.resize(matched, (_GRID, _GRID), interpolation=cv2.INTER_AREA).reshape(-1)
-    lay = _layout(key)
-    weight = _channel_weights(cells, lay)
-    return np.bincount(
-        lay.data_bit,
-        weights=cells[lay.data_cells] * lay.data_signs * weight[lay.data_cells],
-        minlength=_coded_bits(),
-    )
-
-
-def _channel_weights(cells: np.ndarray, lay: _Layout) -> np.ndarray:
-    """Per-cell weights gain / noise variance, estimated from the pilot cells around each cell.
-
-    Codecs, crops and saturated regions erase the mark unevenly; weighting each data cell
-    by how well the pilot survived near it (maximum-ratio combining) keeps erased regions
-    from adding only noise to the soft bits.
-    """
-    known = np.zeros(_GRID * _GRID, np.float32)
-    known[lay.pilot_cells] = 1.0
-    gain = np.zeros(_GRID * _GRID, np.float32)
-    gain[lay.pilot_cells] = cells[lay.pilot_cells] * lay.pilot_signs
-    s = _MRC_SIGMA
-
-    def smooth(x: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(x.reshape(_GRID, _GRID), (0, 0), s, borderType=cv2.BORDER_REFLECT)
-
-    norm = smooth(known) + 1e-6
-    g = smooth(gain) / norm
-    resid = np.zeros(_GRID * _GRID, np.float32)
-    resid[lay.pilot_cells] = (gain[lay.pilot_cells] - g.reshape(-1)[lay.pilot_cells]) ** 2
-    var = smooth(resid) / norm
-    var = np.maximum(var, 0.05 * float(np.median(var)) + 1e-12)
-    return (np.maximum(g, 0) / var).reshape(-1)
-
-
 def detect(video: Video, key: bytes) -> WatermarkResult:
     """Look for a watermark made with `key` in `video` (any length, from one frame).
 
     Returns a WatermarkResult; `detected` is False for unmarked clips and other keys with
     probability about 1 - 1e-6. The payload is the soft-Viterbi decode at the geometry
     found, reported only when its CRC-16 holds (payload_valid); a detected mark whose
-    decode fails the check has payload None. Refuses an empty key.
+    decode fails the check has payload None. When no v3 mark is found, a v2 mark (a file
+    marked before v3) is looked for and reported with version 2. Refuses an empty key.
     """
-    return _detect(video, key, decode_always=False)[0]
+    result = _detect(video, key, decode_always=False)[0]
+    if result.detected:
+        return result
+    old = watermark_v2.detect(video, key)
+    if not old.detected:
+        return result
+    return WatermarkResult(
+        detected=True,
+        payload_valid=old.payload_valid,
+        payload=old.payload,
+        score=old.score,
+        threshold=old.threshold,
+        check_threshold=old.check_threshold,
+        hypotheses=old.hypotheses,
+        bit_errors=old.bit_errors,
+        coded_bits=old.coded_bits,
+        scale=old.scale,
+        tiles=old.tiles,
+        offset=old.offset,
+        payload_bits=watermark_v2.PAYLOAD_BITS,
+        version=2,
+    )
 
 
 def detect_raw(video: Video, key: bytes) -> tuple[WatermarkResult, bytes]:
-    """detect's result, and the 64 payload bits the decoder made at the best geometry
+    """The v3 detector's result, and the payload bits the decoder made at the best geometry
     whether or not the mark was detected and its check held: for measuring bit accuracy
     (watermark_bench), never to be reported as a payload. Refuses an empty key."""
     return _detect(video, key, decode_always=True)
 
 
 def _detect(video: Video, key: bytes, decode_always: bool) -> tuple[WatermarkResult, bytes]:
-    key = _check_key(key)
-    prepared = _prepared(video.frames)
-    z, g, dy, dx = _search(_fold_spectra(prepared), key)
-    hypotheses = _hypotheses_for(*prepared.shape)
-    threshold, check_threshold = _threshold(hypotheses), _threshold(hypotheses, _FPR_CHECKED)
-    raw, valid, errors = bytes(PAYLOAD_BYTES), False, None
+    key = check_key(key)
+    prepared = prepare(video.frames)
+    z, g, dy, dx = search(fold_spectra(prepared), key)
+    prof = g.prof
+    hypotheses = hypotheses_for(*prepared.shape)
+    threshold, check_threshold = threshold_for(hypotheses), threshold_for(hypotheses, FPR_CHECKED)
+    raw, valid, errors = bytes(prof.payload_bits // 8), False, None
     # frames with nothing to correlate (constant, or too small) give z = -inf: no decode
     if (z >= check_threshold or decode_always) and math.isfinite(z):
-        soft = _soft_bits(prepared, key, g, dy, dx)
-        bits = viterbi(soft)
-        decoded = bits ^ _layout(key).pad
-        raw = np.packbits(decoded[:PAYLOAD_BITS]).tobytes()
-        valid = z >= check_threshold and bool(np.array_equal(decoded[PAYLOAD_BITS:], check(raw)))
-        errors = int(np.sum((soft < 0).astype(np.uint8) != encode(bits, _coded_bits())))
+        lay = layout(key, prof)
+        # A few estimates of the channel, tried in turn until one decode passes the CRC:
+        # each try is a 2**-16 chance for a wrong decode to pass, so they are few.
+        for mrc in _MRC_SIGMAS:
+            soft = soft_bits(prepared, key, g, dy, dx, mrc)
+            bits = viterbi(soft, prof.message_bits)
+            decoded = bits ^ lay.pad
+            payload = np.packbits(decoded[: prof.payload_bits]).tobytes()
+            if errors is None:  # the first estimate's decode is the raw one
+                raw = payload
+                errors = int(np.sum((soft < 0).astype(np.uint8) != encode(bits, prof.coded_bits)))
+            if z >= check_threshold and np.array_equal(decoded[prof.payload_bits :], check(payload)):
+                raw, valid = payload, True
+                errors = int(np.sum((soft < 0).astype(np.uint8) != encode(bits, prof.coded_bits)))
+                break
     detected = bool(z >= threshold) or valid
     errors = errors if detected else None
     result = WatermarkResult(
@@ -550,22 +407,23 @@ def _detect(video: Video, key: bytes, decode_always: bool) -> tuple[WatermarkRes
         check_threshold=check_threshold,
         hypotheses=hypotheses,
         bit_errors=errors,
-        coded_bits=_coded_bits(),
+        coded_bits=prof.coded_bits,
         scale=g.scale,
         tiles=g.tiles,
-        offset=(dx / _CANON, dy / _CANON),
+        offset=(dx / prof.canon, dy / prof.canon),
+        payload_bits=prof.payload_bits,
     )
     return result, raw
 
 
 def pilot_scores(video: Video, keys: Iterable[bytes]) -> tuple[np.ndarray, float, float]:
-    """The pilot score of `video` under each of `keys`, with the two thresholds detect uses
-    at this frame size (threshold, check_threshold): the false-positive measurement, with
-    the frames prepared and folded once for all keys. Each score equals
-    `detect(video, key).score`; a score under check_threshold is never a detection.
+    """The v3 pilot score of `video` under each of `keys`, with the two thresholds detect
+    uses at this frame size (threshold, check_threshold): the false-positive measurement,
+    with the frames prepared and folded once for all keys. Each score equals
+    `detect_raw(video, key)[0].score`; a score under check_threshold is never a v3 detection.
     """
-    prepared = _prepared(video.frames)
-    spectra = _fold_spectra(prepared)
-    scores = np.array([_search(spectra, _check_key(k))[0] for k in keys], np.float64)
-    hypotheses = _hypotheses_for(*prepared.shape)
-    return scores, _threshold(hypotheses), _threshold(hypotheses, _FPR_CHECKED)
+    prepared = prepare(video.frames)
+    spectra = fold_spectra(prepared)
+    scores = np.array([search(spectra, check_key(k))[0] for k in keys], np.float64)
+    hypotheses = hypotheses_for(*prepared.shape)
+    return scores, threshold_for(hypotheses), threshold_for(hypotheses, FPR_CHECKED)

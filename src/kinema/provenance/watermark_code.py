@@ -1,6 +1,6 @@
-"""The watermark's channel code: what 64 payload bits become before they are drawn.
+"""The watermark's channel code: what the payload bits become before they are drawn.
 
-The message is the payload and its CRC-16/CCITT (so a decode that went wrong says so
+The message is the payload (64 bits; v3 marks on small frames carry 32) and its CRC-16/CCITT (so a decode that went wrong says so
 instead of returning wrong bits: a random decode passes with probability 2**-16). It is
 coded by a tail-biting rate-1/3 convolutional code of constraint length 9 (free distance
 18), punctured to the number of coded bits the mark has room for, and decoded by soft
@@ -36,8 +36,8 @@ K = 9
 WRAP = 5 * K  # steps of circular context on each side of the tail-biting decode
 
 
-@lru_cache(maxsize=4)
-def kept(sent: int) -> np.ndarray:
+@lru_cache(maxsize=8)
+def kept(sent: int, message_bits: int = MESSAGE_BITS) -> np.ndarray:
     """Indices of the coded bits that are sent: the punctured ones, spread evenly along
     the message, are all from the third generator (the other two carry the full code).
 
@@ -45,7 +45,7 @@ def kept(sent: int) -> np.ndarray:
     would be the weak ones, and 80 message bits at rate 1/3 make more coded bits than
     the data cells hold three times over.
     """
-    n, r = MESSAGE_BITS, len(POLYS)
+    n, r = message_bits, len(POLYS)
     drop = n * r - sent
     if not 0 <= drop < n:
         raise ValueError(f"a {n}-bit message sends {n}..{n * r} coded bits, not {sent}")
@@ -98,22 +98,25 @@ def _conv_encode(bits: np.ndarray) -> np.ndarray:
 
 
 def encode(bits: np.ndarray, sent: int) -> np.ndarray:
-    """The SENT coded bits of a message (MESSAGE_BITS bits): the tail-biting code, punctured."""
-    return _conv_encode(bits)[kept(sent)]
+    """The SENT coded bits of a message (payload and check bits): the tail-biting code,
+    punctured."""
+    return _conv_encode(bits)[kept(sent, len(bits))]
 
 
-def viterbi(soft: np.ndarray) -> np.ndarray:
-    """Soft-decision Viterbi decode of the sent coded bits (soft > 0 favours bit 0).
+def viterbi(soft: np.ndarray, message_bits: int = MESSAGE_BITS) -> np.ndarray:
+    """Soft-decision Viterbi decode of the sent coded bits of a MESSAGE_BITS-bit message
+    (soft > 0 favours bit 0).
 
     Punctured positions count as erasures (0). The tail-biting word is decoded circularly
     extended by WRAP steps on each side from an unknown state, keeping the middle: a
     standard near-maximum-likelihood decode. Returns the MESSAGE_BITS message bits.
+    MESSAGE_BITS is the payload's bits plus CHECK_BITS (80 for 64 payload bits).
     """
     _, out = _trellis()
     n_states, r = out.shape[0], len(POLYS)
-    full = np.zeros(MESSAGE_BITS * r)
-    full[kept(len(soft))] = soft
-    n, wrap = MESSAGE_BITS, min(WRAP, MESSAGE_BITS)
+    full = np.zeros(message_bits * r)
+    full[kept(len(soft), message_bits)] = soft
+    n, wrap = message_bits, min(WRAP, message_bits)
     ext = np.concatenate([full[(n - wrap) * r :], full, full[: wrap * r]]).reshape(-1, r)
     # State d = (b << (K-2)) | (s >> 1) is reached from s = 2*(d mod half) + {0, 1} on bit b.
     half = n_states // 2

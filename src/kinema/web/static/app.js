@@ -582,7 +582,8 @@ function initVerify() {
     try {
       const report = await api("POST", "/api/verify", new FormData(form));
       const mark = report.watermark || {};
-      $("#verify-summary").textContent = `${report.summary || ""}. C2PA: ${report.c2pa.state}; watermark: ${mark.detected ? "found" : "not found"}.`;
+      const found = mark.detected ? `found (v${mark.version || 2}, ${mark.payload_bits || 64}-bit payload${mark.payload_valid ? "" : ", unreadable"})` : "not found";
+      $("#verify-summary").textContent = `${report.summary || ""}. C2PA: ${report.c2pa.state}; watermark: ${found}.`;
       $("#verify-verdict").textContent = report.verdict ? `Verdict: ${report.verdict.line}` : "";
       $("#verify-json").textContent = JSON.stringify(report, null, 2);
     } catch (error) {

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from kinema.io import Video
+from kinema.pipelines.latent_preview import LatentPreviewer
 from kinema.pipelines.loading import load
-from kinema.pipelines.preview import LatentPreviewer, Preview
+from kinema.pipelines.preview import Preview
 
 PROMPT = "a red circle moving right on a black background"
 

@@ -20,7 +20,8 @@ from kinema.io import Video
 from kinema.models.dit import DiT
 from kinema.models.vae import VideoVAE
 from kinema.pipelines.conditioning import frame_map
-from kinema.pipelines.preview import LatentPreviewer, Preview
+from kinema.pipelines.latent_preview import LatentPreviewer
+from kinema.pipelines.preview import Preview
 from kinema.pipelines.protocol import MODES, resolve_settings
 
 # (step, steps in all, latents of the clip so far): what the sampler hands a preview

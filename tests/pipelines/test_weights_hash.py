@@ -91,3 +91,35 @@ def test_the_builtin_model_hash_is_the_hash_of_its_weights(settled):
     for part in ("vae", "dit"):
         digest.update((folder / part / "model.safetensors").read_bytes())
     assert model_hash(folder) == digest.hexdigest() == model_hash(folder)  # computed, then cached
+
+
+def test_a_diffusers_folder_is_hashed_once_until_a_weight_file_changes(settled, tmp_path, monkeypatch):
+    from kinema.pipelines.backends import base
+
+    folder = tmp_path / "model"
+    for part, data in (("transformer", b"t" * 1000), ("vae", b"v" * 500)):
+        (folder / part).mkdir(parents=True)
+        (folder / part / "diffusion_pytorch_model.safetensors").write_bytes(data)
+    (folder / "model_index.json").write_text("{}")  # not a weight file: not hashed
+    first = base.model_hash(folder)
+    opened = []
+    real_open = type(folder).open
+    monkeypatch.setattr(
+        type(folder), "open", lambda self, *a, **k: opened.append(self) or real_open(self, *a, **k)
+    )
+    assert base.model_hash(folder) == first
+    assert not [p for p in opened if p.suffix == ".safetensors"]  # from the cache: no weights read
+    monkeypatch.undo()
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"w" * 500)  # same size, new bytes
+    assert base.model_hash(folder) != first
+    # moving a file between components changes the hash too
+    moved = tmp_path / "moved"
+    (moved / "a").mkdir(parents=True)
+    (moved / "b").mkdir()
+    (moved / "a" / "x.safetensors").write_bytes(b"same")
+    other = tmp_path / "other"
+    (other / "a").mkdir(parents=True)
+    (other / "b").mkdir()
+    (other / "b" / "x.safetensors").write_bytes(b"same")
+    assert base.model_hash(moved) != base.model_hash(other)

@@ -29,6 +29,7 @@ from kinema.io import Video
 from kinema.pipelines.adapters import AdapterFile
 from kinema.pipelines.preview import Preview
 from kinema.pipelines.protocol import MODES, resolve_settings
+from kinema.pipelines.weights_hash import cached_hash
 
 # only safetensors are hashed, as only safetensors are loaded (use_safetensors=True)
 WEIGHT_SUFFIX = ".safetensors"
@@ -168,14 +169,20 @@ class Run:
 
 def model_hash(folder: Path) -> str:
     """SHA-256 over the folder's weight files in path order, each path hashed with its bytes
-    so that moving a file between components changes the hash."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob(f"*{WEIGHT_SUFFIX}")):
-        digest.update(path.relative_to(folder).as_posix().encode())
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    so that moving a file between components changes the hash; kept in KINEMA_HOME until a
+    file changes (weights_hash: a large model's gigabytes are read once, not every load)."""
+    files = sorted(folder.rglob(f"*{WEIGHT_SUFFIX}"))
+
+    def compute() -> str:
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.relative_to(folder).as_posix().encode())
+            with path.open("rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+
+    return cached_hash(files, compute)
 
 
 def nearest_valid(value: int, ok: Callable[[int], bool], lowest: int = 1) -> int:

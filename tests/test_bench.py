@@ -31,6 +31,12 @@ def test_lengths_measures_each_length_in_its_own_process(tiny_model):
         ({"long_clips": True, "peak_memory": True}, "--lengths runs on the CPU alone"),
         ({"cold": True, "long_clips": True}, "bench --cold takes only --model"),
         ({"cold": True, "web": True}, "bench --web takes only --model"),
+        ({"curve": "c.png", "watermark": True}, "bench --curve takes only --model and --prompts"),
+        ({"curve": "c.png", "clips": 2}, "bench --curve takes only --model and --prompts"),
+        ({"prompts": 5}, "--prompts applies to bench --curve"),
+        ({"curve": "c.png", "prompts": 0}, "--prompts must be at least 1"),
+        ({"curve": "c.txt"}, "--curve draws a PNG"),
+        ({"curve": "/no/such/folder/c.png"}, "folder"),
     ],
 )
 def test_run_refuses_combinations_that_mean_nothing(options, message):
@@ -110,3 +116,18 @@ def test_bench_cold_on_the_command_line_runs_the_cold_start(capsys, monkeypatch)
     assert code == 0 and calls == ["some-model"] and json.loads(out) == {"seconds": {"total": 1.0}}
     code, out, err = _cli(capsys, "bench", "--cold", "--lengths")
     assert code == 2 and "bench --cold takes only --model" in err and out == "" and calls == ["some-model"]
+
+
+def test_bench_curve_draws_pass_rate_against_steps(capsys, tiny_model, tmp_path):
+    from kinema.io import read_image
+
+    png = tmp_path / "curve.png"
+    code, out, err = _cli(capsys, "bench", "--curve", str(png), "--model", str(tiny_model), "--prompts", "1")
+    assert code == 0, err
+    curve = json.loads(out)["curve"]
+    assert curve["per_set"] == 1 and curve["png"] == str(png)
+    assert [p["steps"] for p in curve["points"]] == [1, 2, 4, 8, 16, 24]
+    for point in curve["points"]:
+        assert set(point["sets"]) == {"seen_single", "held_out", "two_object"}
+        assert 0 <= point["pass_rate"] <= 1 and 0 < point["seconds_per_clip"] <= point["seconds_per_clip_max"]
+    assert read_image(png).shape == (420, 720, 3)

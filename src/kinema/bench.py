@@ -390,6 +390,8 @@ def run(
     watermark: bool = False,
     clips: int | None = None,
     cold: bool = False,
+    curve: str | os.PathLike | None = None,
+    prompts: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """`kinema bench` with its flags, as a JSON-ready dict: the speed bench (`bench`) by
@@ -398,10 +400,19 @@ def run(
     robustness over CLIPS built-in model clips per background and size, cached in
     KINEMA_HOME/cache/watermark-bench (`ModelClips`), and false positives over world
     renders (--watermark, default WATERMARK_CLIPS; PROGRESS follows it clip by clip) or
-    the cold start of `kinema generate` (--cold: `cold_start`). Refuses (InputError)
-    combinations that mean nothing: --watermark takes only --clips, --clips goes only with
-    --watermark, --device only with --memory, --web and --lengths take neither --memory
-    nor --device, and --cold takes only --model."""
+    the cold start of `kinema generate` (--cold: `cold_start`), or the world checker's
+    pass rate against sampler steps with the seconds a clip took, drawn as a PNG at CURVE
+    (--curve, PROMPTS a set, default 20: kinema.train.quality_curve; PROGRESS follows it
+    clip by clip). Refuses (InputError) combinations that mean nothing: --watermark takes
+    only --clips, --clips goes only with --watermark, --curve takes only --model and
+    --prompts (and --prompts only goes with it), --device only with --memory, --web and
+    --lengths take neither --memory nor --device, and --cold takes only --model."""
+    if curve is not None:
+        if watermark or peak_memory or long_clips or web or cold or clips is not None or device != "cpu":
+            raise InputError("bench --curve takes only --model and --prompts")
+        return _quality_curve(model, curve, 20 if prompts is None else prompts, progress)
+    if prompts is not None:
+        raise InputError("--prompts applies to bench --curve")
     if watermark:
         if peak_memory or long_clips or web or model is not None or device != "cpu":
             raise InputError("bench --watermark takes only --clips (no model, --memory or --device)")
@@ -434,6 +445,22 @@ def run(
     if peak_memory:
         return memory(model, device)
     return bench(model)
+
+
+def _quality_curve(model: str | None, path: str | os.PathLike, prompts: int, progress) -> dict:
+    """`kinema bench --curve PATH`: the checks first (nothing is loaded for a bad path)."""
+    from kinema.io import check_output_path
+    from kinema.train.quality_curve import draw_curve, quality_curve
+
+    if prompts < 1:
+        raise InputError(f"--prompts must be at least 1, got {prompts}")
+    if Path(path).suffix.lower() != ".png":
+        raise InputError(f"--curve draws a PNG: the path must end in .png, got '{path}'")
+    check_output_path(path)
+    pipe = load(model)
+    result = quality_curve(pipe, prompts, progress=progress)
+    draw_curve(result, path, f"{pipe.name}: world checker pass rate against steps ({prompts} a set)")
+    return {"curve": {"model": pipe.name, "model_hash": pipe.model_hash, "png": str(path), **result}}
 
 
 WATERMARK_SEED = 10**6  # generation seeds of the bench's model clips start here, far from training's

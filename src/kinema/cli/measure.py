@@ -175,6 +175,13 @@ def bench(
             help="Cold start of `kinema generate` from the shell, phase by phase, each run a fresh process.",
         ),
     ] = False,
+    curve: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw the world checker's pass rate against steps (1-24) with seconds per clip to this PNG; JSON too."
+        ),
+    ] = None,
+    prompts: Annotated[int | None, typer.Option(help="--curve: prompts per set (default 20).")] = None,
     clips: Annotated[
         int | None,
         typer.Option(
@@ -184,7 +191,7 @@ def bench(
 ) -> None:
     """Speed and memory of the default clip on this machine, as JSON.
 
-    Example: kinema bench --memory --device cuda   (or: kinema bench --cold)
+    Example: kinema bench --memory --device cuda   (or: kinema bench --cold, kinema bench --curve curve.png)
     """
     from kinema import bench as benchmarks
 
@@ -198,11 +205,16 @@ def bench(
             watermark=watermark,
             clips=clips,
             cold=cold,
+            curve=curve,
+            prompts=prompts,
             progress=progress,
         )
 
-    # only the watermark bench reports progress (clip by clip); the others run in subprocesses
-    result = with_progress(run, "watermark bench", False, "clips") if watermark else run(None)
+    # the watermark bench and the curve report progress clip by clip; the others run in subprocesses
+    if watermark or curve is not None:
+        result = with_progress(run, "watermark bench" if watermark else "quality curve", False, "clips")
+    else:
+        result = run(None)
     typer.echo(json.dumps(result, default=json_default))
 
 

@@ -100,14 +100,12 @@ def bench(model: str | None = None, repeats: int = 2) -> dict:
         d["size"] // f,
     )
     x = torch.randn(shape)
-    text, mask = pipe.text_encoder.encode([prompt])
-    with torch.inference_mode():
-        pipe.dit(x, 0.5, text, mask)
-        start = time.perf_counter()
-        for _ in range(5):
-            pipe.dit(x, 0.5, text, mask)
-        step = (time.perf_counter() - start) / 5
+    text, mask = pipe.text_encoder.encode([prompt, ""])
+    step = _seconds(lambda: pipe.dit(x, 0.5, text[:1], mask[:1]))
+    # a guided step as the sampler makes it: the prompt and the negative in one batch of two
+    guided = _seconds(lambda: pipe.dit(torch.cat([x, x]), 0.5, text, mask))
     flops = _dit_flops(pipe, shape)
+    reference = _diffusers_reference(shape)
     return {
         "model": pipe.name,
         "threads": torch.get_num_threads(),
@@ -116,11 +114,62 @@ def bench(model: str | None = None, repeats: int = 2) -> dict:
         "seconds_per_clip": round(min(clip_seconds), 2),
         "clip": {"frames": d["frames"], "size": d["size"], "steps": d["steps"], "guidance": d["guidance"]},
         "seconds_per_dit_call": round(step, 4),
-        "seconds_per_step_with_guidance": round(2 * step, 4),
+        "seconds_per_step_with_guidance": round(guided, 4),
         "dit_gflops_per_call": round(flops / 1e9, 3),
         "dit_achieved_gflops": round(flops / step / 1e9, 1),
         "dit_fraction_of_peak": round(flops / step / 1e9 / peak, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "diffusers_reference": reference,
+        "dit_call_vs_diffusers_batch1": round(step / reference["seconds_batch1"], 3),
+        "guided_step_vs_diffusers_batch2": round(guided / reference["seconds_batch2"], 3),
+    }
+
+
+def _seconds(call: Callable[[], object], repeats: int = 10) -> float:
+    """Mean seconds of CALL under inference mode, after two warm-up calls."""
+    with torch.inference_mode():
+        for _ in range(2):
+            call()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+    return (time.perf_counter() - start) / repeats
+
+
+def _diffusers_reference(shape: tuple[int, ...]) -> dict:
+    """The yardstick issue 23 names: diffusers' own Wan transformer at kinema's DiT's size
+    (12 layers, 4 heads of 64, FFN 1024, 8 latent channels, 1×2×2 patches), random weights,
+    on latents of SHAPE with 20 text tokens, at batch 1 and batch 2 (a guided step)."""
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    wan = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=4,
+        attention_head_dim=64,
+        in_channels=shape[1],
+        out_channels=shape[1],
+        text_dim=384,
+        freq_dim=256,
+        ffn_dim=1024,
+        num_layers=12,
+    ).eval()
+    x, text = torch.randn(shape), torch.randn(1, 20, 384)
+
+    def call(batch: int):
+        return wan(
+            hidden_states=x.expand(batch, *shape[1:]),
+            timestep=torch.full((batch,), 500),
+            encoder_hidden_states=text.expand(batch, -1, -1),
+            return_dict=False,
+        )
+
+    return {
+        "model": "diffusers WanTransformer3DModel (12 layers, 4x64 heads, ffn 1024), random weights",
+        "latents": list(shape),
+        "text_tokens": 20,
+        "seconds_batch1": round(_seconds(lambda: call(1)), 4),
+        "seconds_batch2": round(_seconds(lambda: call(2)), 4),
     }
 
 

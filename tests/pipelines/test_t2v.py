@@ -148,6 +148,9 @@ def test_eval_and_bench_print_json(tiny_model, capsys):
     report = json.loads(out)
     assert code == 0 and report["seconds_per_clip"] > 0 and report["matmul_peak_gflops"] > 0
     assert 0 < report["dit_fraction_of_peak"] and report["peak_rss_mb"] > 0
+    reference = report["diffusers_reference"]  # diffusers' Wan transformer, timed in the same run
+    assert reference["seconds_batch2"] > 0 and reference["latents"][0] == 1
+    assert report["guided_step_vs_diffusers_batch2"] > 0 and report["dit_call_vs_diffusers_batch1"] > 0
 
 
 def test_first_and_last_images(tiny_model, tmp_path, capsys):

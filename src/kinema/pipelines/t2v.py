@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from kinema.diffusion.samplers import SAMPLERS, cfg, timesteps, with_conditioning
+from kinema.diffusion.samplers import SAMPLERS, cfg_batched, timesteps, with_conditioning
 from kinema.errors import InputError
 from kinema.io import Video
 from kinema.models.dit import DiT
@@ -118,7 +118,11 @@ class TextToVideo:
 
             return denoise
 
-        denoise = cfg(model(0), model(1), run["guidance"])
+        def both(x, t):
+            v = self.dit(torch.cat([x, x]), t, text[:2], text_mask[:2], cond=cond, cond_mask=mask)
+            return v[:1], v[1:2]
+
+        denoise = cfg_batched(both, model(0), run["guidance"])
         if mask is not None:
             denoise = with_conditioning(denoise, cond, mask)
 

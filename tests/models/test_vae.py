@@ -78,3 +78,19 @@ def test_a_refiner_starts_as_the_identity_and_decodes_chunked_like_whole():
         assert torch.allclose(changed, refined.decode(z, chunked=False), atol=1e-5)
     assert refined.decoder_last_weight() is refined.dec_refine.out.weight
     assert plain.decoder_last_weight() is plain.dec_out.conv.weight
+
+
+def test_short_clips_decode_at_once_and_long_ones_chunk_by_chunk(monkeypatch):
+    from kinema.models import vae as vae_module
+
+    vae = _tiny().eval()
+    calls = []
+    real = vae.decode_raw
+    monkeypatch.setattr(vae, "decode_raw", lambda z, **k: calls.append(z.shape[2]) or real(z, **k))
+    with torch.no_grad():
+        vae.decode(torch.randn(1, 4, 5, 4, 4))  # 80 cells: at once
+        assert calls == [5]
+        calls.clear()
+        monkeypatch.setattr(vae_module, "WHOLE_DECODE_CELLS", 40)
+        vae.decode(torch.randn(1, 4, 5, 4, 4))  # over the budget: one latent frame at a time
+        assert calls == [1, 1, 1, 1, 1]

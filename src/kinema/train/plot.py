@@ -14,7 +14,8 @@ WIDTH, HEIGHT, MARGIN = 720, 400, 48
 LOSS_COLOUR, SCORE_COLOUR, TEXT_COLOUR = (30, 60, 220), (245, 130, 20), (80, 80, 80)
 
 
-def _text(canvas: np.ndarray, text: str, at: tuple[int, int], colour, scale: float = 0.45) -> None:
+def draw_text(canvas: np.ndarray, text: str, at: tuple[int, int], colour, scale: float = 0.45) -> None:
+    """TEXT on an RGB canvas at AT (its baseline's left end), antialiased."""
     cv2.putText(canvas, text, at, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
 
@@ -27,7 +28,7 @@ def _curve(canvas, steps, values, x_range, colour, label: str, label_row: int) -
         py = HEIGHT - MARGIN - (np.asarray(values, float) - lo) / (hi - lo) * (HEIGHT - 2 * MARGIN)
         pts = np.stack([px, py], axis=1).round().astype(np.int32)
         cv2.polylines(canvas, [pts], False, colour, 2, cv2.LINE_AA)
-    _text(canvas, label, (MARGIN + 4, MARGIN + label_row), colour)
+    draw_text(canvas, label, (MARGIN + 4, MARGIN + label_row), colour)
 
 
 def plot_curves(
@@ -49,6 +50,6 @@ def plot_curves(
         if score:
             label = f"{score_name} {score[-1][1]:.4g}"
             _curve(canvas, [s for s, _ in score], [v for _, v in score], x_range, SCORE_COLOUR, label, 34)
-        _text(canvas, f"step {x_range[0]}..{x_range[1]}", (MARGIN, HEIGHT - 16), TEXT_COLOUR)
-    _text(canvas, title, (MARGIN, 30), (0, 0, 0), 0.55)
+        draw_text(canvas, f"step {x_range[0]}..{x_range[1]}", (MARGIN, HEIGHT - 16), TEXT_COLOUR)
+    draw_text(canvas, title, (MARGIN, 30), (0, 0, 0), 0.55)
     write_png(canvas, path)

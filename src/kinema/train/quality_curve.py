@@ -22,6 +22,7 @@ import numpy as np
 
 from kinema.io import write_png
 from kinema.train.evaluate import prompt_sets
+from kinema.train.plot import draw_text
 from kinema.world import check
 
 CURVE_STEPS = (1, 2, 4, 8, 16, 24)
@@ -73,10 +74,6 @@ def quality_curve(
     return {"per_set": n, "points": points, "seconds": round(time.monotonic() - start, 1)}
 
 
-def _text(canvas: np.ndarray, text: str, at: tuple[int, int], colour, scale: float = 0.45) -> None:
-    cv2.putText(canvas, text, at, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
-
-
 def draw_curve(result: dict, path: str | os.PathLike, title: str) -> None:
     """The pass rate of each set (0-100 %) against steps on a log2 axis, the seconds a clip
     took written under each step count; a PNG at PATH."""
@@ -94,12 +91,12 @@ def draw_curve(result: dict, path: str | os.PathLike, title: str) -> None:
         return round(bottom - rate * (bottom - top))
 
     for rate in (0.0, 0.5, 1.0):
-        _text(canvas, f"{rate:.0%}", (8, y_of(rate) + 4), (80, 80, 80))
+        draw_text(canvas, f"{rate:.0%}", (8, y_of(rate) + 4), (80, 80, 80))
         cv2.line(canvas, (left, y_of(rate)), (right, y_of(rate)), (230, 230, 230), 1)
     for p in points:
         x = x_of(p["steps"])
-        _text(canvas, str(p["steps"]), (x - 6, bottom + 16), (80, 80, 80))
-        _text(canvas, f"{p['seconds_per_clip']:.2f}s", (x - 16, bottom + 34), (120, 120, 120), 0.38)
+        draw_text(canvas, str(p["steps"]), (x - 6, bottom + 16), (80, 80, 80))
+        draw_text(canvas, f"{p['seconds_per_clip']:.2f}s", (x - 16, bottom + 34), (120, 120, 120), 0.38)
     for row, (name, colour) in enumerate(SET_COLOURS.items()):
         xy = [(x_of(p["steps"]), y_of(p["sets"][name])) for p in points if name in p["sets"]]
         if len(xy) >= 2:
@@ -108,12 +105,12 @@ def draw_curve(result: dict, path: str | os.PathLike, title: str) -> None:
             cv2.circle(canvas, (x, y), 3, colour, -1, cv2.LINE_AA)
         if xy:
             last = points[-1]["sets"].get(name)
-            _text(
+            draw_text(
                 canvas,
                 f"{name} {last:.0%}" if last is not None else name,
                 (left + 6, top + 16 + 16 * row),
                 colour,
             )
-    _text(canvas, title, (left, 30), (0, 0, 0), 0.55)
-    _text(canvas, "steps (seconds per clip below)", (right - 230, HEIGHT - 8), (80, 80, 80), 0.4)
+    draw_text(canvas, title, (left, 30), (0, 0, 0), 0.55)
+    draw_text(canvas, "steps (seconds per clip below)", (right - 230, HEIGHT - 8), (80, 80, 80), 0.4)
     write_png(canvas, path)

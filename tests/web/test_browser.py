@@ -29,11 +29,20 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(tiny_model, tmp_path):
+    yield from _serve(tiny_model, tmp_path)
+
+
+@pytest.fixture
+def controlled_server(controlled_model, tmp_path):
+    yield from _serve(controlled_model, tmp_path)
+
+
+def _serve(model, tmp_path):
     port = _free_port()
     env = {**os.environ, "KINEMA_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     exe = Path(sys.executable).with_name("kinema")
     proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--workers", "1", "--model", str(tiny_model)],
+        [str(exe), "serve", "--port", str(port), "--workers", "1", "--model", str(model)],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -374,4 +383,44 @@ def test_an_image_take_in_chromium(server):
         expect(item.locator(".meta")).to_contain_text("image")
         expect(item.locator("img")).to_be_visible()
         expect(item.locator("video")).to_be_hidden()
+        browser.close()
+
+
+def test_motion_brush_in_chromium(controlled_server):
+    """Draw a path on the first frame with the mouse: it is sent as a path file of one
+    point a frame, at an even pace, and the worker makes the clip along it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1100, "height": 1000})
+        page.goto(controlled_server)
+        brush = page.locator("#brush-path")
+        expect(brush).to_be_visible()
+        box = brush.bounding_box()
+        page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.3 * box["height"])
+        page.mouse.down()
+        for i in range(1, 11):  # a straight stroke to (0.8, 0.6)
+            page.mouse.move(
+                box["x"] + (0.2 + 0.06 * i) * box["width"], box["y"] + (0.3 + 0.03 * i) * box["height"]
+            )
+        page.mouse.up()
+        points = page.evaluate("brushPath(9).points")
+        assert [p[0] for p in points] == list(range(9))
+        assert (
+            abs(points[0][1] - 0.2) < 0.02
+            and abs(points[-1][1] - 0.8) < 0.02
+            and abs(points[4][2] - 0.45) < 0.02
+        )
+        page.fill("textarea[name=prompt]", "a red circle on a black background")
+        page.fill("input[name=frames]", "9")
+        page.fill("input[name=steps]", "2")
+        page.click("#job-form button[type=submit]")
+        _done(page, 1)
+        job = page.evaluate("fetch('/api/jobs').then(r => r.json()).then(d => d.items[0])")
+        assert job["params"]["path"] and job["params"]["control_scale"] == 1.0
+        page.screenshot(path=str(ARTIFACTS / "motion-brush.png"), full_page=True)
+        page.click("#brush-clear")
+        page.select_option("select[name=kind]", "image")
+        expect(page.locator("#motion")).to_be_hidden()  # a still has no motion
         browser.close()

@@ -59,7 +59,9 @@ def qa_command(
 @app.command("eval")
 def evaluate(
     model: ModelOption = None,
-    prompts: Annotated[int, typer.Option(help="Prompts per set.")] = 20,
+    prompts: Annotated[
+        int | None, typer.Option(help="Prompts per set (default 20; 30 with --control).")
+    ] = None,
     steps: StepsOption = None,
     modes: Annotated[
         bool,
@@ -82,6 +84,13 @@ def evaluate(
             help="Evaluate with adapter NAME_OR_FILE[:SCALE] mixed in (repeatable); adds its taught colours' set.",
         ),
     ] = None,
+    control: Annotated[
+        bool,
+        typer.Option(
+            "--control",
+            help="The control branch instead: held-out motion paths and control clips (default 30 each).",
+        ),
+    ] = False,
 ) -> None:
     """World-checker pass rates on fixed prompt sets (seen pairs, held-out pairs, two objects).
 
@@ -89,24 +98,43 @@ def evaluate(
     frame, nothing else in any frame). Each set also reports its VAE ceiling and how crisp
     its squares are (mean spread of their fill ratio over a clip).
 
+    With --control: how closely clips follow held-out paths (curves, zig-zags, stops,
+    diagonals, loops) and control clips of another colour, shape and background (box
+    centre within 0.05 on average, extent within 25 %, the checker passing the rest).
+
     Example: kinema eval --prompts 50 --files
     """
     from kinema.pipelines.loading import load
     from kinema.train.evaluate import evaluate as run_eval
     from kinema.train.evaluate_modes import evaluate_modes
 
+    if prompts is None:
+        prompts = 30 if control else 20
     if prompts < 1:
         raise InputError(f"--prompts must be at least 1, got {prompts}")
     if files and modes:
         raise InputError("--files judges the text-to-video sets; it does not go with --modes")
+    if control and (modes or files or lora):
+        raise InputError(
+            "--control evaluates the control branch on its own; drop --modes, --files and --lora"
+        )
     from kinema.pipelines.facts import ModelFacts
     from kinema.render import check_adapters, parse_adapter
 
     adapters = check_adapters([parse_adapter(text) for text in lora or ()], ModelFacts.read(model))
     if adapters and modes:
         raise InputError("--lora evaluates the text-to-video sets; it does not go with --modes")
+    if control and "path" not in ModelFacts.read(model).controls:
+        raise InputError(f"the model {ModelFacts.read(model).name} has no control branch to evaluate")
     pipe = load(model)
-    if modes:
+    if control:
+        from kinema.train.evaluate_control import evaluate_control
+
+        results = with_progress(
+            lambda progress: evaluate_control(pipe, prompts, steps, progress=progress), "evaluating", False
+        )
+        rows = results["sets"]
+    elif modes:
         results = with_progress(
             lambda progress: evaluate_modes(pipe, prompts, steps, progress=progress), "evaluating", False
         )
@@ -132,6 +160,8 @@ def _extras(row: dict) -> str:
         parts.append(f"VAE ceiling {100 * row['vae_ceiling']:5.1f} %")
     if "files" in row:
         parts.append(f"as mp4 files {100 * row['files']['pass_rate']:5.1f} %")
+    if "mean_centre_error" in row:
+        parts.append(f"mean box-centre error {row['mean_centre_error']:.3f}")
     spread = row.get("sharpness", {}).get("square", {}).get("fill_spread_mean")
     if spread is not None:
         parts.append(f"square fill spread {spread:.3f}")

@@ -5,7 +5,8 @@ keyframes, extend, remix, inpaint, outpaint), prompt, negative, seed (fixed at s
 time, so a re-run after a crash writes the same file), steps, guidance, literal (the
 prompt goes to the model as typed); frames, size,
 fps, loop and still (one frame, written as a PNG) for generated clips; upload ids for
-images, masks and clips; a done take's id as an edit's source (a clip, not a still).
+images, masks and clips, and for a generated clip's motion path, control clip (with
+control_scale) and reference image; a done take's id as an edit's source (a clip, not a still).
 Ids are resolved here to the owner's files, so the web (before queueing) and the worker
 (before rendering) check the very same request.
 """
@@ -57,6 +58,10 @@ def clip_request(
             still=bool(params.get("still")),
             image=_upload(params.get("image"), owner, queue),
             last_image=_upload(params.get("last_image"), owner, queue),
+            path=_upload(params.get("path"), owner, queue),
+            control=_upload(params.get("control_clip"), owner, queue),
+            control_scale=float(params.get("control_scale", 1.0)),
+            reference=_upload(params.get("reference"), owner, queue),
         )
     edit: dict[str, Any] = {"mode": mode, "source": source_path(params, owner, queue, mode)}
     if mode == "extend":

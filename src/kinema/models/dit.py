@@ -214,6 +214,8 @@ class DiT(nn.Module):
         text_mask: torch.Tensor | None = None,
         cond: torch.Tensor | None = None,
         cond_mask: torch.Tensor | None = None,
+        control=None,
+        reference=None,
     ) -> torch.Tensor:
         """Velocity (B, C, T, H, W) for noisy latents x (B, C, T, H, W) at time t.
 
@@ -223,6 +225,12 @@ class DiT(nn.Module):
         (B, 1, T, H, W), 1 where cond is given (a frame: (B, 1, T, 1, 1); a region: full).
         Both default to "nothing given". Any T, H, W works: sizes that the patch does not
         divide are zero-padded and the padding cropped from the output.
+        control: a callable (a kinema.models.control.Steering) given the embedded tokens,
+        c, the text and the rotary angles; it returns residuals added to the tokens after
+        the first blocks (a ControlNet's), one per block. reference: a
+        kinema.models.reference.Referencing: its `pooled` joins c, and `after(i, x)` is
+        added to the tokens after block i where it is not None (an IP-Adapter's
+        attention to an image).
         """
         cfg = self.config
         B, C, T, H, W = x.shape
@@ -254,9 +262,17 @@ class DiT(nn.Module):
 
         t = torch.as_tensor(t, device=x.device, dtype=torch.float32).expand(B)
         c = self.time_embed(timestep_embedding(t, 256).to(x.dtype)) + self.text_pool(pooled)  # (B, width)
+        if reference is not None:
+            c = c + reference.pooled.to(c.dtype)
 
-        for block in self.blocks:
+        residuals = [] if control is None else control(x, c, text, text_mask, rope)
+        for index, block in enumerate(self.blocks):
             x = block(x, c, text, text_mask, rope)
+            if index < len(residuals):
+                x = x + residuals[index]
+            extra = None if reference is None else reference.after(index, x)
+            if extra is not None:
+                x = x + extra
 
         shift, scale = self.final_modulation(c)[:, None].chunk(2, dim=-1)
         x = self.final(modulate(self.final_norm(x), shift, scale))

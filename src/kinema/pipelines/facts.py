@@ -82,6 +82,7 @@ class ModelFacts:
                 spatial=spatial,
                 temporal=int(vae.get("temporal_factor", 4)),
                 world=str(meta["world"]) if meta.get("world") else None,
+                controls=steering_inputs(folder),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return cls()
@@ -101,14 +102,28 @@ class ModelFacts:
         return 1 + math.ceil((frames - 1) / self.temporal)
 
     def summary(self) -> dict[str, Any]:
-        """What the web pages are told: name, modes and defaults."""
+        """What the web pages are told: name, modes, defaults and the steering it has branches for."""
         return {
             "name": self.name,
             "modes": [m for m in self.modes if m != "loop"],
             "loop": "loop" in self.modes,
             "defaults": self.defaults,
             "size_multiple": self.spatial,
+            "controls": list(self.controls),
         }
+
+
+def steering_inputs(folder: Path | None) -> tuple[str, ...]:
+    """The steering inputs a kinema model folder has trained branches for: a control branch
+    steers with a control clip or a path (one signal), a reference branch with an image."""
+    if folder is None:
+        return ()
+    inputs: tuple[str, ...] = ()
+    if (folder / "control" / "model.safetensors").is_file():
+        inputs += ("control", "path")
+    if (folder / "reference" / "model.safetensors").is_file():
+        inputs += ("reference",)
+    return inputs
 
 
 def _diffusers_modes(folder: Path) -> tuple[tuple[str, ...] | None, frozenset[str]]:

@@ -138,4 +138,5 @@ def load(
         name=meta.get("name", folder.name),
         model_hash=model_hash(folder),
         defaults=meta.get("defaults"),
+        folder=folder,
     )

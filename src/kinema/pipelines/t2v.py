@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,10 +18,14 @@ import torch
 from kinema.diffusion.samplers import SAMPLERS, cfg_batched, timesteps, with_conditioning
 from kinema.errors import InputError
 from kinema.io import Video
+from kinema.models.control import ControlBranch, Steering, signal_tokens
 from kinema.models.dit import DiT
+from kinema.models.reference import Referencing
 from kinema.models.vae import VideoVAE
 from kinema.pipelines.conditioning import frame_map
+from kinema.pipelines.facts import steering_inputs
 from kinema.pipelines.latent_preview import LatentPreviewer
+from kinema.pipelines.motion_track import MotionTrack, track_masks, track_of_clip
 from kinema.pipelines.preview import Preview
 from kinema.pipelines.protocol import MODES, resolve_settings
 
@@ -42,8 +47,11 @@ class TextToVideo:
         name: str = "kinema",
         model_hash: str | None = None,
         defaults: dict | None = None,
+        folder: Path | None = None,
     ):
         self.vae, self.dit, self.text_encoder = vae.eval(), dit.eval(), text_encoder
+        self.folder = folder  # the model folder: its branches (control/, reference/) load on first use
+        self._branches: dict = {}
         self.name, self.model_hash = name, model_hash
         self.defaults = {
             "frames": 16,
@@ -104,22 +112,52 @@ class TextToVideo:
         }
 
     def _sample(
-        self, noise, text, text_mask, cond, mask, run: dict, progress=None, look: Look | None = None
+        self,
+        noise,
+        text,
+        text_mask,
+        cond,
+        mask,
+        run: dict,
+        progress=None,
+        look: Look | None = None,
+        steering: Steering | None = None,
+        reference: Referencing | None = None,
     ) -> torch.Tensor:
         """One sampler run: noise (1, C, T, h, w) → clean latents, CFG on the prompt pair
         (row 0 the prompt, row 1 the negative), known latents held where mask is 1. LOOK,
-        if given, gets the current estimate of the clean latents after every step."""
+        if given, gets the current estimate of the clean latents after every step;
+        STEERING, the control branch with its signal for these latent frames, steers both
+        rows (the control holds whatever the prompt says); REFERENCE, the reference branch
+        with an image's tokens, steers the prompt's row only, so that guidance strengthens
+        it as it strengthens the words."""
 
         def model(row: int):
             def denoise(x, t):
                 return self.dit(
-                    x, t, text[row : row + 1], text_mask[row : row + 1], cond=cond, cond_mask=mask
+                    x,
+                    t,
+                    text[row : row + 1],
+                    text_mask[row : row + 1],
+                    cond=cond,
+                    cond_mask=mask,
+                    control=steering,
+                    reference=reference,
                 )
 
             return denoise
 
         def both(x, t):
-            v = self.dit(torch.cat([x, x]), t, text[:2], text_mask[:2], cond=cond, cond_mask=mask)
+            v = self.dit(
+                torch.cat([x, x]),
+                t,
+                text[:2],
+                text_mask[:2],
+                cond=cond,
+                cond_mask=mask,
+                control=steering,
+                reference=None if reference is None else reference.rows([reference.scale, 0.0]),
+            )
             return v[:1], v[1:2]
 
         denoise = cfg_batched(both, model(0), run["guidance"])
@@ -140,7 +178,18 @@ class TextToVideo:
         return run["sampler"](denoise, noise, schedule, callback)
 
     def _continue(
-        self, latents, target, text, text_mask, run, generator, progress, closing=None, look=None
+        self,
+        latents,
+        target,
+        text,
+        text_mask,
+        run,
+        generator,
+        progress,
+        closing=None,
+        look=None,
+        steering=None,
+        reference=None,
     ) -> torch.Tensor:
         """Append latent frames until there are `target`, a window at a time, each window
         holding the last half-window of what exists as its clean prefix (how the model was
@@ -166,7 +215,13 @@ class TextToVideo:
                 def window_look(step, total, x0, made=latents, start=held.shape[2]):
                     look(step, total, torch.cat([made, x0[:, :, start:]], dim=2))
 
-            out = self._sample(noise, text, text_mask, cond, mask, run, progress, window_look)
+            start = latents.shape[2] - held.shape[2]
+            window_steering = (
+                None if steering is None else steering.window(start, start + held.shape[2] + new)
+            )
+            out = self._sample(
+                noise, text, text_mask, cond, mask, run, progress, window_look, window_steering, reference
+            )
             latents = torch.cat([latents, out[:, :, held.shape[2] :]], dim=2)
         return latents
 
@@ -198,6 +253,58 @@ class TextToVideo:
         out = ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
         return Video(out, fps)
 
+    # ---------------------------------------------------------------- control
+
+    @property
+    def controls(self) -> tuple[str, ...]:
+        """The steering inputs this model has branches for."""
+        return steering_inputs(self.folder)
+
+    def branch(self, kind: str):
+        """The control or reference branch, loaded on first use (the base model never reads
+        them)."""
+        if kind not in self._branches:
+            if self.folder is None or not (self.folder / kind / "model.safetensors").is_file():
+                raise InputError(f"{self.name} has no {kind} branch")
+            from kinema.pipelines.branch_weights import load_branch
+
+            device = next(self.dit.parameters()).device
+            self._branches[kind] = load_branch(self.folder / kind, self.dit).to(device).eval()
+        return self._branches[kind]
+
+    def branch_sha256(self, kind: str) -> str:
+        """SHA-256 of the control or reference branch's weights (the sidecar names it)."""
+        from kinema.pipelines.weights_hash import cached_hash, sha256_files
+
+        files = [self.folder / kind / "model.safetensors"]
+        return cached_hash(files, lambda: sha256_files(files))
+
+    def control_branch(self) -> ControlBranch:
+        return self.branch("control")
+
+    def referencing(self, image: np.ndarray, width: int, height: int, scale: float = 1.0) -> Referencing:
+        """The reference branch with IMAGE's tokens (an image of the clip's size, encoded by
+        the VAE as one frame)."""
+        branch = self.branch("reference")
+        device = next(self.dit.parameters()).device
+        pixels = torch.from_numpy(np.ascontiguousarray(image[:height, :width])).to(device)
+        pixels = pixels.permute(2, 0, 1)[None, :, None].float() / 127.5 - 1
+        return Referencing(branch, branch.tokens(self.vae.encode(pixels)), scale)
+
+    def steering(
+        self, control: Video | MotionTrack, frames: int, width: int, height: int, scale: float
+    ) -> Steering:
+        """The branch and its signal for a clip of FRAMES (1+4k) frames: a disc per frame
+        where the control's object is (a control clip shorter than FRAMES holds its last
+        state over the frames made beyond the request)."""
+        track = control if isinstance(control, MotionTrack) else track_of_clip(control.frames)
+        branch = self.control_branch()
+        masks = torch.from_numpy(track_masks(track.cut(frames), width, height))[None]
+        cell = branch.config.cell
+        masks = torch.nn.functional.pad(masks, (0, -width % cell, 0, -height % cell))  # the DiT's padding
+        signal = signal_tokens(masks, branch.config.temporal, cell)
+        return Steering(branch, signal.to(next(self.dit.parameters()).device), scale)
+
     @torch.inference_mode()
     def __call__(
         self,
@@ -217,11 +324,20 @@ class TextToVideo:
         loop: bool = False,
         progress: Callable[[int, int], None] | None = None,
         preview: Preview | None = None,
+        control: Video | MotionTrack | None = None,
+        control_scale: float = 1.0,
+        reference: np.ndarray | None = None,
     ) -> Video:
         """Generate a clip. Size is S or (W, H); keyframes maps pixel frame indices (0 or a
         multiple of 4) to uint8 images (H, W, 3) the clip must show there; last_image is
         the image the clip ends on (first–last frame with keyframes={0: first}). With
         `loop`, the frame after the last is the first again (frames: the loop's length).
+
+        CONTROL moves the clip's object: a clip (its single object's box, frame by frame,
+        read by the preprocessor) or a MotionTrack (a path's); the control branch steers
+        the DiT with it at CONTROL_SCALE (0: the base model, untouched). REFERENCE, an
+        image (H, W, 3 uint8) of one object, gives the clip's object its colour and shape
+        through the reference branch.
 
         Clips longer than the model's window are made window by window, each conditioned
         on the latent frames before it, so the DiT's memory is that of one window and the
@@ -262,11 +378,29 @@ class TextToVideo:
             return list(range(min(frames, made_frames)))
 
         look = self._look(preview, lambda shown: shown[kept(len(shown))])
+        steering = None
+        if control is not None and control_scale != 0:
+            if loop:
+                raise InputError("a loop returns to its start by itself; it takes no control or path")
+            steering = self.steering(control, whole, width, height, control_scale)
+        window_steering = None if steering is None else steering.window(0, first[2])
+        referencing = None if reference is None else self.referencing(reference, width, height)
         latents = self._sample(
-            torch.randn(first, generator=generator), text, text_mask, cond, mask, run, progress, look
+            torch.randn(first, generator=generator),
+            text,
+            text_mask,
+            cond,
+            mask,
+            run,
+            progress,
+            look,
+            window_steering,
+            referencing,
         )
         closing = latents[:, :, :1] if loop else None  # latent 0 is frame 0 encoded on its own
-        latents = self._continue(latents, latent_t, text, text_mask, run, generator, progress, closing, look)
+        latents = self._continue(
+            latents, latent_t, text, text_mask, run, generator, progress, closing, look, steering, referencing
+        )
         pixels = self.vae.decode(latents)
         return self.to_video(pixels[:, :, kept(pixels.shape[2])], settings.fps)
 

@@ -39,6 +39,7 @@ from kinema.provenance.keys import KeyPaths, ProvenanceError
 from kinema.provenance.manifest import (
     ACTIONS_LABEL,
     ALGORITHMIC_MEDIA,
+    DATA_FORMATS,
     EMBEDDED_FORMATS,
     FRAME_LABEL,
     FRAME_PATTERN,
@@ -139,8 +140,9 @@ def _add_ingredient(builder: c2pa.Builder, index: int, part: Ingredient, root: P
     source = Path(part.path)
     if source.is_dir():
         source = _frame_files(source)[0]
-    model = source.suffix.lower() in MODEL_FORMATS
-    mime = MODEL_FORMATS[source.suffix.lower()] if model else mime_for(source)
+    suffix = source.suffix.lower()
+    model = suffix in MODEL_FORMATS
+    mime = MODEL_FORMATS.get(suffix) or DATA_FORMATS.get(suffix) or mime_for(source)
     definition: dict[str, Any] = {
         "title": part.title or Path(part.path).name,
         "relationship": part.relationship,

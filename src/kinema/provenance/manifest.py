@@ -194,6 +194,8 @@ def sidecar_path(path: Path) -> Path:
 # Files that go into a manifest only as ingredients, never signed themselves: model
 # weights (a LoRA adapter a clip was made with), typed as C2PA's AI-model asset.
 MODEL_FORMATS = {".safetensors": "application/octet-stream"}
+# inputs that are data, not media: a motion path (JSON). Ingredients by hash, never signed.
+DATA_FORMATS = {".json": "application/json"}
 MODEL_DATA_TYPE = "c2pa.types.model"
 
 

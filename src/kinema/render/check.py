@@ -14,6 +14,14 @@ from kinema.errors import InputError
 from kinema.io import Video, read_image, read_video
 from kinema.pipelines.adapters import AdapterFile, read_adapter
 from kinema.pipelines.facts import MAX_SIDE, ModelFacts
+from kinema.pipelines.motion_track import (
+    MotionTrack,
+    check_one_object,
+    check_path_length,
+    read_path,
+    track_of_clip,
+    track_of_path,
+)
 from kinema.render.request import EDITS, MODES, NEEDS, TAKES, Adapter, ClipRequest, Narration, max_frames
 
 if TYPE_CHECKING:
@@ -30,6 +38,7 @@ class Inputs:
     source: Video | None = None
     region: np.ndarray | None = None
     control: Video | None = None  # the control clip's frames that drive the clip, fitted
+    track: MotionTrack | None = None  # a control's or a path's track (kinema's own models)
     reference: np.ndarray | None = None  # the reference image, fitted to the clip's size
     adapters: tuple[AdapterFile, ...] = ()  # scale 0 dropped: the base model's output
     notes: tuple[str, ...] = ()  # what was done to fit an input (printed by the CLI)
@@ -123,11 +132,14 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
         raise InputError(f"the model {facts.name} does not do {MODE_WORDS[kind]}; {serves}")
     seed = secrets.randbelow(2**31) if r.seed is None else r.seed
     r = replace(r, prompt=prompt, negative=negative, seed=seed)
+    if r.control_scale == 0:  # as an adapter at scale 0: dropped, the base model's clip
+        r = replace(r, control=None, path=None)
     reading = _read(r, facts)
     if reading is not None and reading.understood is not None:
         r = replace(r, prompt=reading.understood)
     if r.mode == "generate":
         r = _check_generate(r, facts)
+        _check_controlled_prompt(r, reading)
     if r.narration is not None:
         _check_narration(r.narration)
     inputs = _read_inputs(r, facts)
@@ -224,6 +236,12 @@ def _check_steering(r: ClipRequest, facts: ModelFacts) -> None:
             raise InputError(f"adapter {adapter.source}: scale must be between -2 and 2, got {adapter.scale}")
     if any(a.scale != 0 for a in r.adapters) and not facts.adapters:
         raise InputError(f"{name} cannot load LoRA adapters")
+    if r.control is not None and r.path is not None:
+        raise InputError("control and path both move the object; give one of them")
+    if r.loop and (r.control is not None or r.path is not None):
+        raise InputError(
+            f"a loop returns to its start by itself; it takes no {'path' if r.path else 'control'}"
+        )
     for option in ("control", "path", "reference"):
         if getattr(r, option) is not None and r.mode != "generate":
             raise InputError(f"{option} steers a generated clip (generate, storyboard shots), not {r.mode}")
@@ -231,6 +249,46 @@ def _check_steering(r: ClipRequest, facts: ModelFacts) -> None:
             raise InputError(f"{name} has no {option} branch; {option} cannot steer it")
     if r.fast and "fast" not in facts.adapters:
         raise InputError(f"{name} has no few-step adapter for fast")
+
+
+def _check_controlled_prompt(r: ClipRequest, reading: Reading | None) -> None:
+    """Under a path or a control clip the control decides the motion (and a control clip the
+    size): a prompt that says them is refused rather than silently overruled, and so is a
+    second object (control v1 moves one; a reference gives one object its look). Judged on
+    the world's reading of the prompt."""
+    if reading is None or reading.understood is None:
+        return
+    if r.reference is not None and (
+        " and a " in f" {reading.understood} " or " and an " in reading.understood
+    ):
+        raise InputError("a reference gives one object its look; the prompt names two")
+    if r.path is None and r.control is None:
+        return
+    from kinema.world.scene import MOTIONS, SIZES
+
+    option = "path" if r.path is not None else "control"
+    understood = f" {reading.understood} "
+    if " and a" in understood or " and an " in understood:
+        raise InputError(
+            f"{option} moves one object; the prompt names two (control v1 steers one-object scenes)"
+        )
+    for motion in MOTIONS:
+        if f" {motion} " in understood:
+            raise InputError(f"the {option} decides the motion: leave '{motion}' out of the prompt")
+    if r.control is not None:
+        for word in (w for w in SIZES if w):
+            if f" {word} " in understood:
+                raise InputError(
+                    f"the control clip decides the object's size: leave '{word}' out of the prompt"
+                )
+
+
+def _prompt_extent(prompt: str) -> float:
+    """The object's nominal extent by the prompt's size word (WORLD.md), for a path's disc."""
+    from kinema.world.scene import SIZES
+
+    words = prompt.lower().split()
+    return next((SIZES[w] for w in SIZES if w and w in words), SIZES[None])
 
 
 def _check_generate(r: ClipRequest, facts: ModelFacts) -> ClipRequest:
@@ -328,14 +386,24 @@ def _read_inputs(r: ClipRequest, facts: ModelFacts) -> Inputs:
                 check_likeness(pixels, source=str(path))
                 images[option], note = fit_image(pixels, width, height)
                 notes.append(f"{option} {path}: {note}")
-        control = None
+                if option == "reference" and facts.own:  # kinema's branch takes one object's image
+                    check_one_object(images[option], f"the reference '{path}'")
+        control, track = None, None
+        length = r.frames if r.frames is not None else facts.default("frames", 16)
         if r.control is not None:
             control, note = _read_control(r, facts, width, height)
             notes.append(f"control {r.control}: {note}")
+            if facts.own:  # kinema's branch follows the control's object: read it now
+                track = track_of_clip(control.frames, source=f"the control clip '{r.control}'")
+        if r.path is not None:
+            points = read_path(r.path)
+            check_path_length(points, length, name=f"the path '{r.path}'")
+            track = track_of_path(points, length, _prompt_extent(r.prompt))
         return Inputs(
             images.get("image"),
             images.get("last_image"),
             control=control,
+            track=track,
             reference=images.get("reference"),
             notes=tuple(notes),
         )

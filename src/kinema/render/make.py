@@ -82,7 +82,9 @@ def _make(pipe, checked: Checked, hooks: dict[str, Any]) -> tuple[Video, tuple[P
         size = r.size or (pipe.defaults["size"], pipe.defaults["size"])
         first, last, reference = (_fitted(i, size) for i in (inputs.first, inputs.last, inputs.reference))
         steering: dict[str, Any] = {}
-        if inputs.control is not None:
+        if inputs.track is not None:  # kinema's branch: the control's or the path's track
+            steering.update(control=inputs.track, control_scale=r.control_scale)
+        elif inputs.control is not None:
             frames = inputs.control.frames
             if frames.shape[1:3] != (size[1], size[0]):
                 frames = np.stack([_fitted(frame, size) for frame in frames])
@@ -158,8 +160,13 @@ def settings_record(pipe, request: ClipRequest, video: Video, typed: str | None 
         path = getattr(r, option)
         if path is not None:
             record[f"{option}_sha256"] = file_sha256(Path(path))
-    if r.control is not None:
+    if r.control is not None or r.path is not None:
         record["control_scale"] = r.control_scale
+    branches = getattr(pipe, "branch_sha256", None)  # kinema's own models: the branch that steered
+    if branches is not None:
+        for kind, used in (("control", r.control or r.path), ("reference", r.reference)):
+            if used is not None:
+                record[f"{kind}_branch_sha256"] = branches(kind)
     if r.mode == "extend":
         record.update(added_frames=r.add_frames, backward=r.backward)
     if r.mode == "remix":

@@ -12,6 +12,11 @@
         seed: 1             # candidates use seed, seed+1, …; retakes the seeds after
         image: start.png    # optional first frame, a path inside the board's folder
         lora: pink:0.8      # optional adapters (NAME_OR_FILE[:SCALE] or a list), after --lora
+      - prompt: a red circle on a black background   # no motion phrase: the path moves it
+        path: zigzag.json   # optional: a motion path, or control: clip.mp4 (a control clip),
+        control_scale: 1.0  #   files inside the board's folder; how strongly they steer (0-2)
+        reference: hero.png # optional: the object's colour and shape from an image; shots
+                            #   sharing one show the same object ("an object moving …")
       - prompt: a red circle moving left on a black background
         transition: continue   # how the shot before joins into this one:
                                #   cut (default) | crossfade:N | continue
@@ -46,13 +51,25 @@ from kinema.io.atomic import replacing
 from kinema.metrics.temporal import SEAM_RATIO, frame_differences, seam_ratio
 from kinema.pipelines.facts import ModelFacts
 from kinema.render import Adapter, ClipRequest, check, parse_adapter, render
+from kinema.render.request import file_sha256
 from kinema.studio.bestof import DEFAULT_THRESHOLD, MAX_TAKES, Choice, best_of, check_counts
 from kinema.studio.stitch import parse_transition, stitch
 
 CACHE_DIR = ".kinema-cache"
 SETTLE_FRAMES = 4  # frames over which a continued shot's first-frame error fades (one latent step)
 _TAKE_FIELDS = {"candidates", "retakes", "qa_threshold"}
-_FIELDS = {"prompt", "frames", "seconds", "seed", "image", "transition", "lora", *_TAKE_FIELDS}
+_STEERING_FIELDS = {"path", "control", "control_scale", "reference"}
+_FIELDS = {
+    "prompt",
+    "frames",
+    "seconds",
+    "seed",
+    "image",
+    "transition",
+    "lora",
+    *_STEERING_FIELDS,
+    *_TAKE_FIELDS,
+}
 _BOARD_FIELDS = {"shots", "title", "report", "contact_sheet", *_TAKE_FIELDS}
 
 
@@ -68,6 +85,10 @@ class Shot:
     retakes: int = 0
     qa_threshold: float = DEFAULT_THRESHOLD
     adapters: tuple[Adapter, ...] = ()  # the shot's own `lora:`, after the board's --lora
+    path: Path | None = None  # a motion path the shot's object follows
+    control: Path | None = None  # a control clip whose object's motion it follows
+    control_scale: float = 1.0
+    reference: Path | None = None  # an image whose object the shot shows
 
 
 @dataclass(frozen=True)
@@ -172,6 +193,7 @@ def load_board(path: str | os.PathLike, fps: float = 8.0, base_seed: int | None 
                 _transition(i, raw),
                 **_takes(i, raw, defaults),
                 adapters=_adapters(i, raw, root),
+                **_steering(i, raw, root),
             )
         )
     for before, shot in zip(shots, shots[1:], strict=False):
@@ -205,6 +227,25 @@ def _takes(i: int | None, raw: dict, defaults: dict) -> dict:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
             raise _fail(i, "qa_threshold", f"must be a number from 0 to 1, got {value!r}")
         out["qa_threshold"] = float(value)
+    return out
+
+
+def _steering(i: int, raw: dict, root: Path) -> dict:
+    """A shot's `path:`, `control:`, `reference:` (files inside the board's folder) and
+    `control_scale:`;
+    what they may steer is the request layer's check, as for generate."""
+    out: dict = {}
+    for name in ("path", "control", "reference"):
+        if raw.get(name) is not None:
+            path = _inside(i, name, raw[name], root)
+            if not path.is_file():
+                raise _fail(i, name, f"'{raw[name]}' does not exist")
+            out[name] = path
+    if "control_scale" in raw:
+        value = raw["control_scale"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2:
+            raise _fail(i, "control_scale", f"must be a number from 0 to 2, got {value!r}")
+        out["control_scale"] = float(value)
     return out
 
 
@@ -405,12 +446,21 @@ def run_board(
 
         def make(seed: int, shot=shot, first=first, checked=checked) -> tuple[Video, bool]:
             # a take depends on the adapters mixed in (their bytes) and the sampler's words too
+            request = checked.request
             shared = {
                 **settings,
                 "adapters": [a.record() for a in checked.inputs.adapters],
                 "negative": checked.request.negative,
                 "guidance": checked.request.guidance,
             }
+            # a control or a path decides the pixels by its bytes and its scale
+            steering = [
+                [name, file_sha256(getattr(request, name)), request.control_scale]
+                for name in ("path", "control", "reference")
+                if getattr(request, name) is not None
+            ]
+            if steering:
+                shared["steering"] = steering
             key = shot_key(shot, pipe.model_hash, first, shared, seed=seed)
             frames = _cached(cache, key)
             made = frames is None
@@ -473,6 +523,10 @@ def shot_request(shot: Shot, template: ClipRequest, fps: float) -> ClipRequest:
         fps=fps,
         image=shot.image,
         adapters=(*template.adapters, *shot.adapters),
+        path=shot.path,
+        control=shot.control,
+        control_scale=shot.control_scale,
+        reference=shot.reference,
     )
 
 

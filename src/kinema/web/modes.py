@@ -71,6 +71,9 @@ TAKES: dict[str, tuple[str, ...]] = {
     "strength": ("remix",),
     "mask": ("inpaint",),
     "outpaint": ("outpaint",),
+    "path": ("t2v", "i2v"),
+    "control_clip": ("t2v", "i2v"),
+    "reference": ("t2v", "i2v"),
 }
 NEEDS: dict[str, tuple[str, ...]] = {  # besides an edit's source (a take or a clip)
     "i2v": ("image",),
@@ -87,6 +90,9 @@ HELP = {
     "frames": "how many frames to add",
     "mask": "the id of an uploaded PNG mask (white = regenerate)",
     "outpaint": "[left, top, right, bottom] pixels to add",
+    "path": "the id of an uploaded motion path (POST /api/uploads)",
+    "control_clip": "the id of an uploaded clip whose object's motion to follow (POST /api/uploads)",
+    "reference": "the id of an uploaded image of one object, whose colour and shape to take (POST /api/uploads)",
 }
 SIZE = re.compile(r"^\s*([0-9]{1,5})(?:\s*x\s*([0-9]{1,5}))?\s*$", re.IGNORECASE)
 
@@ -155,6 +161,28 @@ class JobRequest(BaseModel):
     adapters: list[AdapterChoice] = Field(
         default_factory=list, max_length=MAX_ADAPTERS, description="LoRA adapters mixed in by their scales"
     )
+    path: str | None = Field(
+        default=None,
+        max_length=64,
+        description="t2v, i2v: upload id of a motion path the object follows (leave the motion out of the prompt)",
+    )
+    control_clip: str | None = Field(
+        default=None,
+        max_length=64,
+        description="t2v, i2v: upload id of a clip whose object's motion and size the clip follows",
+    )
+    reference: str | None = Field(
+        default=None,
+        max_length=64,
+        description="t2v, i2v: upload id of an image of one object whose colour and shape the clip takes",
+    )
+    control_scale: float = Field(
+        strict=True,
+        default=1.0,
+        ge=0,
+        le=2,
+        description="how strongly a path or control clip steers (0 drops it)",
+    )
 
 
 def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: ModelFacts) -> dict[str, Any]:
@@ -198,6 +226,9 @@ def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: 
         params.update(
             {name: getattr(request, name) for name in ("image", "last_image") if getattr(request, name)}
         )
+        params.update(_steering(request, owner, queue))
+        if request.reference is not None:
+            params["reference"] = request.reference
     else:
         params.update(_edit(request, owner, queue, limits))
     if request.literal:
@@ -211,6 +242,24 @@ def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: 
     # the request layer's one check, on the very request the worker will render
     checked = check(clip_request(params, owner, queue), facts)
     return {**params, **reading_params(checked)}
+
+
+def _steering(request: JobRequest, owner: str, queue: JobQueue) -> dict[str, Any]:
+    """A generated clip's path or control clip (uploads of OWNER's, of the right kind) and
+    its scale; at scale 0 they are dropped, as the request layer drops them."""
+    out: dict[str, Any] = {}
+    for name, suffixes, kind in (
+        ("path", (".json",), "motion path"),
+        ("control_clip", (".mp4", ".webm"), "clip"),
+    ):
+        upload = getattr(request, name)
+        if upload is not None and queue.input_path(upload, owner).suffix not in suffixes:
+            raise InputError(f"'{name}' must be the id of an uploaded {kind} ({HELP[name]})")
+        if upload is not None and request.control_scale != 0:
+            out[name] = upload
+    if out:
+        out["control_scale"] = request.control_scale
+    return out
 
 
 def reading_params(checked) -> dict[str, Any]:
@@ -227,7 +276,7 @@ def reading_params(checked) -> dict[str, Any]:
 
 def recheck(params: dict[str, Any], owner: str, queue: JobQueue) -> None:
     """Refuse re-running stored PARAMS (more like this) whose uploads or source take are gone."""
-    for name in ("image", "last_image", "mask", "source_clip"):
+    for name in ("image", "last_image", "mask", "source_clip", "path", "control_clip", "reference"):
         if params.get(name):
             queue.input_path(params[name], owner)
     if params.get("source"):

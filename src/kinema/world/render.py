@@ -128,3 +128,28 @@ def render_frames(
             canvas[rows, cols] = region + (colour - region) * cov[..., None]
         out[i] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     return out
+
+
+def render_track(
+    shape: str,
+    colour: tuple[float, float, float],
+    background: tuple[float, float, float],
+    states: np.ndarray,
+    size: int = 64,
+) -> np.ndarray:
+    """One object drawn along any track: uint8 (T, S, S, 3), frame t with the shape's
+    bounding box centred on states[t] = (cx, cy, d), fractions of the canvas. The world's
+    motions are straight lines; a control's training clips and test references follow
+    curves, zig-zags and stops, drawn exactly as WORLD.md draws a shape."""
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise ValueError(f"size must be between {MIN_SIZE} and {MAX_SIZE}, got {size}")
+    out = np.empty((len(states), size, size, 3), np.uint8)
+    canvas = np.empty((size, size, 3), np.float32)
+    paint, backdrop = np.array(colour, np.float32), np.array(background, np.float32)
+    for i, (cx, cy, d) in enumerate(states):
+        canvas[:] = backdrop
+        rows, cols, cov = coverage(shape, cx * size, cy * size, d * size, size)
+        region = canvas[rows, cols]
+        canvas[rows, cols] = region + (paint - region) * cov[..., None]
+        out[i] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    return out

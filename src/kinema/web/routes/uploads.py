@@ -20,9 +20,11 @@ router = APIRouter()
 @router.post("/api/uploads", status_code=201)
 def upload(ctx: Context, caller: Caller, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
     """Upload an image (PNG, JPEG, GIF or WebP; checked by decoding it): a first or last
-    image (i2v, keyframes) or an inpaint mask (PNG); or an mp4 or webm clip of your own
-    to edit (`source_clip` of extend, remix, inpaint, outpaint). Returns its id and kind.
-    Images and clips showing a face need a consent record."""
+    image (i2v, keyframes) or an inpaint mask (PNG); an mp4 or webm clip of your own
+    to edit (`source_clip` of extend, remix, inpaint, outpaint) or to follow
+    (`control_clip`); or a motion path, JSON {"points": [[frame, x, y], ...]} (`path`; the
+    studio's motion brush sends one). Returns its id and kind. Images and clips showing a
+    face need a consent record."""
     from kinema.governance.policy import check_likeness
     from kinema.io import read_image
 
@@ -31,9 +33,12 @@ def upload(ctx: Context, caller: Caller, file: Annotated[UploadFile, File()]) ->
     suffix = media_suffix(data[:64])
     if suffix in (".mp4", ".webm"):
         return _clip_upload(ctx, caller, file, data, suffix)
+    if suffix is None and data.lstrip()[:1] == b"{":
+        return _path_upload(ctx, caller, data)
     if suffix not in (".png", ".jpg", ".gif", ".webp"):
         raise InputError(
-            "the upload is not a PNG, JPEG, GIF or WebP image, nor an mp4 or webm clip (judged by its content)"
+            "the upload is not a PNG, JPEG, GIF or WebP image, an mp4 or webm clip, "
+            "nor a motion path (JSON) (judged by its content)"
         )
     if len(data) > limits.image_bytes:
         raise HTTPException(413, f"an image upload is at most {limits.image_bytes} bytes")
@@ -71,3 +76,14 @@ def _clip_upload(
     # kept with the file: a webm records no frame count, and every edit request needs it
     input_id = ctx.queue.save_input(caller.id, data, suffix, facts=facts)
     return {"id": input_id, "kind": "clip", **facts}
+
+
+def _path_upload(ctx: WebContext, caller: Token, data: bytes) -> dict[str, Any]:
+    """A motion path: read by the rules every door uses (kinema.pipelines.motion_track)."""
+    from kinema.pipelines.motion_track import MAX_PATH_POINTS, parse_path
+
+    if len(data) > 64 * MAX_PATH_POINTS:
+        raise HTTPException(413, f"a motion path upload is at most {64 * MAX_PATH_POINTS} bytes")
+    points = parse_path(data, "upload")
+    input_id = ctx.queue.save_input(caller.id, data, ".json", facts={"last_frame": points[-1][0]})
+    return {"id": input_id, "kind": "path", "points": len(points), "last_frame": points[-1][0]}

@@ -95,6 +95,10 @@ function showKind(form) {
   // an image is one frame: the options that only a clip has are hidden (and not sent)
   const still = form.elements.kind.value === "image";
   for (const label of form.querySelectorAll("[data-clip-only]")) label.hidden = still;
+  // the motion brush, where the model has a branch for paths (a still has no motion)
+  const controls = (studio.model && studio.model.controls) || [];
+  $("#motion").hidden = still || !controls.includes("path");
+  $("#reference").hidden = !controls.includes("reference");
 }
 
 // ------------------------------------------------------------------ adapters
@@ -129,6 +133,79 @@ function chosenAdapters() {
     .filter((adapter) => adapter.scale !== 0);
 }
 
+// ------------------------------------------------------------------ motion brush
+
+// the stroke drawn on the first frame, in canvas units (0–1); sent as a path file
+const brush = { stroke: [], drawing: false };
+
+function brushPoint(event) {
+  const box = $("#brush-path").getBoundingClientRect();
+  const clamp = (v) => Math.min(1, Math.max(0, v));
+  return [clamp((event.clientX - box.left) / box.width), clamp((event.clientY - box.top) / box.height)];
+}
+
+function drawBrush() {
+  const canvas = $("#brush-path");
+  const g = canvas.getContext("2d");
+  g.clearRect(0, 0, canvas.width, canvas.height);
+  if (!brush.stroke.length) return;
+  const [w, h] = [canvas.width, canvas.height];
+  g.strokeStyle = "#ffd84a"; g.lineWidth = 3; g.lineJoin = g.lineCap = "round";
+  g.beginPath();
+  brush.stroke.forEach(([x, y], i) => (i ? g.lineTo(x * w, y * h) : g.moveTo(x * w, y * h)));
+  g.stroke();
+  const [ex, ey] = brush.stroke[brush.stroke.length - 1];
+  g.fillStyle = "#ffd84a"; g.beginPath(); g.arc(ex * w, ey * h, 6, 0, 2 * Math.PI); g.fill();
+}
+
+// the stroke as the path file's points: one a frame, at an even pace along the stroke
+function brushPath(frames) {
+  const stroke = brush.stroke;
+  if (!stroke.length) return null;
+  const round = (v) => Math.round(v * 1e4) / 1e4;
+  const lengths = [0];
+  for (let i = 1; i < stroke.length; i++) {
+    lengths.push(lengths[i - 1] + Math.hypot(stroke[i][0] - stroke[i - 1][0], stroke[i][1] - stroke[i - 1][1]));
+  }
+  const total = lengths[lengths.length - 1];
+  if (total === 0 || frames < 2) return { points: [[0, round(stroke[0][0]), round(stroke[0][1])]] };
+  const points = [];
+  let j = 0;
+  for (let t = 0; t < frames; t++) {
+    const at = (total * t) / (frames - 1);
+    while (j < lengths.length - 2 && lengths[j + 1] < at) j++;
+    const span = lengths[j + 1] - lengths[j] || 1;
+    const u = Math.min(1, Math.max(0, (at - lengths[j]) / span));
+    const [a, b] = [stroke[j], stroke[j + 1]];
+    points.push([t, round(a[0] + (b[0] - a[0]) * u), round(a[1] + (b[1] - a[1]) * u)]);
+  }
+  return { points };
+}
+
+async function showFirstFrame(file) {
+  const canvas = $("#brush-frame");
+  const g = canvas.getContext("2d");
+  g.clearRect(0, 0, canvas.width, canvas.height);
+  if (!file || !file.size) return;
+  const image = await createImageBitmap(file).catch(() => null);
+  if (image) g.drawImage(image, 0, 0, canvas.width, canvas.height);
+}
+
+function initBrush(form) {
+  const canvas = $("#brush-path");
+  canvas.addEventListener("pointerdown", (e) => {
+    brush.drawing = true;
+    canvas.setPointerCapture(e.pointerId);
+    brush.stroke = [brushPoint(e)];
+    drawBrush();
+  });
+  canvas.addEventListener("pointermove", (e) => { if (brush.drawing) { brush.stroke.push(brushPoint(e)); drawBrush(); } });
+  canvas.addEventListener("pointerup", () => { brush.drawing = false; });
+  $("#brush-clear").addEventListener("click", () => { brush.stroke = []; drawBrush(); });
+  form.elements.image.addEventListener("change", () => showFirstFrame(form.elements.image.files[0]));
+  form.elements.control_scale.addEventListener("input", () => { $("#control-scale-value").textContent = form.elements.control_scale.value; });
+}
+
 async function submitJob(event) {
   event.preventDefault();
   const form = event.target;
@@ -157,6 +234,24 @@ async function submitJob(event) {
       setStatus("uploading the last image…");
       body.mode = "keyframes";
       body.last_image = await uploadImage(last);
+    }
+    const reference = fields.get("reference");
+    if (!$("#reference").hidden && reference && reference.size) {
+      setStatus("uploading the reference image…");
+      body.reference = await uploadImage(reference);
+    }
+    if (!still && !$("#motion").hidden) {
+      const frames = body.frames || (studio.model && studio.model.defaults.frames) || 16;
+      const path = brushPath(frames);
+      const control = fields.get("control_clip");
+      if (path) {
+        setStatus("sending the motion path…");
+        body.path = await uploadImage(new File([JSON.stringify(path)], "brush.json", { type: "application/json" }));
+      } else if (control && control.size) {
+        setStatus("uploading the control clip…");
+        body.control_clip = await uploadImage(control);
+      }
+      if (path || (control && control.size)) body.control_scale = parseFloat(fields.get("control_scale"));
     }
     const job = await api("POST", "/api/jobs", body);
     followJob(job);
@@ -475,6 +570,7 @@ async function initStudio() {
   if (studio.model && !studio.model.modes.includes("extend")) $("#clip-edit").hidden = true;
   const form = $("#job-form");
   form.addEventListener("submit", submitJob);
+  initBrush(form);
   form.elements.kind.addEventListener("change", () => showKind(form));
   showKind(form);  // a reloaded page may keep the last choice
   $("#gallery").addEventListener("click", takeAction);

@@ -1,6 +1,6 @@
-"""The control branch: a ControlNet for the DiT, steered by a motion track's discs.
+"""The control branch: a ControlNet for the DiT, steered by a motion track's blobs.
 
-    disc masks (T, H, W) ─► signal_tokens ─► (B, N, temporal·cell²) one row per DiT token
+    blob masks (T, H, W) ─► signal_tokens ─► (B, N, temporal·cell²) one row per DiT token
     DiT tokens (after patch embedding) + zero-init Linear(signal) ─► copies of the DiT's
         first `depth` blocks ─► a zero-init Linear after each ─► residuals added to the
         DiT's tokens after its blocks 0 … depth−1
@@ -33,7 +33,7 @@ class ControlConfig:
 
 
 def signal_tokens(masks: torch.Tensor, temporal: int, cell: int) -> torch.Tensor:
-    """Disc masks (B, T, H, W) of a 1+4k-frame clip → (B, T', H/cell · W/cell, features),
+    """Blob masks (B, T, H, W) of a 1+4k-frame clip → (B, T', H/cell · W/cell, features),
     latent frame by latent frame, in the DiT's token order. The causal VAE's latent 0 holds
     frame 0 alone: it is repeated to fill a whole group, so every latent frame's row holds
     the `temporal` frames it stands for."""

@@ -7,10 +7,10 @@ serves both:
                       by its distance from the border colour, box centre and extent)
     --path P.json ──► read_path ─► track_of_path (straight lines between the points,
                       held at the ends; the extent from the prompt's size)
-    MotionTrack ────► track_masks: a disc of the object's extent at its box centre,
-                      per frame: what the control branch sees
+    MotionTrack ────► track_masks: a soft blob as wide as the object's extent at its box
+                      centre, per frame: what the control branch sees
 
-A disc, not the control's silhouette: the control decides where and how big, the prompt
+A blob, not the control's silhouette: the control decides where and how big, the prompt
 decides colour and shape, and a silhouette would carry the control object's shape over.
 Positions are box centres and sizes box extents (the larger of width and height), in
 fractions of the canvas (WORLD.md). Torch-free: the request layer checks inputs with it.
@@ -201,13 +201,15 @@ def track_of_path(points: list[tuple[int, float, float]], frames: int, extent: f
 
 
 def track_masks(track: MotionTrack, width: int, height: int) -> np.ndarray:
-    """Per frame an anti-aliased disc of the object's extent at its centre: (T, H, W) float32
-    in [0, 1]."""
+    """Per frame a soft blob at the object's centre, as wide as its extent: (T, H, W) float32
+    in [0, 1], exp(−2 (r / R)²) at distance r from the centre with R half the extent (so 1 at
+    the centre, 0.14 at the object's edge). A blob, not a disc: a hard-edged silhouette
+    leaks its own shape into the clip (the branch trained on discs rounded squares' corners)."""
     ys = (np.arange(height, dtype=np.float32) + 0.5)[:, None]
     xs = (np.arange(width, dtype=np.float32) + 0.5)[None, :]
     side = min(width, height)
     out = np.empty((track.frames, height, width), np.float32)
     for i, (cx, cy, d) in enumerate(track.states):
-        distance = np.sqrt((xs - cx * width) ** 2 + (ys - cy * height) ** 2)
-        out[i] = np.clip(d * side / 2 - distance + 0.5, 0, 1)
+        squared = (xs - cx * width) ** 2 + (ys - cy * height) ** 2
+        out[i] = np.exp(-2 * squared / max(d * side / 2, 0.5) ** 2)
     return out

@@ -294,7 +294,7 @@ class TextToVideo:
     def steering(
         self, control: Video | MotionTrack, frames: int, width: int, height: int, scale: float
     ) -> Steering:
-        """The branch and its signal for a clip of FRAMES (1+4k) frames: a disc per frame
+        """The branch and its signal for a clip of FRAMES (1+4k) frames: a blob per frame
         where the control's object is (a control clip shorter than FRAMES holds its last
         state over the frames made beyond the request)."""
         track = control if isinstance(control, MotionTrack) else track_of_clip(control.frames)

@@ -94,10 +94,12 @@ def test_a_missing_path_file_and_a_path_longer_than_the_clip_are_refused(tmp_pat
         check_path_length(points, 16)
 
 
-def test_the_signal_is_a_disc_of_the_extent_at_the_centre():
-    masks = track_masks(MotionTrack(np.array([[0.25, 0.75, 0.5]], np.float32)), 64, 64)
-    assert masks.shape == (1, 64, 64)
-    assert abs(masks[0].sum() - np.pi * 16**2) < 0.02 * np.pi * 16**2
+def test_the_signal_is_a_soft_blob_as_wide_as_the_extent_at_the_centre():
+    masks = track_masks(MotionTrack(np.array([[0.25, 0.75, 0.5], [0.5, 0.5, 0.25]], np.float32)), 64, 64)
+    assert masks.shape == (2, 64, 64) and masks.max() <= 1
     ys, xs = np.nonzero(masks[0] > 0.5)
     assert abs(xs.mean() + 0.5 - 16) < 0.5 and abs(ys.mean() + 0.5 - 48) < 0.5
+    # at the object's edge (half the extent from the centre) the blob has fallen to e^-2
+    assert abs(masks[0, 48, 16 + 16] - np.exp(-2 * (16.5 / 16) ** 2)) < 0.02
+    assert masks[0].sum() > 3.5 * masks[1].sum()  # twice as wide: four times the weight
     assert object_box(np.repeat((masks[0] * 255).astype(np.uint8)[..., None], 3, axis=2))[1] == 1

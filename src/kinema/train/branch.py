@@ -12,7 +12,10 @@ numbers. What differs between branches is the data and how a batch steers the Di
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -114,3 +117,79 @@ def run_card(run: Path) -> tuple[dict, dict]:
         "command": state["command"],
     }
     return state, card
+
+
+def build_stream(
+    pipe,
+    settings,
+    folder: Path,
+    make_clip: Callable[[int], tuple[str, np.ndarray, np.ndarray]],
+    encode_extras: bool,
+    say: Callable[[str], None] = print,
+) -> dict:
+    """A branch's training stream, encoded once into FOLDER/data.pt: for each of
+    settings.clips clips, make_clip(i) gives its caption, its frames (T, S, S, 3 uint8) and
+    what steers it (a track; or an image, then VAE-encoded as one frame when
+    ENCODE_EXTRAS). Returns latents, extras, prompt_ids and the prompts; a cache of the
+    same clips and seed is read back instead."""
+    path = folder / "data.pt"
+    if path.exists():
+        data = torch.load(path)
+        if data["clips"] == settings.clips and data["seed"] == settings.seed:
+            return data
+    began = time.perf_counter()
+    prompts, latents, extras = [], [], []
+
+    def pixels(frames: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(frames)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+
+    chunk = 64
+    for start in range(0, settings.clips, chunk):
+        rows = [make_clip(i) for i in range(start, min(settings.clips, start + chunk))]
+        with torch.no_grad():
+            latents.append(pipe.vae.encode(pixels([r[1] for r in rows])).to(torch.float16))
+            if encode_extras:
+                extras.append(pipe.vae.encode(pixels([r[2][None] for r in rows])).to(torch.float16))
+            else:
+                extras.append(torch.from_numpy(np.stack([r[2] for r in rows])))
+        prompts += [r[0] for r in rows]
+        if start % 1024 == 0:
+            say(f"data: {start + len(rows)}/{settings.clips} clips, {time.perf_counter() - began:.0f} s")
+    names = sorted(set(prompts))
+    data = {
+        "clips": settings.clips,
+        "seed": settings.seed,
+        "latents": torch.cat(latents),
+        "extras": torch.cat(extras),
+        "prompt_ids": torch.tensor([names.index(p) for p in prompts]),
+        "prompts": names,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(data, folder / "data.tmp")
+    (folder / "data.tmp").replace(path)
+    say(f"data: {settings.clips} clips encoded in {time.perf_counter() - began:.0f} s")
+    return data
+
+
+def branch_main(argv: list[str] | None, module: str, doc: str, settings_class, train, export) -> None:
+    """The command line of a branch's training module: --out RUN [--model M] [--resume]
+    [--export MODEL_DIR] and one option per field of SETTINGS_CLASS."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--export", type=Path, default=None, help="write the run's branch beside this model folder's DiT"
+    )
+    for field in dataclasses.fields(settings_class):
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default
+        )
+    args = parser.parse_args(argv)
+    if args.export is not None:
+        export(args.out, args.export)
+        return
+    settings = settings_class(**{f.name: getattr(args, f.name) for f in dataclasses.fields(settings_class)})
+    command = f"python -m {module} " + shlex.join(sys.argv[1:] if argv is None else argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train(args.model, args.out, settings, args.resume, command, say=lambda s: print(s, flush=True))

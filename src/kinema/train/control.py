@@ -17,12 +17,8 @@ functions of the step number, so a killed run resumes onto the same numbers.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import shlex
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,41 +136,6 @@ def training_clip(index: int, settings: ControlSettings) -> tuple[str, np.ndarra
     return track_prompt(colour, shape, word, background), frames, track_of_clip(frames).states
 
 
-def build_data(pipe, settings: ControlSettings, folder: Path, say=print) -> dict:
-    """The stream's latents, tracks and prompts, encoded once into FOLDER/data.pt."""
-    path = folder / "data.pt"
-    if path.exists():
-        data = torch.load(path)
-        if data["clips"] == settings.clips and data["seed"] == settings.seed:
-            return data
-    began = time.perf_counter()
-    prompts, latents, tracks = [], [], []
-    chunk = 64
-    for start in range(0, settings.clips, chunk):
-        rows = [training_clip(i, settings) for i in range(start, min(settings.clips, start + chunk))]
-        pixels = torch.from_numpy(np.stack([r[1] for r in rows])).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-        with torch.no_grad():
-            latents.append(pipe.vae.encode(pixels).to(torch.float16))
-        prompts += [r[0] for r in rows]
-        tracks += [r[2] for r in rows]
-        if start % 1024 == 0:
-            say(f"data: {start + len(rows)}/{settings.clips} clips, {time.perf_counter() - began:.0f} s")
-    names = sorted(set(prompts))
-    data = {
-        "clips": settings.clips,
-        "seed": settings.seed,
-        "latents": torch.cat(latents),
-        "tracks": torch.from_numpy(np.stack(tracks)),
-        "prompt_ids": torch.tensor([names.index(p) for p in prompts]),
-        "prompts": names,
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(data, folder / "data.tmp")
-    (folder / "data.tmp").replace(path)
-    say(f"data: {settings.clips} clips encoded in {time.perf_counter() - began:.0f} s")
-    return data
-
-
 def batch_signal(tracks: torch.Tensor, size: int, config: ControlConfig) -> torch.Tensor:
     """Tracks (B, T, 3) → the branch's signal rows (B, T', n, features)."""
     from kinema.pipelines.motion_track import MotionTrack
@@ -193,7 +154,7 @@ def train_control(
     returns the branch and its config."""
     from kinema.models.control import Steering
     from kinema.pipelines.loading import load
-    from kinema.train.branch import train_branch
+    from kinema.train.branch import build_stream, train_branch
 
     pipe = load(model)
     dit = pipe.dit
@@ -203,10 +164,10 @@ def train_control(
         temporal=vae_config.temporal_factor,
         cell=vae_config.spatial_factor * dit.config.patch[1],
     )
-    data = build_data(pipe, settings, out, say)
+    data = build_stream(pipe, settings, out, lambda i: training_clip(i, settings), False, say)
     text, text_mask = pipe.text_encoder.encode([*data["prompts"], ""])
     branch = ControlBranch.from_dit(dit, config)
-    tracks = data["tracks"]
+    tracks = data["extras"]
 
     def steer(rows: torch.Tensor) -> dict:
         return {"control": Steering(branch, batch_signal(tracks[rows], settings.size, config), 1.0)}
@@ -246,28 +207,9 @@ def export_branch(run: Path, model_folder: Path, say=print) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m kinema.train.control", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument(
-        "--export", type=Path, default=None, help="write the run's branch beside this model folder's DiT"
-    )
-    for field in dataclasses.fields(ControlSettings):
-        parser.add_argument(
-            f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default
-        )
-    args = parser.parse_args(argv)
-    if args.export is not None:
-        export_branch(args.out, args.export)
-        return
-    settings = ControlSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ControlSettings)})
-    command = "python -m kinema.train.control " + shlex.join(sys.argv[1:] if argv is None else argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "settings.json").write_text(json.dumps(dataclasses.asdict(settings)))
-    train_control(args.model, args.out, settings, args.resume, command, say=lambda s: print(s, flush=True))
+    from kinema.train.branch import branch_main
+
+    branch_main(argv, "kinema.train.control", __doc__, ControlSettings, train_control, export_branch)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,8 @@ Clips and references are encoded once by the model's VAE and cached beside the r
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import shlex
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,60 +84,21 @@ def training_clip(index: int, settings: ReferenceSettings) -> tuple[str, np.ndar
     return prompt, frames, reference_image(colour, shape, rng, settings.size)
 
 
-def build_data(pipe, settings: ReferenceSettings, folder: Path, say=print) -> dict:
-    """The stream's latents, reference latents and prompts, encoded once into FOLDER/data.pt."""
-    path = folder / "data.pt"
-    if path.exists():
-        data = torch.load(path)
-        if data["clips"] == settings.clips and data["seed"] == settings.seed:
-            return data
-    began = time.perf_counter()
-    prompts, latents, references = [], [], []
-    chunk = 64
-    for start in range(0, settings.clips, chunk):
-        rows = [training_clip(i, settings) for i in range(start, min(settings.clips, start + chunk))]
-        pixels = torch.from_numpy(np.stack([r[1] for r in rows])).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-        images = (
-            torch.from_numpy(np.stack([r[2] for r in rows]))[:, None].permute(0, 4, 1, 2, 3).float() / 127.5
-            - 1
-        )
-        with torch.no_grad():
-            latents.append(pipe.vae.encode(pixels).to(torch.float16))
-            references.append(pipe.vae.encode(images).to(torch.float16))
-        prompts += [r[0] for r in rows]
-        if start % 1024 == 0:
-            say(f"data: {start + len(rows)}/{settings.clips} clips, {time.perf_counter() - began:.0f} s")
-    names = sorted(set(prompts))
-    data = {
-        "clips": settings.clips,
-        "seed": settings.seed,
-        "latents": torch.cat(latents),
-        "references": torch.cat(references),
-        "prompt_ids": torch.tensor([names.index(p) for p in prompts]),
-        "prompts": names,
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(data, folder / "data.tmp")
-    (folder / "data.tmp").replace(path)
-    say(f"data: {settings.clips} clips encoded in {time.perf_counter() - began:.0f} s")
-    return data
-
-
 def train_reference(
     model: str | None, out: Path, settings: ReferenceSettings, resume: bool, command: str, say=print
 ):
     """Train the reference branch of MODEL (the built-in one when None) into run folder OUT."""
     from kinema.pipelines.loading import load
-    from kinema.train.branch import train_branch
+    from kinema.train.branch import build_stream, train_branch
 
     pipe = load(model)
     dit = pipe.dit
     config = ReferenceConfig(latent_channels=pipe.vae.config.latent_channels, patch=dit.config.patch[1])
-    data = build_data(pipe, settings, out, say)
+    data = build_stream(pipe, settings, out, lambda i: training_clip(i, settings), True, say)
     text, text_mask = pipe.text_encoder.encode([*data["prompts"], ""])
     torch.manual_seed(settings.seed)  # the branch's first weights: the same in every run of these settings
     branch = ReferenceBranch(config, dit.config)
-    references = data["references"]
+    references = data["extras"]
 
     def steer(rows: torch.Tensor) -> dict:
         return {"reference": Referencing(branch, branch.tokens(references[rows].float()))}
@@ -180,29 +137,9 @@ def export_reference(run: Path, model_folder: Path, say=print) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m kinema.train.reference", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument(
-        "--export", type=Path, default=None, help="write the run's branch beside this model folder's DiT"
-    )
-    for field in dataclasses.fields(ReferenceSettings):
-        parser.add_argument(
-            f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default
-        )
-    args = parser.parse_args(argv)
-    if args.export is not None:
-        export_reference(args.out, args.export)
-        return
-    settings = ReferenceSettings(
-        **{f.name: getattr(args, f.name) for f in dataclasses.fields(ReferenceSettings)}
-    )
-    command = "python -m kinema.train.reference " + shlex.join(sys.argv[1:] if argv is None else argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    train_reference(args.model, args.out, settings, args.resume, command, say=lambda s: print(s, flush=True))
+    from kinema.train.branch import branch_main
+
+    branch_main(argv, "kinema.train.reference", __doc__, ReferenceSettings, train_reference, export_reference)
 
 
 if __name__ == "__main__":

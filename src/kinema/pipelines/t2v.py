@@ -147,6 +147,8 @@ class TextToVideo:
 
             return denoise
 
+        prompt_row_only = None if reference is None else reference.rows([reference.scale, 0.0])
+
         def both(x, t):
             v = self.dit(
                 torch.cat([x, x]),
@@ -156,7 +158,7 @@ class TextToVideo:
                 cond=cond,
                 cond_mask=mask,
                 control=steering,
-                reference=None if reference is None else reference.rows([reference.scale, 0.0]),
+                reference=prompt_row_only,
             )
             return v[:1], v[1:2]
 

@@ -119,6 +119,24 @@ def run_card(run: Path) -> tuple[dict, dict]:
     return state, card
 
 
+def export_run(run: Path, model_folder: Path, kind: str, say: Callable[[str], None] = print) -> Path:
+    """Write the KIND branch ("control", "reference") of RUN's last checkpoint beside
+    MODEL_FOLDER's DiT (MODEL_FOLDER/KIND), with its card."""
+    import json
+
+    from kinema.models.dit import DiTConfig
+    from kinema.pipelines.branch_weights import KINDS, save_branch
+
+    state, card = run_card(run)
+    dit_config = DiTConfig(**json.loads((model_folder / "dit" / "config.json").read_text())["model"])
+    branch_class, config_class = KINDS[kind]
+    branch = branch_class(config_class(**state["config"]), dit_config)
+    branch.load_state_dict(state["branch"])
+    save_branch(model_folder / kind, branch, kind, card)
+    say(f"wrote {model_folder / kind} (step {state['step']})")
+    return model_folder / kind
+
+
 def build_stream(
     pipe,
     settings,

@@ -18,7 +18,6 @@ functions of the step number, so a killed run resumes onto the same numbers.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,19 +190,10 @@ def train_control(
 
 
 def export_branch(run: Path, model_folder: Path, say=print) -> Path:
-    """Write the branch of RUN's last checkpoint beside MODEL_FOLDER's DiT (control/), with
-    its card: the run's settings, steps, seconds and command."""
-    from kinema.models.dit import DiTConfig
-    from kinema.pipelines.branch_weights import save_branch
-    from kinema.train.branch import run_card
+    """Write the branch of RUN's last checkpoint beside MODEL_FOLDER's DiT (control/), with its card."""
+    from kinema.train.branch import export_run
 
-    state, card = run_card(run)
-    dit_config = DiTConfig(**json.loads((model_folder / "dit" / "config.json").read_text())["model"])
-    branch = ControlBranch(ControlConfig(**state["config"]), dit_config)
-    branch.load_state_dict(state["branch"])
-    save_branch(model_folder / "control", branch, "control", card)
-    say(f"wrote {model_folder / 'control'} (step {state['step']})")
-    return model_folder / "control"
+    return export_run(run, model_folder, "control", say)
 
 
 def main(argv: list[str] | None = None) -> None:

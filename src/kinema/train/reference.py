@@ -15,7 +15,6 @@ Clips and references are encoded once by the model's VAE and cached beside the r
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,18 +121,10 @@ def train_reference(
 
 
 def export_reference(run: Path, model_folder: Path, say=print) -> Path:
-    """Write the branch of RUN's last checkpoint beside MODEL_FOLDER's DiT (reference/)."""
-    from kinema.models.dit import DiTConfig
-    from kinema.pipelines.branch_weights import save_branch
-    from kinema.train.branch import run_card
+    """Write the branch of RUN's last checkpoint beside MODEL_FOLDER's DiT (reference/), with its card."""
+    from kinema.train.branch import export_run
 
-    state, card = run_card(run)
-    dit_config = DiTConfig(**json.loads((model_folder / "dit" / "config.json").read_text())["model"])
-    branch = ReferenceBranch(ReferenceConfig(**state["config"]), dit_config)
-    branch.load_state_dict(state["branch"])
-    save_branch(model_folder / "reference", branch, "reference", card)
-    say(f"wrote {model_folder / 'reference'} (step {state['step']})")
-    return model_folder / "reference"
+    return export_run(run, model_folder, "reference", say)
 
 
 def main(argv: list[str] | None = None) -> None:

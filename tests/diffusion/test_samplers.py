@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 from kinema.diffusion.samplers import (
     SAMPLERS,
     cfg,
-    cfg_batched,
     dpmpp_2m,
     euler,
     heun,
@@ -94,27 +93,14 @@ def test_callback_sees_every_step():
     assert all(torch.allclose(s["denoised"], data, atol=1e-6) for s in seen)
 
 
-def test_cfg_extrapolates_from_unconditional_and_skips_it_at_scale_one():
-    calls = []
-    x = torch.zeros(2)
-    cond = lambda x, t: calls.append("c") or torch.ones(2)  # noqa: E731
-    uncond = lambda x, t: calls.append("u") or torch.zeros(2)  # noqa: E731
-    assert torch.equal(cfg(cond, uncond, 5.0)(x, 0.5), torch.full((2,), 5.0))
-    calls.clear()
-    assert torch.equal(cfg(cond, uncond, 1.0)(x, 0.5), torch.ones(2)) and calls == ["c"]
-
-
-def test_batched_cfg_guides_as_two_calls_do_with_one():
+def test_cfg_extrapolates_from_unconditional_in_one_call_and_skips_it_at_scale_one():
     calls = []
     cond = lambda x, t: calls.append("c") or x + 1  # noqa: E731
-    uncond = lambda x, t: calls.append("u") or x * 0  # noqa: E731
     both = lambda x, t: calls.append("both") or (x + 1, x * 0)  # noqa: E731
     x = torch.arange(3.0)
-    want = cfg(cond, uncond, 4.0)(x, 0.5)
+    assert torch.equal(cfg(both, cond, 4.0)(x, 0.5), 4.0 * (x + 1)) and calls == ["both"]
     calls.clear()
-    assert torch.equal(cfg_batched(both, cond, 4.0)(x, 0.5), want) and calls == ["both"]
-    calls.clear()
-    assert torch.equal(cfg_batched(both, cond, 1.0)(x, 0.5), x + 1) and calls == ["c"]
+    assert torch.equal(cfg(both, cond, 1.0)(x, 0.5), x + 1) and calls == ["c"]
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

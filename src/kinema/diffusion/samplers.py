@@ -100,29 +100,16 @@ def dpmpp_2m(
 SAMPLERS: dict[str, Callable] = {"euler": euler, "heun": heun, "dpmpp_2m": dpmpp_2m}
 
 
-def cfg(denoise_cond: Denoiser, denoise_uncond: Denoiser, scale: float) -> Denoiser:
-    """Classifier-free guidance: v_uncond + scale (v_cond - v_uncond). denoise_uncond is the
-    model on the empty or negative prompt. scale 1 skips the unconditional call."""
-
-    def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
-        v_cond = denoise_cond(x, t)
-        if scale == 1:
-            return v_cond
-        v_uncond = denoise_uncond(x, t)
-        return v_uncond + scale * (v_cond - v_uncond)
-
-    return denoise
-
-
-def cfg_batched(
+def cfg(
     denoise_both: Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]],
     denoise_cond: Denoiser,
     scale: float,
 ) -> Denoiser:
-    """Classifier-free guidance with both predictions from one call: denoise_both(x, t)
-    returns (v_cond, v_uncond) from a batch of two. The same guidance as `cfg`; on a CPU a
-    batch-2 call of a small DiT costs 0.75 of two batch-1 calls (its matmuls are too small
-    to fill the cores one at a time). scale 1 makes only the conditional call."""
+    """Classifier-free guidance, v_uncond + scale (v_cond - v_uncond), with both
+    predictions from one call: denoise_both(x, t) returns (v_cond, v_uncond) from a batch
+    of two (the unconditional row on the empty or negative prompt). On a CPU a batch-2
+    call of a small DiT costs 0.75 of two batch-1 calls (its matmuls are too small to fill
+    the cores one at a time). scale 1 makes only the conditional call."""
 
     def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
         if scale == 1:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kinema.diffusion.samplers import SAMPLERS, cfg_batched, timesteps, with_conditioning
+from kinema.diffusion.samplers import SAMPLERS, cfg, timesteps, with_conditioning
 from kinema.errors import InputError
 from kinema.io import Video
 from kinema.models.control import ControlBranch, Steering, signal_tokens
@@ -162,7 +162,7 @@ class TextToVideo:
             )
             return v[:1], v[1:2]
 
-        denoise = cfg_batched(both, model(0), run["guidance"])
+        denoise = cfg(both, model(0), run["guidance"])
         if mask is not None:
             denoise = with_conditioning(denoise, cond, mask)
 

@@ -38,6 +38,19 @@ def test_other_words_read_into_the_worlds_words(typed, understood):
     assert reading.out_of_world == ()
 
 
+def test_a_reading_names_each_objects_slots_as_said_or_filled_in():
+    canonical = read("a big green circle moving right on a black background").objects
+    assert canonical == ({"colour": "green", "shape": "circle", "motion": "moving right", "size": "big"},)
+    assert read("a large green ball sliding to the right on a black backdrop").objects == canonical
+    # a control supplies the motion: left out, not filled in; no size said, none named
+    assert read("a green ball on black", supplied=("motion",)).objects == (
+        {"colour": "green", "shape": "circle"},
+    )
+    two = read("a red circle moving up and a blue square moving down on a gray background").objects
+    assert [o["shape"] for o in two] == ["circle", "square"]
+    assert read("a cat playing piano").objects == ()
+
+
 def test_two_objects_split_at_and_while_or_a_second_noun_and_order_left_to_right():
     want = "a red circle moving up and a blue square moving down on a gray background"
     for typed in (

@@ -142,7 +142,7 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
         _check_controlled_prompt(r, reading)
     if r.narration is not None:
         _check_narration(r.narration)
-    inputs = _read_inputs(r, facts)
+    inputs = _read_inputs(r, facts, reading)
     if adapters:
         inputs = replace(inputs, adapters=adapters)
     if first is not None:
@@ -255,40 +255,38 @@ def _check_controlled_prompt(r: ClipRequest, reading: Reading | None) -> None:
     """Under a path or a control clip the control decides the motion (and a control clip the
     size): a prompt that says them is refused rather than silently overruled, and so is a
     second object (control v1 moves one; a reference gives one object its look). Judged on
-    the world's reading of the prompt."""
+    the objects the world's reader understood."""
     if reading is None or reading.understood is None:
         return
-    if r.reference is not None and (
-        " and a " in f" {reading.understood} " or " and an " in reading.understood
-    ):
+    if r.reference is not None and len(reading.objects) > 1:
         raise InputError("a reference gives one object its look; the prompt names two")
     if r.path is None and r.control is None:
         return
-    from kinema.world.scene import MOTIONS, SIZES
-
     option = "path" if r.path is not None else "control"
-    understood = f" {reading.understood} "
-    if " and a" in understood or " and an " in understood:
+    if len(reading.objects) > 1:
         raise InputError(
             f"{option} moves one object; the prompt names two (control v1 steers one-object scenes)"
         )
-    for motion in MOTIONS:
-        if f" {motion} " in understood:
-            raise InputError(f"the {option} decides the motion: leave '{motion}' out of the prompt")
-    if r.control is not None:
-        for word in (w for w in SIZES if w):
-            if f" {word} " in understood:
-                raise InputError(
-                    f"the control clip decides the object's size: leave '{word}' out of the prompt"
-                )
+    said = reading.objects[0] if reading.objects else {}
+    if "motion" in said:
+        raise InputError(f"the {option} decides the motion: leave '{said['motion']}' out of the prompt")
+    if r.control is not None and "size" in said:
+        raise InputError(
+            f"the control clip decides the object's size: leave '{said['size']}' out of the prompt"
+        )
 
 
-def _prompt_extent(prompt: str) -> float:
-    """The object's nominal extent by the prompt's size word (WORLD.md), for a path's disc."""
+def _object_extent(r: ClipRequest, reading: Reading | None) -> float:
+    """The object's nominal extent by the size the reader understood (WORLD.md's sizes;
+    the medium one when none was said), for a path's blob. A prompt sent as typed
+    (--literal, a model the reader does not read) is read by the lexicon alone."""
+    from kinema.world.reading import read
     from kinema.world.scene import SIZES
 
-    words = prompt.lower().split()
-    return next((SIZES[w] for w in SIZES if w and w in words), SIZES[None])
+    if reading is None:
+        reading = read(r.prompt, supplied=("motion",))
+    said = reading.objects[0] if reading.objects else {}
+    return SIZES[said.get("size")]
 
 
 def _check_generate(r: ClipRequest, facts: ModelFacts) -> ClipRequest:
@@ -370,7 +368,7 @@ def _check_narration(narration: Narration) -> None:
     resolve_voice(narration.voice, narration.scope)
 
 
-def _read_inputs(r: ClipRequest, facts: ModelFacts) -> Inputs:
+def _read_inputs(r: ClipRequest, facts: ModelFacts, reading: Reading | None) -> Inputs:
     """Read and policy-check every input file of R."""
     from kinema.governance.policy import check_likeness
     from kinema.pipelines.conditioning import fit_image, mask_region
@@ -398,7 +396,7 @@ def _read_inputs(r: ClipRequest, facts: ModelFacts) -> Inputs:
         if r.path is not None:
             points = read_path(r.path)
             check_path_length(points, length, name=f"the path '{r.path}'")
-            track = track_of_path(points, length, _prompt_extent(r.prompt))
+            track = track_of_path(points, length, _object_extent(r, reading))
         return Inputs(
             images.get("image"),
             images.get("last_image"),

@@ -84,7 +84,9 @@ class Reading:
     world was found, or the scene cannot be drawn: then `notes` say why); `out_of_world`
     the content words that match nothing the model knows; `filled` the slots the prompt
     left unsaid and the reader filled in; `confidence` in [0, 1] (1: a canonical
-    prompt, or every slot said in lexicon words)."""
+    prompt, or every slot said in lexicon words); `objects` each understood object's
+    slots (SLOTS → value: "colour" → "green", "motion" → "moving right"), a slot absent
+    when neither said nor filled in (a size left unsaid, a supplied motion)."""
 
     typed: str
     understood: str | None
@@ -92,6 +94,7 @@ class Reading:
     confidence: float = 1.0
     filled: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    objects: tuple[dict[str, str], ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -474,7 +477,12 @@ def read(
         notes = tuple(
             f"the built-in model never learned {c}; an adapter can teach it (--lora)" for c in untaught
         )
-        return Reading(prompt, format_prompt(scene), confidence=0.0 if untaught else 1.0, notes=notes)
+        objects = tuple(
+            {k: v for k, v in vars(o).items() if k in SLOTS and v is not None} for o in scene.objects
+        )
+        return Reading(
+            prompt, format_prompt(scene), confidence=0.0 if untaught else 1.0, notes=notes, objects=objects
+        )
     vocabulary = Vocabulary(embed) if callable(embed) and not isinstance(embed, Vocabulary) else embed
     keep = frozenset(w.lower() for w in keep_words)
     words = _tag(prompt, keep, vocabulary)
@@ -546,7 +554,8 @@ def _understood(prompt, read_objects, background, background_score, outside, con
             text = format_prompt(scene)
         except ValueError as e:
             return Reading(prompt, None, outside, 0.0, tuple(filled), (*notes, _why(str(e))))
-    return Reading(prompt, text, outside, confidence, tuple(dict.fromkeys(filled)), tuple(notes))
+    slots = tuple({k: v.value for k, v in o.items()} for o in objects)
+    return Reading(prompt, text, outside, confidence, tuple(dict.fromkeys(filled)), tuple(notes), slots)
 
 
 def _why(error: str) -> str:

@@ -5,7 +5,7 @@ and the PSNR of free-colour clips (any RGB object on any RGB background, a strea
 training run draws). Also each clip written as the H.264 mp4 a user gets (`--files`).
 
     PYTHONPATH=src python tools/vae_ceiling.py src/kinema/weights/builtin/vae runs/vae-decoder-gan --prompts 50
-    PYTHONPATH=src python tools/vae_ceiling.py runs/vae-decoder-refine --lesson pink   # + a taught colour
+    PYTHONPATH=src python tools/vae_ceiling.py runs/refined-vae --lesson pink   # + a taught colour
 
 Prints one JSON object per VAE.
 """

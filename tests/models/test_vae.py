@@ -65,19 +65,19 @@ def test_a_few_steps_reduce_the_reconstruction_loss():
 def test_a_refiner_starts_as_the_identity_and_decodes_chunked_like_whole():
     plain = _tiny().eval()
     torch.manual_seed(1)
-    refined = VideoVAE(VAEConfig(channels=(16, 16), latent_channels=4, refine_channels=8, refine_features=4))
+    refined = VideoVAE(VAEConfig(channels=(16, 16), latent_channels=4, refiner=(8, 8)))
     missing = refined.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert missing and all(k.startswith(("dec_refine.", "dec_features.")) for k in missing)
+    assert missing and all(k.startswith("refiner.") for k in missing)
     refined.eval()
     z = torch.randn(1, 4, 3, 4, 4)
     with torch.no_grad():
         assert torch.equal(refined.decode(z), plain.decode(z))  # the zero last layer adds nothing
-        torch.nn.init.normal_(refined.dec_refine.out.weight, std=0.1)
+        torch.nn.init.normal_(refined.refiner.out.weight, std=0.1)
         changed = refined.decode(z)
         assert not torch.allclose(changed, plain.decode(z))
-        assert torch.allclose(changed, refined.decode(z, chunked=False), atol=1e-5)
-    assert refined.decoder_last_weight() is refined.dec_refine.out.weight
-    assert plain.decoder_last_weight() is plain.dec_out.conv.weight
+        assert torch.allclose(changed, refined.decode(z, chunked=True), atol=1e-5)
+        assert torch.equal(refined.decode_pictures(z, None), plain.decode(z))
+    assert VAEConfig.from_dict(refined.config.to_dict()) == refined.config
 
 
 def test_short_clips_decode_at_once_and_long_ones_chunk_by_chunk(monkeypatch):

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kinema.models.refiner import PictureRefiner
+
 
 @dataclass
 class VAEConfig:
@@ -26,9 +28,9 @@ class VAEConfig:
     channels: tuple[int, ...] = (64, 128)  # width after the patch, and after the ×2 spatial step
     blocks: int = 1  # residual blocks per stage
     kl_weight: float = 1e-6
-    # width of the full-resolution refiner after the decoder (0: none; see PixelRefiner)
-    refine_channels: int = 0
-    refine_features: int = 8  # feature channels per pixel handed to the refiner
+    # widths of the picture refiner's levels after the decoder (empty: none; see
+    # models.refiner.PictureRefiner)
+    refiner: tuple[int, ...] = ()
 
     @property
     def spatial_factor(self) -> int:
@@ -43,6 +45,7 @@ class VAEConfig:
     def from_dict(cls, d: dict) -> VAEConfig:
         d = dict(d)
         d["channels"] = tuple(d["channels"])
+        d["refiner"] = tuple(d.get("refiner", ()))
         return cls(**d)
 
 
@@ -128,38 +131,6 @@ class TimeUp(nn.Module):
         return self.conv(x)
 
 
-class PixelRefiner(nn.Module):
-    """Per-frame 2D convolutions at full resolution that correct the decoder's picture.
-
-    The decoder's last stage works on 4×4-pixel patches, and its output is one
-    convolution away from them: a corner at any of a patch's 16 positions, in any colour
-    pair, must come out of that one linear map, so small squares came back with rounded
-    corners and read as circles. The refiner sees the decoded picture and feature channels
-    per pixel (from the same last stage) and adds a correction with nonlinearities at
-    pixel scale. Its last layer starts at zero, so a decoder given a refiner decodes
-    exactly as before until it is trained. Per frame, not causal 3D: time is settled by
-    the stages before it, and chunked decoding needs no cache here."""
-
-    def __init__(self, cin: int, width: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(cin, width, 3, padding=1),
-            nn.SiLU(),
-            nn.Conv2d(width, width, 3, padding=1),
-            nn.SiLU(),
-            nn.Conv2d(width, width, 3, padding=1),
-            nn.SiLU(),
-        )
-        self.out = nn.Conv2d(width, 3, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        y = self.out(self.body(x.transpose(1, 2).reshape(b * t, c, h, w)))
-        return y.reshape(b, t, 3, h, w).transpose(1, 2)
-
-
 def _unpatch(x: torch.Tensor, p: int) -> torch.Tensor:
     """(B, C·p·p, T, h, w) → (B, C, T, h·p, w·p): the inverse of the encoder's patch fold."""
     b, cpp, t, h, w = x.shape
@@ -200,9 +171,8 @@ class VideoVAE(nn.Module):
             self.dec_blocks.append(nn.Sequential(*[ResBlock(cin) for _ in range(c.blocks)]))
         self.dec_norm = nn.GroupNorm(8, widths[0])
         self.dec_out = CausalConv3d(widths[0], p2)
-        if c.refine_channels:
-            self.dec_features = CausalConv3d(widths[0], c.refine_features * c.patch * c.patch)
-            self.dec_refine = PixelRefiner(3 + c.refine_features, c.refine_channels)
+        # a learned last stage on the decoded pictures, trained apart (kinema.train.refiner)
+        self.refiner = PictureRefiner(c.refiner) if c.refiner else None
         # latents are standardised with these (set from data after training)
         self.register_buffer("latent_mean", torch.zeros(c.latent_channels))
         self.register_buffer("latent_std", torch.ones(c.latent_channels))
@@ -266,15 +236,11 @@ class VideoVAE(nn.Module):
             x = blocks(up(x, first_chunk=first_chunk))
         h = F.silu(_group_norm(self.dec_norm, x))
         p = self.config.patch
-        picture = _unpatch(self.dec_out(h), p)
-        if not self.config.refine_channels:
-            return picture
-        features = _unpatch(self.dec_features(h), p)
-        return picture + self.dec_refine(torch.cat([picture, features], dim=1))
+        return _unpatch(self.dec_out(h), p)
 
     def decoder_last_weight(self) -> torch.Tensor:
         """The weight of the decoder's last layer (where a GAN's loss terms are balanced)."""
-        return self.dec_refine.out.weight if self.config.refine_channels else self.dec_out.conv.weight
+        return self.dec_out.conv.weight
 
     def decode(self, latents: torch.Tensor, chunked: bool | None = None) -> torch.Tensor:
         """Standardised latents (B, C, 1+k, h, w) → pixels (B, 3, 1+4k, 8h, 8w) in [-1, 1].
@@ -284,7 +250,12 @@ class VideoVAE(nn.Module):
         of the length. By default (None) a clip of at most WHOLE_DECODE_CELLS latent cells
         a batch item is decoded at once, which is faster (a default clip: 0.07-0.09 s against
         0.09-0.13 s chunked on 2 CPU cores), and a longer or larger one chunk by chunk.
+        A VAE with a picture refiner refines the decoded clip last.
         """
+        pictures = self.decode_pictures(latents, chunked)
+        return pictures if self.refiner is None else self.refiner(pictures)
+
+    def decode_pictures(self, latents: torch.Tensor, chunked: bool | None) -> torch.Tensor:
         z = latents * self.latent_std.view(1, -1, 1, 1, 1) + self.latent_mean.view(1, -1, 1, 1, 1)
         if chunked is None:
             chunked = z.shape[2] * z.shape[3] * z.shape[4] > WHOLE_DECODE_CELLS

@@ -48,7 +48,6 @@ class Preset:
     cache_clips: int = 0  # > 0: pre-encode this many clips once and train on them
     render_workers: int = 0  # processes rendering the cache's clips (0: one per core)
     freeze_encoder: bool = False  # VAE stage: train the decoder only (the latents stay)
-    refiner_only: bool = False  # VAE stages: train only the decoder's refiner (models.vae.PixelRefiner)
     free_colour_fraction: float = 0.0  # VAE stages: clips painted in any RGB (data.preset_samples)
     # adversarial decoder stage (kinema.train.adversarial): the losses' weights
     adversarial_weight: float = 0.0  # of the hinge GAN loss (times the adaptive balance)
@@ -189,31 +188,6 @@ PRESETS["vae-decoder-gan"] = dataclasses.replace(
 # --init-from that run
 PRESETS["vae-decoder-sharp"] = dataclasses.replace(
     PRESETS["vae-decoder-gan"], name="vae-decoder-sharp", edge_focus=8.0, warmup=20, adversarial_start=0
-)
-# the decoder given a full-resolution refiner (models.vae.PixelRefiner; start it with
-# --init-from the built-in VAE: the refiner starts as the identity). Encoder frozen.
-# Why these settings: the decoder runs before it kept an EMA at 0.999 from the built-in
-# weights, so after 500-800 steps what they saved was still 40-60 % the old decoder, and
-# their learning rate (5e-5) moved little. Fitting the frozen latents of four failing
-# clips with reconstruction alone at 1e-3 took small squares' fill from 0.88 to 0.96 in
-# 300 steps: the latents carry the corners, the training did not reach them. The whole
-# decoder at 5e-4 lost 1.4 dB and grew a 4x4-patch texture and a glow in the corner of
-# the frame within 250 steps, so only the refiner learns (the rest of the decoder stays as
-# it decodes today, and a step's backward pass is a fraction of the decoder's): a high
-# learning rate, an EMA over ~100 steps, edge-weighted reconstruction and the gradient
-# loss, no discriminator (the adversarial runs made squares rounder, fill 0.917 -> 0.888).
-PRESETS["vae-decoder-refine"] = dataclasses.replace(
-    PRESETS["vae-decoder-sharp"],
-    name="vae-decoder-refine",
-    model={**PRESETS["vae-decoder-sharp"].model, "refine_channels": 32, "refine_features": 8},
-    refiner_only=True,
-    lr=1e-3,
-    warmup=50,
-    ema_decay=0.99,
-    steps=3000,
-    validate_every=250,
-    adversarial_weight=0.0,
-    feature_weight=0.0,
 )
 # a tiny version of it for the tests
 PRESETS["vae-gan-tiny"] = dataclasses.replace(

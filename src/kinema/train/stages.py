@@ -73,24 +73,14 @@ class VAEStage:
             for name, p in model.named_parameters():
                 if name.startswith("enc_"):
                     p.requires_grad_(False)
-        if self.preset.refiner_only:
-            if not self.config.refine_channels:
-                raise InputError("refiner_only needs a decoder with a refiner (model refine_channels > 0)")
-            for name, p in model.named_parameters():
-                p.requires_grad_(name.startswith(("dec_refine.", "dec_features.")))
         return model
 
     def adapt_init(self, weights: dict[str, torch.Tensor], model: VideoVAE) -> dict[str, torch.Tensor]:
-        """Warm-start weights for `model`: a VAE's are taken as they are; a refiner the
-        source lacks (a decoder given one, see PixelRefiner) starts from its own
-        initialisation, which decodes exactly as the source did."""
+        """Warm-start weights for `model`: a VAE's are taken as they are, less a picture
+        refiner (models.refiner): it was fitted to the source decoder's pictures, which
+        this training changes; train a new one on the result (kinema.train.refiner)."""
         own = model.state_dict()
-        added = {
-            k: v
-            for k, v in own.items()
-            if k not in weights and k.startswith(("dec_refine.", "dec_features."))
-        }
-        return {**weights, **added}
+        return {k: v for k, v in weights.items() if not k.startswith("refiner.") or k in own}
 
     def training_module(self, model: VideoVAE) -> nn.Module:
         """What a training step calls `model` through (and DDP wraps among several processes)."""

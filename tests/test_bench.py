@@ -131,3 +131,4 @@ def test_bench_curve_draws_pass_rate_against_steps(capsys, tiny_model, tmp_path)
         assert set(point["sets"]) == {"seen_single", "held_out", "two_object"}
         assert 0 <= point["pass_rate"] <= 1 and 0 < point["seconds_per_clip"] <= point["seconds_per_clip_max"]
     assert read_image(png).shape == (420, 720, 3)
+    assert "fast_points" not in curve  # the tiny model has no few-step adapter

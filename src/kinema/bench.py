@@ -106,7 +106,9 @@ def bench(model: str | None = None, repeats: int = 2) -> dict:
     guided = _seconds(lambda: pipe.dit(torch.cat([x, x]), 0.5, text, mask))
     flops = _dit_flops(pipe, shape)
     reference = _diffusers_reference(shape)
+    fast = _fast_clip(model, pipe, prompt)
     return {
+        **({"fast": fast} if fast else {}),
         "model": pipe.name,
         "threads": torch.get_num_threads(),
         "matmul_peak_gflops": round(peak, 1),
@@ -122,6 +124,42 @@ def bench(model: str | None = None, repeats: int = 2) -> dict:
         "diffusers_reference": reference,
         "dit_call_vs_diffusers_batch1": round(step / reference["seconds_batch1"], 3),
         "guided_step_vs_diffusers_batch2": round(guided / reference["seconds_batch2"], 3),
+    }
+
+
+def _fast_clip(model: str | None, pipe, prompt: str, repeats: int = 5) -> dict | None:
+    """With the model's few-step adapter (None when it has none): the median seconds of a
+    default clip in process over REPEATS (prompt encoding, sampling and VAE decoding: the
+    pipeline call), and beside it the median seconds of publishing it (watermark,
+    writing, signing)."""
+    from kinema.pipelines.facts import ModelFacts
+    from kinema.render import fast_adapter, fast_steps
+
+    facts = ModelFacts.read(model)
+    if "fast" not in facts.adapters:
+        return None
+    few = fast_adapter(facts)
+    steps = fast_steps(few)
+    made, published = [], []
+    with tempfile.TemporaryDirectory() as tmp, pipe.adapted((few,)):
+        for i in range(repeats):
+            start = time.perf_counter()
+            video = pipe(prompt, seed=i, steps=steps, guidance=1.0)
+            made.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            publish(
+                video,
+                Path(tmp) / f"fast{i}.mp4",
+                {"prompt": prompt, "seed": i},
+                Origin(pipe.name, pipe.model_hash),
+            )
+            published.append(time.perf_counter() - start)
+    return {
+        "steps": steps,
+        "guidance": 1.0,
+        "seconds_per_clip_in_process": round(statistics.median(made), 3),
+        "publish_seconds": round(statistics.median(published), 3),
+        "repeats": repeats,
     }
 
 
@@ -486,7 +524,12 @@ def run(
     if cold:
         if peak_memory or long_clips or device != "cpu":
             raise InputError("bench --cold takes only --model (no --memory, --lengths, --web or --device)")
-        return cold_start(model)
+        from kinema.pipelines.facts import ModelFacts
+
+        result = cold_start(model)
+        if "fast" in ModelFacts.read(model).adapters:  # and the same with the few-step adapter
+            result["fast"] = cold_start(model, extra=("--fast",))
+        return result
     if long_clips and (peak_memory or device != "cpu"):
         raise InputError("bench --lengths runs on the CPU alone (no --memory or --device)")
     if long_clips:
@@ -506,8 +549,13 @@ def _quality_curve(model: str | None, path: str | os.PathLike, prompts: int, pro
     if Path(path).suffix.lower() != ".png":
         raise InputError(f"--curve draws a PNG: the path must end in .png, got '{path}'")
     check_output_path(path)
+    from kinema.pipelines.facts import ModelFacts
+    from kinema.render import fast_adapter
+
+    facts = ModelFacts.read(model)
+    fast = fast_adapter(facts) if "fast" in facts.adapters else None  # its line joins the curve
     pipe = load(model)
-    result = quality_curve(pipe, prompts, progress=progress)
+    result = quality_curve(pipe, prompts, progress=progress, fast=fast)
     draw_curve(result, path, f"{pipe.name}: world checker pass rate against steps ({prompts} a set)")
     return {"curve": {"model": pipe.name, "model_hash": pipe.model_hash, "png": str(path), **result}}
 

@@ -91,6 +91,12 @@ def evaluate(
             help="The control branch instead: held-out motion paths and control clips (default 30 each).",
         ),
     ] = False,
+    fast: Annotated[
+        bool,
+        typer.Option(
+            "--fast", help="With the model's few-step adapter, at its steps (unless --steps) and no guidance."
+        ),
+    ] = False,
 ) -> None:
     """World-checker pass rates on fixed prompt sets (seen pairs, held-out pairs, two objects).
 
@@ -114,14 +120,21 @@ def evaluate(
         raise InputError(f"--prompts must be at least 1, got {prompts}")
     if files and modes:
         raise InputError("--files judges the text-to-video sets; it does not go with --modes")
-    if control and (modes or files or lora):
+    if control and (modes or files or lora or fast):
         raise InputError(
-            "--control evaluates the control branch on its own; drop --modes, --files and --lora"
+            "--control evaluates the control branch on its own; drop --modes, --files, --lora and --fast"
         )
+    if fast and modes:
+        raise InputError("--fast evaluates the text-to-video sets; it does not go with --modes")
     from kinema.pipelines.facts import ModelFacts
-    from kinema.render import check_adapters, parse_adapter
+    from kinema.render import check_adapters, fast_adapter, fast_steps, parse_adapter
 
     adapters = check_adapters([parse_adapter(text) for text in lora or ()], ModelFacts.read(model))
+    guidance = None
+    if fast:
+        few = fast_adapter(ModelFacts.read(model))
+        adapters, guidance = (*adapters, few), 1.0
+        steps = fast_steps(few) if steps is None else steps
     if adapters and modes:
         raise InputError("--lora evaluates the text-to-video sets; it does not go with --modes")
     if control and "path" not in ModelFacts.read(model).controls:
@@ -141,7 +154,9 @@ def evaluate(
         rows = results["modes"]
     else:
         results = with_progress(
-            lambda progress: run_eval(pipe, prompts, steps, progress, files=files, adapters=adapters),
+            lambda progress: run_eval(
+                pipe, prompts, steps, progress, files=files, adapters=adapters, guidance=guidance
+            ),
             "evaluating",
             False,
         )

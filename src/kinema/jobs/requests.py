@@ -41,6 +41,7 @@ def clip_request(
         "steps": params.get("steps"),
         "guidance": params.get("guidance"),
         "literal": bool(params.get("literal")),
+        "fast": bool(params.get("fast")),
         "model": model,
         # by name only, in KINEMA_HOME/loras: a web user never names a path on the server
         "adapters": tuple(

@@ -20,6 +20,7 @@ ALL_MODES = ("t2v", "i2v", "keyframes", "loop", "extend", "remix", "inpaint", "o
 GENERATE_MODES = ("t2v", "i2v", "keyframes")
 BUILTIN = "builtin"
 MAX_SIDE = 1024  # the largest side kinema's own models make
+FAST_ADAPTER = "fast/fast.safetensors"  # a kinema model's few-step adapter (--fast)
 
 
 def builtin_folder() -> Path:
@@ -76,7 +77,7 @@ class ModelFacts:
             return cls(
                 known=True,
                 folder=folder,
-                adapters=("lora",),
+                adapters=("lora", "fast") if (folder / FAST_ADAPTER).is_file() else ("lora",),
                 name=str(meta.get("name", folder.name)),
                 defaults=dict(meta.get("defaults") or {}),
                 spatial=spatial,
@@ -102,7 +103,8 @@ class ModelFacts:
         return 1 + math.ceil((frames - 1) / self.temporal)
 
     def summary(self) -> dict[str, Any]:
-        """What the web pages are told: name, modes, defaults and the steering it has branches for."""
+        """What the web pages are told: name, modes, defaults, the steering it has branches
+        for and whether it has a few-step adapter (fast)."""
         return {
             "name": self.name,
             "modes": [m for m in self.modes if m != "loop"],
@@ -110,6 +112,7 @@ class ModelFacts:
             "defaults": self.defaults,
             "size_multiple": self.spatial,
             "controls": list(self.controls),
+            "fast": "fast" in self.adapters,
         }
 
 

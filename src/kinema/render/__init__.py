@@ -13,7 +13,7 @@ request, so nothing is rendered unchecked. The same request gives the same pixel
 the same settings record from every door.
 """
 
-from kinema.render.check import Checked, Inputs, check, check_adapters, check_size
+from kinema.render.check import Checked, Inputs, check, check_adapters, check_size, fast_adapter, fast_steps
 from kinema.render.handle import Model
 from kinema.render.make import Rendered, render, settings_record
 from kinema.render.request import (
@@ -32,6 +32,8 @@ from kinema.render.request import (
 
 __all__ = [
     "check_adapters",
+    "fast_adapter",
+    "fast_steps",
     "EDITS",
     "MODES",
     "Adapter",

@@ -121,6 +121,16 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
     _check_ranges(r)
     _check_steering(r, facts)
     adapters = check_adapters(r.adapters, facts)
+    if r.fast:
+        fast = fast_adapter(facts)
+        adapters = (*adapters, fast)
+        # the adapter runs at its own step count and without guidance (distilled into it),
+        # unless the request says otherwise
+        r = replace(
+            r,
+            steps=fast_steps(fast) if r.steps is None else r.steps,
+            guidance=1.0 if r.guidance is None else r.guidance,
+        )
     if adapters and r.int8:
         raise InputError("int8 and adapters do not combine (adapters mix into the fp32 weights); drop int8")
     if first is not None and (r.mode != "generate" or r.image is not None):
@@ -161,6 +171,24 @@ def check_adapters(adapters: Sequence[Adapter], facts: ModelFacts) -> tuple[Adap
         for adapter in files:
             check_fits_folder(adapter, facts.folder, facts.name or "this model")
     return files
+
+
+def fast_adapter(facts: ModelFacts) -> AdapterFile:
+    """The few-step adapter a kinema model ships (FOLDER/fast/fast.safetensors), checked
+    against the model's DiT as any adapter is."""
+    from kinema.pipelines.facts import FAST_ADAPTER
+    from kinema.pipelines.lora import check_fits_folder
+
+    if "fast" not in facts.adapters or facts.folder is None:
+        raise InputError(f"{facts.name or 'this model'} has no few-step adapter for fast")
+    fast = read_adapter(str(facts.folder / FAST_ADAPTER))
+    check_fits_folder(fast, facts.folder, facts.name or "this model")
+    return fast
+
+
+def fast_steps(fast: AdapterFile) -> int:
+    """The step count the few-step adapter was distilled for (its card's fast_steps)."""
+    return int((fast.metadata.get("card") or {}).get("fast_steps", 4))
 
 
 def _read(r: ClipRequest, facts: ModelFacts) -> Reading | None:

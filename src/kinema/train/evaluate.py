@@ -78,6 +78,7 @@ def evaluate(
     progress=None,
     files: bool = False,
     adapters: tuple = (),
+    guidance: float | None = None,
 ) -> dict:
     """Generate each prompt of each set (16 frames at the model's size) and check it, and
     check the VAE's round trip of the renderer's clip of it (the set's `vae_ceiling`);
@@ -94,7 +95,12 @@ def evaluate(
 
     from kinema.world.lessons import lesson_test
 
-    results: dict = {"sets": {}, "steps": steps or pipe.defaults["steps"], "per_set": n}
+    results: dict = {
+        "sets": {},
+        "steps": steps or pipe.defaults["steps"],
+        "guidance": pipe.defaults.get("guidance") if guidance is None else guidance,
+        "per_set": n,
+    }
     start = time.monotonic()
     sets = prompt_sets(n)
     for colour in taught_colours(adapters):
@@ -107,7 +113,7 @@ def evaluate(
         for name, prompts in sets.items():
             made, ceiling, written = _Tally(), _Tally(), _Tally()
             for prompt, seed in prompts:
-                video = pipe(prompt, seed=seed % 2**31, frames=16, steps=steps)
+                video = pipe(prompt, seed=seed % 2**31, frames=16, steps=steps, guidance=guidance)
                 made.add(video.frames, prompt, seed)
                 ceiling.add(vae_round_trip(pipe, prompt, seed), prompt, seed)
                 if files:

@@ -158,6 +158,11 @@ class JobRequest(BaseModel):
         default=False,
         description="send the prompt as typed (the built-in model otherwise reads it into its own words)",
     )
+    fast: bool = Field(
+        strict=True,
+        default=False,
+        description="few-step generation with the model's fast adapter (its steps, no guidance, unless given)",
+    )
     adapters: list[AdapterChoice] = Field(
         default_factory=list, max_length=MAX_ADAPTERS, description="LoRA adapters mixed in by their scales"
     )
@@ -233,6 +238,8 @@ def job_params(request: JobRequest, owner: str, queue: JobQueue, limits, facts: 
         params.update(_edit(request, owner, queue, limits))
     if request.literal:
         params["literal"] = True
+    if request.fast:
+        params["fast"] = True
     adapters = [{"name": a.name, "scale": a.scale} for a in request.adapters if a.scale != 0]
     for adapter in adapters:
         if not adapter_file(adapter["name"]).is_file():

@@ -99,6 +99,7 @@ function showKind(form) {
   const controls = (studio.model && studio.model.controls) || [];
   $("#motion").hidden = still || !controls.includes("path");
   $("#reference").hidden = !controls.includes("reference");
+  $("#fast").hidden = !(studio.model && studio.model.fast);
 }
 
 // ------------------------------------------------------------------ adapters
@@ -215,6 +216,7 @@ async function submitJob(event) {
   if (still) body.still = true;
   else body.loop = fields.get("loop") === "on";
   if (fields.get("literal") === "on") body.literal = true;
+  if (fields.get("fast") === "on") body.fast = true;
   for (const name of still ? ["seed", "steps"] : ["seed", "frames", "steps"]) {
     if (fields.get(name)) body[name] = parseInt(fields.get(name), 10);
   }
@@ -417,6 +419,7 @@ function loopOf(job) {
   const p = job.params;
   const body = { mode: p.mode === "i2v" ? "i2v" : "t2v", prompt: p.prompt, negative: p.negative || "", seed: p.seed, loop: true };
   if (p.literal) body.literal = true;
+  if (p.fast) body.fast = true;
   for (const name of ["steps", "guidance", "fps", "image"]) if (p[name] !== null && p[name] !== undefined) body[name] = p[name];
   if (p.size) body.size = `${p.size[0]}x${p.size[1]}`;
   return body;

@@ -64,8 +64,17 @@ def test_a_killed_run_resumes_onto_the_same_adapter(fast_model, tmp_path):
         assert torch.equal(value, halves["lora"][key]), key
 
 
-def test_the_adapter_is_a_lora_bound_to_the_dit_with_its_card(fast_model):
-    folder, _, _ = fast_model
+def test_the_adapter_is_a_lora_bound_to_the_dit_with_its_card(fast_model, tmp_path):
+    folder, run_folder, _ = fast_model
+    from kinema.train.fast import main
+
+    shutil.copytree(folder, tmp_path / "again")
+    (tmp_path / "again" / "fast" / "fast.safetensors").unlink()
+    main(["--out", str(run_folder), "--export", str(tmp_path / "again")])  # the command line's export
+    from safetensors.torch import load_file
+
+    again, first = (load_file(str(f / "fast" / "fast.safetensors")) for f in (tmp_path / "again", folder))
+    assert again.keys() == first.keys() and all(torch.equal(again[k], first[k]) for k in first)
     adapter = read_adapter(str(folder / "fast" / "fast.safetensors"))
     assert adapter.metadata["format"] == FORMAT and adapter.metadata["base_dit_sha256"] == dit_sha256(folder)
     card = adapter.metadata["card"]

@@ -190,14 +190,15 @@ def build_stream(
 
 
 def branch_main(argv: list[str] | None, module: str, doc: str, settings_class, train, export) -> None:
-    """The command line of a branch's training module: --out RUN [--model M] [--resume]
-    [--export MODEL_DIR] and one option per field of SETTINGS_CLASS."""
+    """The command line of a module that trains a part beside a model's DiT (a branch, the
+    few-step adapter): --out RUN [--model M] [--resume] [--export MODEL_DIR] and one option
+    per field of SETTINGS_CLASS."""
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model", default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument(
-        "--export", type=Path, default=None, help="write the run's branch beside this model folder's DiT"
+        "--export", type=Path, default=None, help="write what the run trained beside this model folder's DiT"
     )
     for field in dataclasses.fields(settings_class):
         parser.add_argument(

@@ -20,11 +20,8 @@ user's adapters as any two adapters mix (pipelines.lora.mixed_in).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -229,31 +226,19 @@ def export(run: Path, model_folder: Path, say: Callable[[str], None] = print) ->
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m kinema.train.fast", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="the run's folder")
-    parser.add_argument("--model", default=None, help="the model folder (default: the built-in one)")
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument(
-        "--export", type=Path, default=None, help="write the run's adapter into this model folder"
-    )
-    for field in dataclasses.fields(FastSettings):
-        parser.add_argument(
-            f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default
-        )
-    args = parser.parse_args(argv)
-    say = lambda s: print(s, flush=True)  # noqa: E731
-    if args.export is not None:
-        export(args.out, args.export, say)
-        return
+def run(model: str | None, out: Path, settings: FastSettings, resume: bool, command: str, say=print) -> None:
+    """A whole run: the teacher's couples (made or read back), then the student."""
     from kinema.pipelines.loading import load
 
-    settings = FastSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FastSettings)})
-    command = "python -m kinema.train.fast " + shlex.join(sys.argv[1:] if argv is None else argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    pipe = load(args.model)
-    data = teacher_couples(pipe, settings, args.out / "couples.pt", say)
-    train_fast(pipe, data, settings, args.out, args.resume, command, say)
+    pipe = load(model)
+    data = teacher_couples(pipe, settings, out / "couples.pt", say)
+    train_fast(pipe, data, settings, out, resume, command, say)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from kinema.train.branch import branch_main
+
+    branch_main(argv, "kinema.train.fast", __doc__, FastSettings, run, export)
 
 
 if __name__ == "__main__":

@@ -129,6 +129,10 @@ def test_fast_is_refused_on_a_model_without_the_adapter_and_on_a_stale_one(
         capsys, "generate", prompt, "-o", str(tmp_path / "x.mp4"), "--model", str(tiny_model), "--fast"
     )
     assert code == 2 and "has no few-step adapter" in err and not (tmp_path / "x.mp4").exists()
+    code, _, err = run(
+        capsys, "generate", prompt, "-o", str(tmp_path / "x.mp4"), "--model", str(folder), "--fast", "--int8"
+    )
+    assert code == 2 and "int8 and fast do not combine" in err and not (tmp_path / "x.mp4").exists()
     other = tmp_path / "other"
     shutil.copytree(tiny_model, other)
     shutil.copytree(folder / "fast", other / "fast")

@@ -122,6 +122,10 @@ def check(request: ClipRequest, facts: ModelFacts, *, first: np.ndarray | None =
     _check_steering(r, facts)
     adapters = check_adapters(r.adapters, facts)
     if r.fast:
+        if r.int8:
+            raise InputError(
+                "int8 and fast do not combine (the few-step adapter mixes into the fp32 weights); drop int8"
+            )
         fast = fast_adapter(facts)
         adapters = (*adapters, fast)
         # the adapter runs at its own step count and without guidance (distilled into it),

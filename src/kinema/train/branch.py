@@ -25,6 +25,48 @@ import torch
 from torch import nn
 
 
+class RunLog:
+    """A resumable run's losses and seconds: the progress line every EVERY steps and the
+    checkpoint OUT/state.pt (written atomically, settings.checkpoint_every steps apart and
+    at the last step) holding what `weights()` gives (weights, optimizer, records) with
+    the step, losses, seconds and settings."""
+
+    def __init__(self, out: Path, settings, say: Callable[[str], None] = print, every: int = 10):
+        self.out, self.settings, self.say, self.every = out, settings, say, every
+        self.start, self.losses, self.seconds = 0, [], 0.0
+        self.began = time.perf_counter()
+
+    def resume(self) -> dict | None:
+        """The last checkpoint (None when there is none), its step, losses and seconds
+        taken up by this log."""
+        path = self.out / "state.pt"
+        if not path.exists():
+            return None
+        state = torch.load(path)
+        self.start, self.losses, self.seconds = state["step"], state["losses"], state["seconds"]
+        self.say(f"resumed at step {self.start}")
+        return state
+
+    def done(self, step: int, loss: float, weights: Callable[[], dict]) -> None:
+        """Step STEP (counted from 1) ended with LOSS."""
+        self.losses.append((step, round(loss, 5)))
+        if step % self.every == 0:
+            elapsed = self.seconds + time.perf_counter() - self.began
+            recent = np.mean([v for _, v in self.losses[-50:]])
+            self.say(f"step {step}/{self.settings.steps} loss {recent:.4f} {elapsed:.0f} s")
+        if step % self.settings.checkpoint_every == 0 or step == self.settings.steps:
+            self.seconds, self.began = self.seconds + time.perf_counter() - self.began, time.perf_counter()
+            state = {
+                **weights(),
+                "step": step,
+                "losses": self.losses,
+                "seconds": self.seconds,
+                "settings": dataclasses.asdict(self.settings),
+            }
+            torch.save(state, self.out / "state.tmp")
+            (self.out / "state.tmp").replace(self.out / "state.pt")
+
+
 def train_branch(
     dit: nn.Module,
     branch: nn.Module,
@@ -47,32 +89,18 @@ def train_branch(
     for p in dit.parameters():
         p.requires_grad_(False)
     optimizer = torch.optim.AdamW(branch.parameters(), lr=settings.lr, weight_decay=0.0)
-    start, losses, seconds = 0, [], 0.0
-    state_path = out / "state.pt"
-    if resume and state_path.exists():
-        state = torch.load(state_path)
+    log = RunLog(out, settings, say)
+    state = log.resume() if resume else None
+    if state is not None:
         branch.load_state_dict(state["branch"])
         optimizer.load_state_dict(state["optimizer"])
-        start, losses, seconds = state["step"], state["losses"], state["seconds"]
-        say(f"resumed at step {start}")
 
-    def save(step: int, seconds: float) -> None:
-        state = {
-            "branch": branch.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "losses": losses,
-            "seconds": seconds,
-            "settings": dataclasses.asdict(settings),
-            **record,
-        }
-        torch.save(state, out / "state.tmp")
-        (out / "state.tmp").replace(state_path)
+    def weights() -> dict:
+        return {"branch": branch.state_dict(), "optimizer": optimizer.state_dict(), **record}
 
     empty, n, b = len(text) - 1, len(latents), settings.batch
     branch.train()
-    began = time.perf_counter()
-    for step in range(start, settings.steps):
+    for step in range(log.start, settings.steps):
         rng = np.random.default_rng([settings.seed, step])
         rows = torch.from_numpy(rng.integers(n, size=b))
         dropped = torch.from_numpy(rng.random(b) < settings.text_dropout)
@@ -93,14 +121,7 @@ def train_branch(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(branch.parameters(), 1.0)
         optimizer.step()
-        losses.append((step + 1, round(loss.item(), 5)))
-        if (step + 1) % 10 == 0:
-            elapsed = seconds + time.perf_counter() - began
-            recent = np.mean([v for _, v in losses[-50:]])
-            say(f"step {step + 1}/{settings.steps} loss {recent:.4f} {elapsed:.0f} s")
-        if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
-            seconds, began = seconds + time.perf_counter() - began, time.perf_counter()
-            save(step + 1, seconds)
+        log.done(step + 1, loss.item(), weights)
     return branch
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kinema.train.branch import RunLog, branch_main
+
 
 @dataclasses.dataclass
 class FastSettings:
@@ -134,17 +136,18 @@ def train_fast(
         dit = inject_adapter_in_model(config, dit)
     params = [p for n, p in dit.named_parameters() if "lora_" in n]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
-    start, losses, seconds = 0, [], 0.0
-    state_path = out / "state.pt"
-    if resume and state_path.exists():
-        state = torch.load(state_path)
+    log = RunLog(out, settings, say)
+    state = log.resume() if resume else None
+    if state is not None:
         set_peft_model_state_dict(dit, state["lora"])
         optimizer.load_state_dict(state["optimizer"])
-        start, losses, seconds = state["step"], state["losses"], state["seconds"]
-        say(f"resumed at step {start}")
+
+    def weights() -> dict:
+        lora = {k: v.detach().clone() for k, v in get_peft_model_state_dict(dit).items()}
+        return {"lora": lora, "optimizer": optimizer.state_dict(), "command": command}
+
     n, b = len(clean), settings.batch
-    began = time.perf_counter()
-    for step in range(start, min(settings.steps, until or settings.steps)):
+    for step in range(log.start, min(settings.steps, until or settings.steps)):
         rng = np.random.default_rng([settings.seed, step])
         rows = torch.from_numpy(rng.integers(n, size=b))
         # half the times where a --fast run evaluates the student (the few-step schedule's
@@ -163,25 +166,7 @@ def train_fast(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        losses.append((step + 1, round(loss.item(), 5)))
-        if (step + 1) % 10 == 0:
-            elapsed = seconds + time.perf_counter() - began
-            say(
-                f"step {step + 1}/{settings.steps} loss {np.mean([v for _, v in losses[-50:]]):.4f} {elapsed:.0f} s"
-            )
-        if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
-            seconds, began = seconds + time.perf_counter() - began, time.perf_counter()
-            state = {
-                "lora": {k: v.detach().clone() for k, v in get_peft_model_state_dict(dit).items()},
-                "optimizer": optimizer.state_dict(),
-                "step": step + 1,
-                "losses": losses,
-                "seconds": seconds,
-                "settings": dataclasses.asdict(settings),
-                "command": command,
-            }
-            torch.save(state, out / "state.tmp")
-            (out / "state.tmp").replace(state_path)
+        log.done(step + 1, loss.item(), weights)
     return dit
 
 
@@ -236,8 +221,6 @@ def run(model: str | None, out: Path, settings: FastSettings, resume: bool, comm
 
 
 def main(argv: list[str] | None = None) -> None:
-    from kinema.train.branch import branch_main
-
     branch_main(argv, "kinema.train.fast", __doc__, FastSettings, run, export)
 
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from kinema.models.refiner import WINDOW, PictureRefiner
+from kinema.train.branch import RunLog
 
 
 @dataclasses.dataclass
@@ -121,19 +122,19 @@ def train_refiner(
     if init is not None:
         refiner.load_state_dict(init.state_dict())
     optimizer = torch.optim.AdamW(refiner.parameters(), lr=settings.lr, weight_decay=0.0)
-    start, losses, seconds = 0, [], 0.0
-    state_path = out / "state.pt"
-    if resume and state_path.exists():
-        state = torch.load(state_path)
+    log = RunLog(out, settings, say, every=25)
+    state = log.resume() if resume else None
+    if state is not None:
         refiner.load_state_dict(state["refiner"])
         optimizer.load_state_dict(state["optimizer"])
-        start, losses, seconds = state["step"], state["losses"], state["seconds"]
-        say(f"resumed at step {start}")
+
+    def weights() -> dict:
+        return {"refiner": refiner.state_dict(), "optimizer": optimizer.state_dict(), "command": command}
+
     decoded, rendered = data["decoded"], data["rendered"]
     n, size = len(decoded), decoded.shape[-1]
     refiner.train()
-    began = time.perf_counter()
-    for step in range(start, min(settings.steps, until or settings.steps)):
+    for step in range(log.start, min(settings.steps, until or settings.steps)):
         rng = np.random.default_rng([settings.seed, step])
         rows = torch.from_numpy(rng.integers(n, size=settings.clips_per_step))
         flip = bool(rng.random() < 0.5)
@@ -152,25 +153,7 @@ def train_refiner(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append((step + 1, round(loss.item(), 5)))
-        if (step + 1) % 25 == 0:
-            elapsed = seconds + time.perf_counter() - began
-            say(
-                f"step {step + 1}/{settings.steps} loss {np.mean([v for _, v in losses[-50:]]):.4f} {elapsed:.0f} s"
-            )
-        if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
-            seconds, began = seconds + time.perf_counter() - began, time.perf_counter()
-            state = {
-                "refiner": refiner.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "step": step + 1,
-                "losses": losses,
-                "seconds": seconds,
-                "settings": dataclasses.asdict(settings),
-                "command": command,
-            }
-            torch.save(state, out / "state.tmp")
-            (out / "state.tmp").replace(state_path)
+        log.done(step + 1, loss.item(), weights)
     return refiner.eval()
 
 

@@ -78,18 +78,7 @@ def bench(model: str | None = None, repeats: int = 2) -> dict:
     pipe = load(model)
     load_seconds = time.perf_counter() - start
     prompt = "a red circle moving right on a black background"
-    clip_seconds = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(repeats):
-            start = time.perf_counter()
-            video = pipe(prompt, seed=i)
-            publish(
-                video,
-                Path(tmp) / f"clip{i}.mp4",
-                {"prompt": prompt, "seed": i},
-                Origin(pipe.name, pipe.model_hash),
-            )
-            clip_seconds.append(time.perf_counter() - start)
+    clip_seconds = [made + published for made, published in _timed_clips(pipe, prompt, repeats)]
     d = pipe.defaults
     f = pipe.vae.config.spatial_factor
     shape = (
@@ -127,6 +116,26 @@ def bench(model: str | None = None, repeats: int = 2) -> dict:
     }
 
 
+def _timed_clips(pipe, prompt: str, repeats: int, **options) -> list[tuple[float, float]]:
+    """(seconds to make, seconds to publish) of REPEATS clips of PROMPT (seeds 0, 1, …;
+    OPTIONS go to the pipeline), each published to a temporary file as generate does."""
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            start = time.perf_counter()
+            video = pipe(prompt, seed=i, **options)
+            made = time.perf_counter() - start
+            start = time.perf_counter()
+            publish(
+                video,
+                Path(tmp) / f"clip{i}.mp4",
+                {"prompt": prompt, "seed": i},
+                Origin(pipe.name, pipe.model_hash),
+            )
+            times.append((made, time.perf_counter() - start))
+    return times
+
+
 def _fast_clip(model: str | None, pipe, prompt: str, repeats: int = 5) -> dict | None:
     """With the model's few-step adapter (None when it has none): the median seconds of a
     default clip in process over REPEATS (prompt encoding, sampling and VAE decoding: the
@@ -140,20 +149,8 @@ def _fast_clip(model: str | None, pipe, prompt: str, repeats: int = 5) -> dict |
         return None
     few = fast_adapter(facts)
     steps = fast_steps(few)
-    made, published = [], []
-    with tempfile.TemporaryDirectory() as tmp, pipe.adapted((few,)):
-        for i in range(repeats):
-            start = time.perf_counter()
-            video = pipe(prompt, seed=i, steps=steps, guidance=1.0)
-            made.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            publish(
-                video,
-                Path(tmp) / f"fast{i}.mp4",
-                {"prompt": prompt, "seed": i},
-                Origin(pipe.name, pipe.model_hash),
-            )
-            published.append(time.perf_counter() - start)
+    with pipe.adapted((few,)):
+        made, published = zip(*_timed_clips(pipe, prompt, repeats, steps=steps, guidance=1.0), strict=True)
     return {
         "steps": steps,
         "guidance": 1.0,

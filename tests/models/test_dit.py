@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kinema.diffusion.flow import flow_loss
-from kinema.models.dit import DiT, DiTConfig, apply_rope, deepen, rope_angles
+from kinema.models.dit import DiT, DiTConfig, Rotary, TanhGELU, deepen, rms_normalize, rope_angles
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -47,17 +47,54 @@ def test_any_size_and_length_runs_and_starts_at_zero(shape, patch):
 
 
 def test_rope_depends_only_on_relative_position():
-    angles = rope_angles((4, 5, 6), head_dim=12, theta=10000.0)
-    assert angles.shape == (120, 6)
+    assert rope_angles((4, 5, 6), head_dim=12, theta=10000.0).shape == (120, 6)
+    rotary = Rotary((4, 5, 6), head_dim=12, theta=10000.0)
     q, k = torch.randn(12), torch.randn(12)
-    q_rot = apply_rope(q.expand(1, 1, 120, 12), angles.cos(), angles.sin())[0, 0]
-    k_rot = apply_rope(k.expand(1, 1, 120, 12), angles.cos(), angles.sin())[0, 0]
+    qk = torch.stack((q, k))[None, None, :, None].expand(1, 120, 2, 1, 12)  # (B, N, q|k, heads, head_dim)
+    weight = torch.ones(2, 1, 12)
+    q_rot, k_rot = rotary.rotate(qk, weight)[0, :, :, 0].unbind(1)
     grid = torch.arange(120).reshape(4, 5, 6)
     # the same (dt, dh, dw) offset from two different places gives the same score
     a = q_rot[grid[0, 0, 0]] @ k_rot[grid[1, 2, 3]]
     b = q_rot[grid[2, 1, 2]] @ k_rot[grid[3, 3, 5]]
     assert torch.allclose(a, b, atol=1e-5)
     assert not torch.allclose(a, q_rot[grid[0, 0, 0]] @ k_rot[grid[1, 2, 4]], atol=1e-3)
+
+
+def test_rotary_turns_each_pair_by_its_angle_after_the_weight():
+    angles = rope_angles((2, 3, 3), head_dim=12, theta=10000.0)  # (18, 6)
+    x, weight = torch.randn(1, 18, 2, 3, 12), torch.rand(2, 1, 12) + 0.5
+    turned = Rotary((2, 3, 3), head_dim=12, theta=10000.0).rotate(x, weight)
+    a, b = (x * weight).unflatten(-1, (6, 2)).unbind(-1)
+    cos, sin = angles.cos()[:, None, None], angles.sin()[:, None, None]
+    expected = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
+    assert torch.allclose(turned, expected, atol=1e-6)
+
+
+def test_fast_forms_compute_the_trained_functions():
+    x = torch.randn(3, 7, 64) * 3
+    assert torch.allclose(rms_normalize(x, 1e-6), torch.nn.functional.rms_norm(x, (64,), eps=1e-6), atol=1e-6)
+    with torch.no_grad():  # the in-place sigmoid form
+        assert torch.allclose(TanhGELU()(x), torch.nn.functional.gelu(x, approximate="tanh"), atol=1e-6)
+    y = x.clone().requires_grad_()
+    TanhGELU()(y).sum().backward()  # with autograd: torch's own op
+    assert y.grad is not None and torch.isfinite(y.grad).all()
+
+
+def test_text_states_made_once_give_the_same_velocity_as_raw_text():
+    model = perturb(tiny())
+    x = torch.randn(2, 8, 3, 4, 4)
+    tokens, mask = text(2)
+    mask[1, 3:] = False  # a padded row: the additive mask must hide its last tokens
+    states = model.text_states(tokens, mask)
+    with torch.no_grad():
+        first = model(x, 0.3, states)
+        again = model(x, 0.7, states)  # the cached keys and values serve a second step
+        assert torch.allclose(first, model(x, 0.3, tokens, mask), atol=1e-5)
+        assert torch.allclose(again, model(x, 0.7, tokens, mask), atol=1e-5)
+    assert len(states.keys_values) == len(model.blocks)
+    with pytest.raises(ValueError, match="own mask"):
+        model(x, 0.3, states, mask)
 
 
 def test_gradients_reach_every_parameter_within_three_steps():

@@ -67,13 +67,13 @@ class ControlBranch(nn.Module):
             own.load_state_dict(source.state_dict())
         return branch
 
-    def residuals(self, tokens, signal, c, text, text_mask, rope, scale: float = 1.0) -> list[torch.Tensor]:
+    def residuals(self, tokens, signal, c, text, rotary, scale: float = 1.0) -> list[torch.Tensor]:
         """What to add after each of the DiT's first blocks, for its embedded TOKENS (B, N,
         width) and the SIGNAL rows (B or 1, N, features) of the same tokens."""
         x = tokens + self.embed(signal.to(tokens.dtype))
         out = []
         for block, project in zip(self.blocks, self.outs, strict=True):
-            x = block(x, c, text, text_mask, rope)
+            x = block(x, c, text, rotary)
             out.append(project(x) * scale)
         return out
 
@@ -89,10 +89,10 @@ class Steering:
     def window(self, start: int, stop: int) -> Steering:
         return Steering(self.branch, self.signal[:, start:stop], self.scale)
 
-    def __call__(self, tokens, c, text, text_mask, rope) -> list[torch.Tensor]:
+    def __call__(self, tokens, c, text, rotary) -> list[torch.Tensor]:
         signal = self.signal.flatten(1, 2)  # (1, T'·n, f): the DiT's (t h w) token order
         if signal.shape[1] != tokens.shape[1]:
             raise ValueError(
                 f"the control signal covers {signal.shape[1]} tokens; the clip has {tokens.shape[1]}"
             )
-        return self.branch.residuals(tokens, signal, c, text, text_mask, rope, self.scale)
+        return self.branch.residuals(tokens, signal, c, text, rotary, self.scale)

@@ -18,7 +18,7 @@ inpainting (a spatial mask), all learned with the same loss.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -77,10 +77,22 @@ def rope_angles(grid: tuple[int, int, int], head_dim: int, theta: float, device=
     return angles.reshape(t * h * w, pairs).float()
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive pairs of x (B, heads, N, head_dim) by the per-token angles."""
-    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2).type_as(x)
+class Rotary:
+    """The rotary table of one token grid: each consecutive pair (a, b) of a head is the
+    complex number a + ib, turned by its token's angle in one complex product (a dozen
+    real operations on the halves cost more than their arithmetic at 80 tokens, where a
+    DiT call is bound by the count of operations)."""
+
+    def __init__(self, grid: tuple[int, int, int], head_dim: int, theta: float, device=None):
+        angles = rope_angles(grid, head_dim, theta, device)  # (N, head_dim/2)
+        # (N, 1, 1, head_dim/2): broadcast over (B, N, q|k, heads, pairs)
+        self.turns = torch.polar(torch.ones_like(angles), angles)[:, None, None]
+
+    def rotate(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """x (B, N, k, heads, head_dim) times WEIGHT (the q/k norms' weights), each pair
+        rotated by its token's angle; in fp32 whatever the autocast."""
+        pairs = torch.view_as_complex((x * weight).float().unflatten(-1, (-1, 2)))
+        return torch.view_as_real(pairs * self.turns).flatten(-2).type_as(x)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -92,10 +104,51 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
+    return torch.addcmul(shift, x, 1 + scale)
+
+
+class TanhGELU(nn.GELU):
+    """GELU, tanh approximation. Without autograd it is computed as x·σ(2u), the same
+    function as 0.5·x·(1 + tanh u), in place: this CPU's tanh is a scalar loop, twice the
+    time of the sigmoid form."""
+
+    def __init__(self):
+        super().__init__(approximate="tanh")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
+        k = math.sqrt(8 / math.pi)  # 2·√(2/π): σ(2u) = (1 + tanh u) / 2
+        u = torch.addcmul(x.new_tensor(k), x, x, value=0.044715 * k).mul_(x)
+        return torch.sigmoid_(u).mul_(x)
+
+
+@dataclass
+class TextStates:
+    """The prompt as every block reads it, made once per prompt (DiT.text_states): the
+    sampler calls the DiT 24 times with the same words, so their embedding and each
+    cross-attention's keys and values are not made again at every step."""
+
+    tokens: torch.Tensor  # (B, 1 + L, width): the null key, then the embedded prompt
+    bias: torch.Tensor  # (B, 1, 1, 1 + L): 0 on real tokens, -inf on padding
+    pooled: torch.Tensor  # (B, width): the mean of the real tokens
+    keys_values: dict = field(default_factory=dict)  # CrossAttention -> (k, v), filled on use
+
+    def for_layer(self, cross: CrossAttention) -> tuple[torch.Tensor, torch.Tensor]:
+        kv = self.keys_values.get(cross)
+        if kv is None:
+            kv = self.keys_values[cross] = cross.keys_values(self.tokens)
+        return kv
 
 
 # --- attention and block ----------------------------------------------------------------------
+
+
+def rms_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x over its root mean square on the last dimension (F.rms_norm without a weight):
+    one fused norm reduction, where CPU torch's rms_norm makes five passes."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
+    return x * torch.rsqrt(norm.square() / x.shape[-1] + eps).to(x.dtype)
 
 
 class HeadNorm(nn.RMSNorm):
@@ -103,7 +156,7 @@ class HeadNorm(nn.RMSNorm):
     would send torch.rms_norm to its slow unfused path (the weight's values are unchanged)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
+        return rms_normalize(x, self.eps) * self.weight.to(x.dtype)
 
 
 class SelfAttention(nn.Module):
@@ -116,11 +169,15 @@ class SelfAttention(nn.Module):
         self.k_norm = HeadNorm(width // heads, eps=1e-6)
         self.out = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        q, k = apply_rope(self.q_norm(q), *rope), apply_rope(self.k_norm(k), *rope)
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.out(rearrange(x, "b h n d -> b n (h d)"))
+    def forward(self, x: torch.Tensor, rotary: Rotary) -> torch.Tensor:
+        B, N, width = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.heads, -1)
+        # q and k normalised together, then weighted by their norms' weights as they turn
+        qk = rms_normalize(qkv[:, :, :2], self.q_norm.eps)
+        qk = rotary.rotate(qk, torch.stack((self.q_norm.weight, self.k_norm.weight))[:, None])
+        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        x = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, head_dim)
+        return self.out(x.transpose(1, 2).reshape(B, N, width))
 
 
 class CrossAttention(nn.Module):
@@ -133,12 +190,19 @@ class CrossAttention(nn.Module):
         self.k_norm = HeadNorm(width // heads, eps=1e-6)
         self.out = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)
-        k, v = rearrange(self.kv(text), "b l (two h d) -> two b h l d", two=2, h=self.heads)
-        mask = text_mask[:, None, None, :]  # (B, 1, 1, L): padded tokens get no weight at all
-        x = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v, attn_mask=mask)
-        return self.out(rearrange(x, "b h n d -> b n (h d)"))
+    def keys_values(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys (normed) and values (B, heads, L, head_dim) of the text TOKENS (B, L, width)."""
+        B, L, _ = tokens.shape
+        k, v = self.kv(tokens).view(B, L, 2, self.heads, -1).unbind(2)
+        return self.k_norm(k).transpose(1, 2), v.transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, text: TextStates) -> torch.Tensor:
+        B, N, width = x.shape
+        q = self.q_norm(self.q(x).view(B, N, self.heads, -1)).transpose(1, 2)
+        k, v = text.for_layer(self)
+        # the additive mask: padded tokens get no weight at all
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=text.bias.to(q.dtype))
+        return self.out(x.transpose(1, 2).reshape(B, N, width))
 
 
 class Block(nn.Module):
@@ -151,14 +215,14 @@ class Block(nn.Module):
         self.cross = CrossAttention(w, cfg.heads)
         self.norm3 = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
         hidden = int(w * cfg.mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(w, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, w))
+        self.mlp = nn.Sequential(nn.Linear(w, hidden), TanhGELU(), nn.Linear(hidden, w))
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(w, 6 * w))
 
-    def forward(self, x, c, text, text_mask, rope):
+    def forward(self, x: torch.Tensor, c: torch.Tensor, text: TextStates, rotary: Rotary) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)[:, None].chunk(6, dim=-1)
-        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1), rope)
-        x = x + self.cross(self.norm2(x), text, text_mask)
-        return x + gate2 * self.mlp(modulate(self.norm3(x), shift2, scale2))
+        x = torch.addcmul(x, gate1, self.attn(modulate(self.norm1(x), shift1, scale1), rotary))
+        x = x + self.cross(self.norm2(x), text)
+        return torch.addcmul(x, gate2, self.mlp(modulate(self.norm3(x), shift2, scale2)))
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -206,11 +270,27 @@ class DiT(nn.Module):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
+    def text_states(self, text: torch.Tensor, text_mask: torch.Tensor | None = None) -> TextStates:
+        """The prompt's TextStates, for the forward calls of one sampler run.
+        text: (B, L, text_dim) token states; text_mask: (B, L) bool, True = real token."""
+        B = text.shape[0]
+        if text_mask is None:
+            text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
+        tokens = self.text_embed(text.to(self.null_text.dtype))  # (B, L, width)
+        # torch.where, not a product: whatever sits in padded slots cannot leak in.
+        count = text_mask.sum(1, keepdim=True).clamp(min=1)
+        pooled = torch.where(text_mask[..., None], tokens, 0).sum(1) / count  # (B, width)
+        tokens = torch.cat([self.null_text.expand(B, -1, -1).to(tokens.dtype), tokens], dim=1)
+        visible = F.pad(text_mask, (1, 0), value=True)
+        bias = torch.zeros(visible.shape, dtype=tokens.dtype, device=tokens.device)
+        bias = bias.masked_fill(~visible, float("-inf"))[:, None, None, :]
+        return TextStates(tokens, bias, pooled)
+
     def forward(
         self,
         x: torch.Tensor,
         t: torch.Tensor | float,
-        text: torch.Tensor,
+        text: torch.Tensor | TextStates,
         text_mask: torch.Tensor | None = None,
         cond: torch.Tensor | None = None,
         cond_mask: torch.Tensor | None = None,
@@ -220,14 +300,15 @@ class DiT(nn.Module):
         """Velocity (B, C, T, H, W) for noisy latents x (B, C, T, H, W) at time t.
 
         t: a float, or one value in [0, 1] per batch element (1 = pure noise).
-        text: (B, L, text_dim) token states; text_mask: (B, L) bool, True = real token.
+        text: (B, L, text_dim) token states with text_mask (B, L) bool, True = real
+        token; or the TextStates of text_states(text, text_mask), made once for a run.
         cond: clean conditioning latents shaped like x; cond_mask: broadcastable to
         (B, 1, T, H, W), 1 where cond is given (a frame: (B, 1, T, 1, 1); a region: full).
         Both default to "nothing given". Any T, H, W works: sizes that the patch does not
         divide are zero-padded and the padding cropped from the output.
         control: a callable (a kinema.models.control.Steering) given the embedded tokens,
-        c, the text and the rotary angles; it returns residuals added to the tokens after
-        the first blocks (a ControlNet's), one per block. reference: a
+        c, the TextStates and the Rotary table; it returns residuals added to the tokens
+        after the first blocks (a ControlNet's), one per block. reference: a
         kinema.models.reference.Referencing: its `pooled` joins c, and `after(i, x)` is
         added to the tokens after block i where it is not None (an IP-Adapter's
         attention to an image).
@@ -248,26 +329,22 @@ class DiT(nn.Module):
         grid = (x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw)
         x = rearrange(x, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
         x = self.patch_embed(x)  # (B, N, width)
-        angles = rope_angles(grid, cfg.width // cfg.heads, cfg.rope_theta, x.device)
-        rope = (angles.cos().to(x.dtype), angles.sin().to(x.dtype))
+        rotary = Rotary(grid, cfg.width // cfg.heads, cfg.rope_theta, x.device)
 
-        if text_mask is None:
-            text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
-        text = self.text_embed(text.to(x.dtype))  # (B, L, width)
-        # torch.where, not a product: whatever sits in padded slots cannot leak in.
-        count = text_mask.sum(1, keepdim=True).clamp(min=1)
-        pooled = torch.where(text_mask[..., None], text, 0).sum(1) / count  # (B, width)
-        text = torch.cat([self.null_text.expand(B, -1, -1).to(text.dtype), text], dim=1)
-        text_mask = F.pad(text_mask, (1, 0), value=True)
-
+        if not isinstance(text, TextStates):
+            text = self.text_states(text, text_mask)
+        elif text_mask is not None:
+            raise ValueError("TextStates carry their own mask: pass text_mask to text_states")
         t = torch.as_tensor(t, device=x.device, dtype=torch.float32).expand(B)
-        c = self.time_embed(timestep_embedding(t, 256).to(x.dtype)) + self.text_pool(pooled)  # (B, width)
+        c = self.time_embed(timestep_embedding(t, 256).to(x.dtype)) + self.text_pool(
+            text.pooled
+        )  # (B, width)
         if reference is not None:
             c = c + reference.pooled.to(c.dtype)
 
-        residuals = [] if control is None else control(x, c, text, text_mask, rope)
+        residuals = [] if control is None else control(x, c, text, rotary)
         for index, block in enumerate(self.blocks):
-            x = block(x, c, text, text_mask, rope)
+            x = block(x, c, text, rotary)
             if index < len(residuals):
                 x = x + residuals[index]
             extra = None if reference is None else reference.after(index, x)

@@ -132,20 +132,14 @@ class TextToVideo:
         with an image's tokens, steers the prompt's row only, so that guidance strengthens
         it as it strengthens the words."""
 
-        def model(row: int):
-            def denoise(x, t):
-                return self.dit(
-                    x,
-                    t,
-                    text[row : row + 1],
-                    text_mask[row : row + 1],
-                    cond=cond,
-                    cond_mask=mask,
-                    control=steering,
-                    reference=reference,
-                )
+        # The prompt's keys and values, made once for every step of the run.
+        prompt_only = self.dit.text_states(text[:1], text_mask[:1])
+        both_rows = self.dit.text_states(text[:2], text_mask[:2])
 
-            return denoise
+        def prompt(x, t):
+            return self.dit(
+                x, t, prompt_only, cond=cond, cond_mask=mask, control=steering, reference=reference
+            )
 
         prompt_row_only = None if reference is None else reference.rows([reference.scale, 0.0])
 
@@ -153,8 +147,7 @@ class TextToVideo:
             v = self.dit(
                 torch.cat([x, x]),
                 t,
-                text[:2],
-                text_mask[:2],
+                both_rows,
                 cond=cond,
                 cond_mask=mask,
                 control=steering,
@@ -162,7 +155,7 @@ class TextToVideo:
             )
             return v[:1], v[1:2]
 
-        denoise = cfg(both, model(0), run["guidance"])
+        denoise = cfg(both, prompt, run["guidance"])
         if mask is not None:
             denoise = with_conditioning(denoise, cond, mask)
 

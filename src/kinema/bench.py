@@ -42,13 +42,16 @@ def matmul_peak_gflops(n: int = 1024, seconds: float = 1.0) -> float:
 
 
 def _dit_flops(pipe, latent_shape) -> float:
-    """Forward FLOPs of one DiT call, counted by torch's FLOP counter."""
+    """Forward FLOPs of one DiT call as the sampler makes it (the prompt's states made
+    before), counted by torch's FLOP counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.zeros(latent_shape)
     text, mask = pipe.text_encoder.encode(["a red circle moving right on a black background"])
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        pipe.dit(x, 0.5, text, mask)
+    with torch.inference_mode():
+        states = pipe.dit.text_states(text, mask)
+        with FlopCounterMode(display=False) as counter:
+            pipe.dit(x, 0.5, states)
     return float(counter.get_total_flops())
 
 
@@ -90,11 +93,29 @@ def bench(model: str | None = None, repeats: int = 2) -> dict:
     )
     x = torch.randn(shape)
     text, mask = pipe.text_encoder.encode([prompt, ""])
-    step = _seconds(lambda: pipe.dit(x, 0.5, text[:1], mask[:1]))
-    # a guided step as the sampler makes it: the prompt and the negative in one batch of two
-    guided = _seconds(lambda: pipe.dit(torch.cat([x, x]), 0.5, text, mask))
+    wan, wan_inputs = _diffusers_reference(shape)
+    with torch.inference_mode():
+        # as the sampler calls it: the prompt's keys and values made once for the run
+        both_rows, prompt_row = pipe.dit.text_states(text, mask), pipe.dit.text_states(text[:1], mask[:1])
+        seconds = _interleaved_seconds(
+            {
+                "step": lambda: pipe.dit(x, 0.5, prompt_row),
+                # a guided step: the prompt and the negative in one batch of two
+                "guided": lambda: pipe.dit(torch.cat([x, x]), 0.5, both_rows),
+                "diffusers_batch1": lambda: wan(**wan_inputs(1)),
+                "diffusers_batch2": lambda: wan(**wan_inputs(2)),
+            }
+        )
+    step, guided = seconds["step"], seconds["guided"]
     flops = _dit_flops(pipe, shape)
-    reference = _diffusers_reference(shape)
+    reference = {
+        "model": "diffusers WanTransformer3DModel (12 layers, 4x64 heads, ffn 1024), random weights",
+        "latents": list(shape),
+        "text_tokens": 20,
+        "seconds_batch1": round(seconds["diffusers_batch1"], 4),
+        "seconds_batch2": round(seconds["diffusers_batch2"], 4),
+    }
+    vae = _vae_decode(pipe, shape)
     fast = _fast_clip(model, pipe, prompt)
     return {
         **({"fast": fast} if fast else {}),
@@ -113,6 +134,34 @@ def bench(model: str | None = None, repeats: int = 2) -> dict:
         "diffusers_reference": reference,
         "dit_call_vs_diffusers_batch1": round(step / reference["seconds_batch1"], 3),
         "guided_step_vs_diffusers_batch2": round(guided / reference["seconds_batch2"], 3),
+        "vae_decode": vae,
+    }
+
+
+def _vae_decode(pipe, shape: tuple[int, ...]) -> dict:
+    """Seconds to decode the default clip's latents (SHAPE) to pixels, beside diffusers'
+    AutoencoderKLWan (base_dim 32, z_dim 16, dim_mult 1-2-4-4, one residual block, random
+    weights) decoding latents of the same frames and size, taken in turns."""
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    wan = AutoencoderKLWan(base_dim=32, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1).eval()
+    latents, wan_latents = torch.randn(shape), torch.randn(1, 16, *shape[2:])
+    with torch.inference_mode():
+        seconds = _interleaved_seconds(
+            {"kinema": lambda: pipe.vae.decode(latents), "diffusers": lambda: wan.decode(wan_latents)},
+            rounds=5,
+            per_round=2,
+        )
+    return {
+        "latents": list(shape),
+        "seconds": round(seconds["kinema"], 4),
+        "diffusers_reference": {
+            "model": "diffusers AutoencoderKLWan (base_dim 32, z_dim 16, dim_mult 1-2-4-4), random weights",
+            "latents": list(wan_latents.shape),
+            "seconds": round(seconds["diffusers"], 4),
+        },
+        "vs_diffusers": round(seconds["kinema"] / seconds["diffusers"], 3),
     }
 
 
@@ -160,21 +209,30 @@ def _fast_clip(model: str | None, pipe, prompt: str, repeats: int = 5) -> dict |
     }
 
 
-def _seconds(call: Callable[[], object], repeats: int = 10) -> float:
-    """Mean seconds of CALL under inference mode, after two warm-up calls."""
-    with torch.inference_mode():
-        for _ in range(2):
-            call()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            call()
-    return (time.perf_counter() - start) / repeats
+def _interleaved_seconds(
+    calls: dict[str, Callable[[], object]], rounds: int = 15, per_round: int = 5
+) -> dict:
+    """The fastest round's mean seconds of each call, rounds taken in turn (all calls in
+    round 1, then all in round 2, …), after two warm-up calls each: a shared machine's
+    speed drifts by a quarter from minute to minute, and taking turns puts every call
+    under the same drift, so their ratios hold where their seconds do not."""
+    for call in calls.values():
+        call()
+        call()
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            for _ in range(per_round):
+                call()
+            best[name] = min(best[name], (time.perf_counter() - start) / per_round)
+    return best
 
 
-def _diffusers_reference(shape: tuple[int, ...]) -> dict:
+def _diffusers_reference(shape: tuple[int, ...]):
     """The yardstick issue 23 names: diffusers' own Wan transformer at kinema's DiT's size
     (12 layers, 4 heads of 64, FFN 1024, 8 latent channels, 1×2×2 patches), random weights,
-    on latents of SHAPE with 20 text tokens, at batch 1 and batch 2 (a guided step)."""
+    with latents of SHAPE and 20 text tokens: the model and its inputs at a batch size."""
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
@@ -191,21 +249,15 @@ def _diffusers_reference(shape: tuple[int, ...]) -> dict:
     ).eval()
     x, text = torch.randn(shape), torch.randn(1, 20, 384)
 
-    def call(batch: int):
-        return wan(
-            hidden_states=x.expand(batch, *shape[1:]),
-            timestep=torch.full((batch,), 500),
-            encoder_hidden_states=text.expand(batch, -1, -1),
-            return_dict=False,
-        )
+    def inputs(batch: int) -> dict:
+        return {
+            "hidden_states": x.expand(batch, *shape[1:]),
+            "timestep": torch.full((batch,), 500),
+            "encoder_hidden_states": text.expand(batch, -1, -1),
+            "return_dict": False,
+        }
 
-    return {
-        "model": "diffusers WanTransformer3DModel (12 layers, 4x64 heads, ffn 1024), random weights",
-        "latents": list(shape),
-        "text_tokens": 20,
-        "seconds_batch1": round(_seconds(lambda: call(1)), 4),
-        "seconds_batch2": round(_seconds(lambda: call(2)), 4),
-    }
+    return wan, inputs
 
 
 def measure(

@@ -46,6 +46,18 @@ def test_chunked_decode_equals_whole_decode():
     assert torch.allclose(whole, chunked, atol=1e-5)
 
 
+def test_frames_major_decoding_computes_the_same_decoder():
+    vae = _tiny().eval()
+    z = torch.randn(2, 4, 4, 4, 4)
+    with torch.no_grad():
+        assert torch.allclose(vae.decode_frames(z), vae.decode_raw(z), atol=1e-5)
+        vae.dec_in.conv.weight.mul_(1.5)  # a changed weight: its 2-D form is made again
+        assert torch.allclose(vae.decode_frames(z), vae.decode_raw(z), atol=1e-5)
+    z.requires_grad_()
+    vae.decode_frames(z).square().mean().backward()  # differentiable, outside the cache
+    assert z.grad is not None and vae.dec_out.conv.weight.grad is not None
+
+
 def test_a_few_steps_reduce_the_reconstruction_loss():
     vae = _tiny()
     x = torch.zeros(2, 3, 5, 16, 16) - 1
@@ -85,8 +97,9 @@ def test_short_clips_decode_at_once_and_long_ones_chunk_by_chunk(monkeypatch):
 
     vae = _tiny().eval()
     calls = []
-    real = vae.decode_raw
+    real, real_frames = vae.decode_raw, vae.decode_frames
     monkeypatch.setattr(vae, "decode_raw", lambda z, **k: calls.append(z.shape[2]) or real(z, **k))
+    monkeypatch.setattr(vae, "decode_frames", lambda z: calls.append(z.shape[2]) or real_frames(z))
     with torch.no_grad():
         vae.decode(torch.randn(1, 4, 5, 4, 4))  # 80 cells: at once
         assert calls == [5]

@@ -63,6 +63,7 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=(0, kh // 2, kw // 2))
         self.cache: torch.Tensor | None = None
         self.caching = False
+        self._taps: tuple[tuple, torch.Tensor] | None = None  # (weight's identity, 2-D weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         past = self.kt - 1
@@ -76,6 +77,31 @@ class CausalConv3d(nn.Module):
                 keep = past - (x.shape[2] - past - 1) % self.stride_t if self.stride_t > 1 else past
                 self.cache = x[:, :, x.shape[2] - keep :].detach() if keep > 0 else x[:, :, :0].detach()
         return self.conv(x)
+
+    def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """The same convolution (stride 1) on a frames-major clip x (B, T, C, H, W) →
+        (B, T, Cout, H, W): one 2-D convolution over every frame, its kt time taps (the
+        frame and the kt − 1 before it, frame 0 standing in before the start) stacked
+        into the channels. CPU torch sends a one-clip 3-D convolution this small to its
+        unfused im2col path; the 2-D one goes to oneDNN, 2-3x faster."""
+        if self.stride_t != 1:
+            raise ValueError("forward_frames takes stride-1 convolutions (the decoder's)")
+        B, T, C, H, W = x.shape
+        taps = (torch.arange(T)[:, None] + torch.arange(self.kt) - (self.kt - 1)).clamp(min=0)
+        stacked = x[:, taps.flatten().to(x.device)].reshape(B * T, self.kt * C, H, W)
+        y = F.conv2d(stacked, self._weight_2d(), self.conv.bias, padding=self.conv.padding[1:])
+        return y.view(B, T, -1, H, W)
+
+    def _weight_2d(self) -> torch.Tensor:
+        """The weight (Cout, C, kt, kh, kw) as (Cout, kt·C, kh, kw), remade only when the
+        weight changes (its storage or version) and kept only outside autograd."""
+        w = self.conv.weight
+        if torch.is_grad_enabled():
+            return w.transpose(1, 2).flatten(1, 2)
+        identity = (w.data_ptr(), w._version, w.device)
+        if self._taps is None or self._taps[0] != identity:
+            self._taps = (identity, w.transpose(1, 2).flatten(1, 2).contiguous())
+        return self._taps[1]
 
 
 class ResBlock(nn.Module):
@@ -91,6 +117,12 @@ class ResBlock(nn.Module):
         h = self.conv2(F.silu(_group_norm(self.norm2, h)))
         return x + h
 
+    def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """forward on a frames-major clip (B, T, C, H, W)."""
+        h = self.conv1.forward_frames(F.silu(_frame_norm(self.norm1, x)))
+        h = self.conv2.forward_frames(F.silu(_frame_norm(self.norm2, h)))
+        return x + h
+
 
 def _group_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
     # normalise each frame on its own: statistics over time would leak the future
@@ -98,6 +130,11 @@ def _group_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
     b, c, t, h, w = x.shape
     y = norm(x.transpose(1, 2).reshape(b * t, c, h, w))
     return y.reshape(b, t, c, h, w).transpose(1, 2)
+
+
+def _frame_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    """_group_norm on a frames-major clip (B, T, C, H, W): its frames already are a batch."""
+    return norm(x.flatten(0, 1)).view(x.shape)
 
 
 class TimeDown(nn.Module):
@@ -129,6 +166,14 @@ class TimeUp(nn.Module):
             x = F.interpolate(x.transpose(1, 2).reshape(b * t, c, h, w), scale_factor=2, mode="nearest")
             x = x.reshape(b, t, c, 2 * h, 2 * w).transpose(1, 2)
         return self.conv(x)
+
+    def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """forward (a whole clip) on a frames-major clip (B, T, C, H, W)."""
+        x = x.repeat_interleave(2, dim=1)[:, 1:]
+        if self.spatial:
+            b, t, c, h, w = x.shape
+            x = F.interpolate(x.flatten(0, 1), scale_factor=2, mode="nearest").view(b, t, c, 2 * h, 2 * w)
+        return self.conv.forward_frames(x)
 
 
 def _unpatch(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -238,6 +283,20 @@ class VideoVAE(nn.Module):
         p = self.config.patch
         return _unpatch(self.dec_out(h), p)
 
+    def decode_frames(self, z: torch.Tensor) -> torch.Tensor:
+        """decode_raw of a whole clip, computed frames-major: every layer sees the frames
+        as a batch (B·T, C, H, W), so group norms need no transposes and convolutions run
+        as 2-D ones (CausalConv3d.forward_frames). The same numbers to float rounding."""
+        x = self.dec_in.forward_frames(z.transpose(1, 2).contiguous())
+        for block in self.dec_mid:
+            x = block.forward_frames(x)
+        for up, blocks in zip(self.dec_up, self.dec_blocks, strict=True):
+            x = up.forward_frames(x)
+            for block in blocks:
+                x = block.forward_frames(x)
+        h = F.silu(_frame_norm(self.dec_norm, x))
+        return _unpatch(self.dec_out.forward_frames(h).transpose(1, 2), self.config.patch)
+
     def decoder_last_weight(self) -> torch.Tensor:
         """The weight of the decoder's last layer (where a GAN's loss terms are balanced)."""
         return self.dec_out.conv.weight
@@ -248,8 +307,9 @@ class VideoVAE(nn.Module):
         Chunked decoding feeds one latent frame at a time through caching convolutions:
         the same output as decoding at once (to float rounding), with memory independent
         of the length. By default (None) a clip of at most WHOLE_DECODE_CELLS latent cells
-        a batch item is decoded at once, which is faster (a default clip: 0.07-0.09 s against
-        0.09-0.13 s chunked on 2 CPU cores), and a longer or larger one chunk by chunk.
+        a batch item is decoded at once, frames-major (decode_frames), which is faster (a
+        default clip: 0.04 s against 0.07-0.09 s as 3-D convolutions and 0.09-0.13 s
+        chunked on 2 CPU cores), and a longer or larger one chunk by chunk.
         A VAE with a picture refiner refines the decoded clip last.
         """
         pictures = self.decode_pictures(latents, chunked)
@@ -260,7 +320,7 @@ class VideoVAE(nn.Module):
         if chunked is None:
             chunked = z.shape[2] * z.shape[3] * z.shape[4] > WHOLE_DECODE_CELLS
         if not chunked or z.shape[2] == 1:
-            return self.decode_raw(z).clamp(-1, 1)
+            return self.decode_frames(z).clamp(-1, 1)
         convs = [m for m in self.modules() if isinstance(m, CausalConv3d)]
         for m in convs:
             m.caching, m.cache = True, None

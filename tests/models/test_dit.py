@@ -5,7 +5,16 @@ import pytest
 import torch
 
 from kinema.diffusion.flow import flow_loss
-from kinema.models.dit import DiT, DiTConfig, Rotary, TanhGELU, deepen, rms_normalize, rope_angles
+from kinema.models.dit import (
+    DiT,
+    DiTConfig,
+    Rotary,
+    TanhGELU,
+    TextStates,
+    deepen,
+    rms_normalize,
+    rope_angles,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -79,6 +88,21 @@ def test_fast_forms_compute_the_trained_functions():
     y = x.clone().requires_grad_()
     TanhGELU()(y).sum().backward()  # with autograd: torch's own op
     assert y.grad is not None and torch.isfinite(y.grad).all()
+
+
+def test_cross_attention_with_the_query_weight_on_the_keys_is_plain_attention():
+    cross = perturb(tiny()).blocks[0].cross
+    x, tokens = torch.randn(2, 6, 32), torch.randn(2, 4, 32)
+    with torch.no_grad():
+        cross.q_norm.weight.uniform_(0.5, 1.5)
+        states = TextStates(tokens, torch.zeros(2, 1, 1, 4), tokens.mean(1))
+        k, v = cross.kv(tokens).view(2, 4, 2, 2, 16).unbind(2)
+        q = cross.q(x).view(2, 6, 2, 16)
+        plain = torch.nn.functional.scaled_dot_product_attention(
+            cross.q_norm(q).transpose(1, 2), cross.k_norm(k).transpose(1, 2), v.transpose(1, 2)
+        )
+        expected = cross.out(plain.transpose(1, 2).reshape(2, 6, 32))
+        assert torch.allclose(cross(x, states), expected, atol=1e-5)
 
 
 def test_text_states_made_once_give_the_same_velocity_as_raw_text():

@@ -191,14 +191,17 @@ class CrossAttention(nn.Module):
         self.out = nn.Linear(width, width)
 
     def keys_values(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys (normed) and values (B, heads, L, head_dim) of the text TOKENS (B, L, width)."""
+        """Keys and values (B, heads, L, head_dim) of the text TOKENS (B, L, width). The
+        keys are normed and carry the query norm's weight too: (q̂·w)·k = q̂·(w·k), so
+        the per-step queries need only be normalised."""
         B, L, _ = tokens.shape
         k, v = self.kv(tokens).view(B, L, 2, self.heads, -1).unbind(2)
-        return self.k_norm(k).transpose(1, 2), v.transpose(1, 2)
+        k = self.k_norm(k) * self.q_norm.weight.to(k.dtype)
+        return k.transpose(1, 2), v.transpose(1, 2)
 
     def forward(self, x: torch.Tensor, text: TextStates) -> torch.Tensor:
         B, N, width = x.shape
-        q = self.q_norm(self.q(x).view(B, N, self.heads, -1)).transpose(1, 2)
+        q = rms_normalize(self.q(x).view(B, N, self.heads, -1), self.q_norm.eps).transpose(1, 2)
         k, v = text.for_layer(self)
         # the additive mask: padded tokens get no weight at all
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=text.bias.to(q.dtype))

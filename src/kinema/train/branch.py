@@ -24,56 +24,31 @@ import numpy as np
 import torch
 from torch import nn
 
+from kinema.train.run_log import RunLog
 
-class RunLog:
-    """A resumable run's losses and seconds: the progress line every EVERY steps and the
-    checkpoint OUT/state.pt (written atomically, settings.checkpoint_every steps apart and
-    at the last step) holding what `weights()` gives (weights, optimizer, records) with
-    the step, losses, seconds and settings."""
 
-    def __init__(self, out: Path, settings, say: Callable[[str], None] = print, every: int = 10):
-        self.out, self.settings, self.say, self.every = out, settings, say, every
-        self.start, self.losses, self.seconds = 0, [], 0.0
-        self.began = time.perf_counter()
+@dataclasses.dataclass
+class Captioned:
+    """A branch's cached clips with their captions' token states: clip i's caption is row
+    prompt_ids[i] of text (and text_mask); the last row is the empty prompt, which text
+    dropout draws."""
 
-    def resume(self) -> dict | None:
-        """The last checkpoint (None when there is none), its step, losses and seconds
-        taken up by this log."""
-        path = self.out / "state.pt"
-        if not path.exists():
-            return None
-        state = torch.load(path)
-        self.start, self.losses, self.seconds = state["step"], state["losses"], state["seconds"]
-        self.say(f"resumed at step {self.start}")
-        return state
+    latents: torch.Tensor  # (N, C, T, h, w)
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    prompt_ids: torch.Tensor
 
-    def done(self, step: int, loss: float, weights: Callable[[], dict]) -> None:
-        """Step STEP (counted from 1) ended with LOSS."""
-        self.losses.append((step, round(loss, 5)))
-        if step % self.every == 0:
-            elapsed = self.seconds + time.perf_counter() - self.began
-            recent = np.mean([v for _, v in self.losses[-50:]])
-            self.say(f"step {step}/{self.settings.steps} loss {recent:.4f} {elapsed:.0f} s")
-        if step % self.settings.checkpoint_every == 0 or step == self.settings.steps:
-            self.seconds, self.began = self.seconds + time.perf_counter() - self.began, time.perf_counter()
-            state = {
-                **weights(),
-                "step": step,
-                "losses": self.losses,
-                "seconds": self.seconds,
-                "settings": dataclasses.asdict(self.settings),
-            }
-            torch.save(state, self.out / "state.tmp")
-            (self.out / "state.tmp").replace(self.out / "state.pt")
+    @classmethod
+    def of(cls, stream: dict, text_encoder) -> Captioned:
+        """The clips of a build_stream dict, their prompts encoded once."""
+        text, text_mask = text_encoder.encode([*stream["prompts"], ""])
+        return cls(stream["latents"], text, text_mask, stream["prompt_ids"])
 
 
 def train_branch(
     dit: nn.Module,
     branch: nn.Module,
-    latents: torch.Tensor,
-    text: torch.Tensor,
-    text_mask: torch.Tensor,
-    prompt_ids: torch.Tensor,
+    clips: Captioned,
     steer: Callable[[torch.Tensor], dict],
     settings,
     out: Path,
@@ -81,9 +56,9 @@ def train_branch(
     record: dict,
     say: Callable[[str], None] = print,
 ) -> nn.Module:
-    """Train BRANCH on LATENTS (N, C, T, h, w; their captions' rows of TEXT by PROMPT_IDS,
-    the last row of TEXT the empty prompt) for settings.steps steps; RECORD (JSON-ready:
-    the branch's config, the command) is kept in every checkpoint. Returns the branch."""
+    """Train BRANCH on CLIPS for settings.steps steps, STEER(rows) giving the DiT's
+    keyword arguments for a batch's rows; RECORD (JSON-ready: the branch's config, the
+    command) is kept in every checkpoint. Returns the branch."""
     from kinema.diffusion.flow import flow_loss, sample_time
 
     for p in dit.parameters():
@@ -98,13 +73,14 @@ def train_branch(
     def weights() -> dict:
         return {"branch": branch.state_dict(), "optimizer": optimizer.state_dict(), **record}
 
+    latents, text, text_mask = clips.latents, clips.text, clips.text_mask
     empty, n, b = len(text) - 1, len(latents), settings.batch
     branch.train()
     for step in range(log.start, settings.steps):
         rng = np.random.default_rng([settings.seed, step])
         rows = torch.from_numpy(rng.integers(n, size=b))
         dropped = torch.from_numpy(rng.random(b) < settings.text_dropout)
-        which = torch.where(dropped, empty, prompt_ids[rows])
+        which = torch.where(dropped, empty, clips.prompt_ids[rows])
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
         times = sample_time(b, generator=generator)
         clean = latents[rows].float()

@@ -153,7 +153,7 @@ def train_control(
     returns the branch and its config."""
     from kinema.models.control import Steering
     from kinema.pipelines.loading import load
-    from kinema.train.branch import build_stream, train_branch
+    from kinema.train.branch import Captioned, build_stream, train_branch
 
     pipe = load(model)
     dit = pipe.dit
@@ -164,7 +164,6 @@ def train_control(
         cell=vae_config.spatial_factor * dit.config.patch[1],
     )
     data = build_stream(pipe, settings, out, lambda i: training_clip(i, settings), False, say)
-    text, text_mask = pipe.text_encoder.encode([*data["prompts"], ""])
     branch = ControlBranch.from_dit(dit, config)
     tracks = data["extras"]
 
@@ -173,18 +172,7 @@ def train_control(
 
     record = {"config": dataclasses.asdict(config), "command": command}
     train_branch(
-        dit,
-        branch,
-        data["latents"],
-        text,
-        text_mask,
-        data["prompt_ids"],
-        steer,
-        settings,
-        out,
-        resume,
-        record,
-        say,
+        dit, branch, Captioned.of(data, pipe.text_encoder), steer, settings, out, resume, record, say
     )
     return branch, config
 

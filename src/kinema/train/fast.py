@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kinema.train.branch import RunLog, branch_main
+from kinema.train.branch import branch_main
+from kinema.train.run_log import RunLog
 
 
 @dataclasses.dataclass

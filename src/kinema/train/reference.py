@@ -88,13 +88,12 @@ def train_reference(
 ):
     """Train the reference branch of MODEL (the built-in one when None) into run folder OUT."""
     from kinema.pipelines.loading import load
-    from kinema.train.branch import build_stream, train_branch
+    from kinema.train.branch import Captioned, build_stream, train_branch
 
     pipe = load(model)
     dit = pipe.dit
     config = ReferenceConfig(latent_channels=pipe.vae.config.latent_channels, patch=dit.config.patch[1])
     data = build_stream(pipe, settings, out, lambda i: training_clip(i, settings), True, say)
-    text, text_mask = pipe.text_encoder.encode([*data["prompts"], ""])
     torch.manual_seed(settings.seed)  # the branch's first weights: the same in every run of these settings
     branch = ReferenceBranch(config, dit.config)
     references = data["extras"]
@@ -104,18 +103,7 @@ def train_reference(
 
     record = {"config": dataclasses.asdict(config), "command": command}
     train_branch(
-        dit,
-        branch,
-        data["latents"],
-        text,
-        text_mask,
-        data["prompt_ids"],
-        steer,
-        settings,
-        out,
-        resume,
-        record,
-        say,
+        dit, branch, Captioned.of(data, pipe.text_encoder), steer, settings, out, resume, record, say
     )
     return branch, config
 

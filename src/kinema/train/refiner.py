@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from kinema.models.refiner import WINDOW, PictureRefiner
-from kinema.train.branch import RunLog
+from kinema.train.run_log import RunLog
 
 
 @dataclasses.dataclass

@@ -112,14 +112,17 @@ class TanhGELU(nn.GELU):
     function as 0.5·x·(1 + tanh u), in place: this CPU's tanh is a scalar loop, twice the
     time of the sigmoid form."""
 
+    K = math.sqrt(8 / math.pi)  # 2·√(2/π): σ(2u) = (1 + tanh u) / 2
+    # a 0-dim CPU tensor mixes with tensors on any device as a scalar does
+    K_TENSOR = torch.tensor(K)
+
     def __init__(self):
         super().__init__(approximate="tanh")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
             return super().forward(x)
-        k = math.sqrt(8 / math.pi)  # 2·√(2/π): σ(2u) = (1 + tanh u) / 2
-        u = torch.addcmul(x.new_tensor(k), x, x, value=0.044715 * k).mul_(x)
+        u = torch.addcmul(self.K_TENSOR, x, x, value=0.044715 * self.K).mul_(x)  # 2u
         return torch.sigmoid_(u).mul_(x)
 
 
@@ -145,10 +148,12 @@ class TextStates:
 
 
 def rms_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """x over its root mean square on the last dimension (F.rms_norm without a weight):
-    one fused norm reduction, where CPU torch's rms_norm makes five passes."""
-    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
-    return x * torch.rsqrt(norm.square() / x.shape[-1] + eps).to(x.dtype)
+    """x over its root mean square on the last dimension (F.rms_norm without a weight),
+    in fp32 whatever the autocast: one fused norm reduction and rsqrt(eps + ‖x‖²/d) in
+    one addcmul, where CPU torch's rms_norm makes five passes and copies."""
+    norm = torch.linalg.vector_norm(x.float(), dim=-1, keepdim=True)
+    scale = torch.rsqrt(torch.addcmul(torch.full_like(norm, eps), norm, norm, value=1 / x.shape[-1]))
+    return x * scale.to(x.dtype)
 
 
 class HeadNorm(nn.RMSNorm):

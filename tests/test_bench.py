@@ -132,3 +132,14 @@ def test_bench_curve_draws_pass_rate_against_steps(capsys, tiny_model, tmp_path)
         assert 0 <= point["pass_rate"] <= 1 and 0 < point["seconds_per_clip"] <= point["seconds_per_clip_max"]
     assert read_image(png).shape == (420, 720, 3)
     assert "fast_points" not in curve  # the tiny model has no few-step adapter
+
+
+def test_interleaved_seconds_takes_turns_and_keeps_each_calls_fastest_round():
+    from kinema.bench import _interleaved_seconds
+
+    order = []
+    calls = {name: (lambda name=name: order.append(name)) for name in ("a", "b")}
+    seconds = _interleaved_seconds(calls, rounds=3, per_round=2)
+    assert set(seconds) == {"a", "b"} and all(0 <= s < 0.01 for s in seconds.values())
+    # two warm-up calls each, then the rounds in turn: a a b b | a a b b | …
+    assert order == ["a", "a", "b", "b"] + ["a", "a", "b", "b"] * 3

@@ -203,3 +203,20 @@ def test_a_deepened_dit_computes_what_the_shallow_one_did_until_it_trains():
     assert not deep.blocks[2].modulation[-1].weight.any()
     with pytest.raises(ValueError, match="cannot deepen"):
         deepen(deep.state_dict(), shallow)
+
+
+def test_bf16_autocast_runs_forward_backward_and_the_cached_text_path():
+    # the CUDA trainer runs under bf16 autocast; CPU autocast exercises the same dtype mixing
+    model = perturb(tiny())
+    x = torch.randn(2, 8, 3, 4, 4)
+    tokens, mask = text(2)
+    mask[1, 3:] = False
+    reference = model(x, 0.5, tokens, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, 0.5, tokens, mask)
+        out.float().square().mean().backward()
+    assert out.dtype == torch.bfloat16 and torch.allclose(out.float(), reference, atol=0.05)
+    assert all(p.grad is not None for p in model.parameters())
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        cached = model(x, 0.5, model.text_states(tokens, mask))
+    assert torch.allclose(cached.float(), reference, atol=0.05)

@@ -58,6 +58,13 @@ def test_frames_major_decoding_computes_the_same_decoder():
     assert z.grad is not None and vae.dec_out.conv.weight.grad is not None
 
 
+def test_frames_major_decoding_of_a_vae_built_under_inference_mode():
+    with torch.inference_mode():  # its weights are inference tensors: no version to key a cache on
+        vae = _tiny().eval()
+        z = torch.randn(1, 4, 3, 4, 4)
+        assert torch.allclose(vae.decode(z), vae.decode_raw(z).clamp(-1, 1), atol=1e-5)
+
+
 def test_a_few_steps_reduce_the_reconstruction_loss():
     vae = _tiny()
     x = torch.zeros(2, 3, 5, 16, 16) - 1

@@ -94,9 +94,10 @@ class CausalConv3d(nn.Module):
 
     def _weight_2d(self) -> torch.Tensor:
         """The weight (Cout, C, kt, kh, kw) as (Cout, kt·C, kh, kw), remade only when the
-        weight changes (its storage or version) and kept only outside autograd."""
+        weight changes (its storage or version) and kept only outside autograd. A weight
+        made under inference mode has no version counter: it is never kept."""
         w = self.conv.weight
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or w.is_inference():
             return w.transpose(1, 2).flatten(1, 2)
         identity = (w.data_ptr(), w._version, w.device)
         if self._taps is None or self._taps[0] != identity:

@@ -157,8 +157,8 @@ def rms_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 class HeadNorm(nn.RMSNorm):
-    """RMS norm of query/key heads in the input's dtype: under bf16 autocast an fp32 weight
-    would send torch.rms_norm to its slow unfused path (the weight's values are unchanged)."""
+    """RMS norm of query/key heads (rms_normalize, then the weight in the input's dtype, so
+    bf16 autocast keeps bf16 activations; the weight's values are unchanged)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rms_normalize(x, self.eps) * self.weight.to(x.dtype)

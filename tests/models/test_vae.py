@@ -58,6 +58,17 @@ def test_frames_major_decoding_computes_the_same_decoder():
     assert z.grad is not None and vae.dec_out.conv.weight.grad is not None
 
 
+def test_a_doubled_frame_convolution_is_nearest_upsampling_then_the_convolution():
+    from kinema.models.vae import CausalConv3d
+
+    torch.manual_seed(1)
+    conv = CausalConv3d(5, 7)
+    x = torch.randn(2, 4, 5, 3, 6)  # frames-major (B, T, C, H, W), H and W unequal
+    up = torch.nn.functional.interpolate(x.flatten(0, 1), scale_factor=2, mode="nearest").view(2, 4, 5, 6, 12)
+    with torch.no_grad():
+        assert torch.allclose(conv.forward_frames_doubled(x), conv.forward_frames(up), atol=1e-5)
+
+
 def test_frames_major_decoding_of_a_vae_built_under_inference_mode():
     with torch.inference_mode():  # its weights are inference tensors: no version to key a cache on
         vae = _tiny().eval()

@@ -349,7 +349,7 @@ class VideoVAE(nn.Module):
         the same output as decoding at once (to float rounding), with memory independent
         of the length. By default (None) a clip of at most WHOLE_DECODE_CELLS latent cells
         a batch item is decoded at once, frames-major (decode_frames), which is faster (a
-        default clip: 0.04 s against 0.07-0.09 s as 3-D convolutions and 0.09-0.13 s
+        default clip: 0.03-0.04 s against 0.07-0.09 s as 3-D convolutions and 0.09-0.13 s
         chunked on 2 CPU cores), and a longer or larger one chunk by chunk.
         A VAE with a picture refiner refines the decoded clip last.
         """

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kinema.train.branch import branch_main
+from kinema.train.branch import branch_main, run_card
 from kinema.train.run_log import RunLog
 
 
@@ -66,7 +66,7 @@ def world_prompt(seed: int, index: int) -> str:
 def teacher_couples(pipe, settings: FastSettings, path: Path, say: Callable[[str], None] = print) -> dict:
     """settings.couples (noise, clean latents) couples of the full model on world prompts,
     made teacher_batch at a time and saved after each batch (a killed run keeps them)."""
-    from kinema.diffusion.samplers import timesteps
+    from kinema.diffusion.samplers import cfg, timesteps
 
     d = pipe.defaults
     size, frames = int(d["size"]), int(d["frames"])
@@ -87,14 +87,16 @@ def teacher_couples(pipe, settings: FastSettings, path: Path, say: Callable[[str
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + start)
         noise = torch.randn((b, *shape), generator=generator)
         text, mask = pipe.text_encoder.encode([*prompts, ""])
-        both_text = torch.cat([text[:b], text[b:].expand(b, -1, -1)])
-        both_mask = torch.cat([mask[:b], mask[b:].expand(b, -1)])
+        # the prompts' rows, then the empty prompt's for each: made once for all the steps
+        both_rows = pipe.dit.text_states(
+            torch.cat([text[:b], text[b:].expand(b, -1, -1)]), torch.cat([mask[:b], mask[b:].expand(b, -1)])
+        )
 
-        def denoise(x, t, both_text=both_text, both_mask=both_mask, b=b):
-            v = pipe.dit(torch.cat([x, x]), t, both_text, both_mask)
-            return v[b:] + guidance * (v[:b] - v[b:])
+        def both(x, t, both_rows=both_rows, b=b):
+            v = pipe.dit(torch.cat([x, x]), t, both_rows)
+            return v[:b], v[b:]
 
-        clean = sampler["sampler"](denoise, noise, schedule)
+        clean = sampler["sampler"](cfg(both, lambda x, t: both(x, t)[0], guidance), noise, schedule)
         data["noise"].append(noise.half())
         data["clean"].append(clean.half())
         data["prompts"] += prompts
@@ -180,22 +182,13 @@ def export(run: Path, model_folder: Path, say: Callable[[str], None] = print) ->
     from kinema.pipelines.facts import FAST_ADAPTER
     from kinema.pipelines.lora import PREFIX, dit_sha256
 
-    state = torch.load(run / "state.pt")
+    state, card = run_card(run)
     settings = FastSettings(**state["settings"])
     tensors = {}
     for key, value in state["lora"].items():
         # peft names "blocks.0.attn.qkv.lora_A.weight"; kinema-lora/1 prefixes them
         tensors[f"{PREFIX}{key}"] = value.to(torch.float16).contiguous()
-    tail = [v for _, v in state["losses"][-200:]]
-    card = {
-        "kind": "fast",
-        "fast_steps": settings.fast_steps,
-        "step": state["step"],
-        "train_seconds": round(state["seconds"], 1),
-        "final_loss": round(float(np.mean(tail)), 5) if tail else None,
-        "settings": state["settings"],
-        "command": state["command"],
-    }
+    card = {"kind": "fast", "fast_steps": settings.fast_steps, **card}
     path = model_folder / FAST_ADAPTER
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {

@@ -117,7 +117,7 @@ def test_check_refuses_before_any_model_loads(tmp_path):
         (ClipRequest(PROMPT, strength=0.5), "strength is for remix"),
         (ClipRequest(PROMPT, mode="extend", source=tmp_path / "none.mp4", add_frames=4), "does not exist"),
         (ClipRequest(PROMPT, image=tmp_path / "none.png"), "does not exist"),
-        (ClipRequest(PROMPT, reference=tmp_path / "r.png"), "no reference branch"),
+        (ClipRequest(PROMPT, reference=tmp_path / "r.png"), "r.png' does not exist"),
         (ClipRequest(PROMPT, adapters=(parse_adapter("pink:0.8"),)), "no adapter .pink."),
         (ClipRequest(PROMPT, mode="sketch"), "unknown mode"),
     ]
@@ -160,7 +160,7 @@ def test_the_python_door_refuses_a_video_where_a_file_is_needed(tiny_model):
         (["generate", PROMPT, "-o", ""], "the output path is empty"),
         (["generate", PROMPT, "-o", "/proc/x.mp4"], "cannot write in '/proc'"),
         (["generate", PROMPT, "-o", "{tmp}/x.mp4", "--lora", "pink:0.8"], "no adapter 'pink'"),
-        (["generate", PROMPT, "-o", "{tmp}/x.mp4", "--reference", "{tmp}/r.png"], "no reference branch"),
+        (["generate", PROMPT, "-o", "{tmp}/x.mp4", "--reference", "{tmp}/r.png"], "r.png' does not exist"),
         (["extend", "{tmp}/in.mp4", PROMPT, "-o", "{tmp}/x.mp4"], "needs --add-frames"),
         (
             ["extend", "{tmp}/in.mp4", PROMPT, "-o", "{tmp}/x.mp4", "--add-frames", "4", "--frames", "4"],

@@ -16,6 +16,7 @@ from kinema.train.evaluate_control import evaluate_control, reference_cases
 from kinema.train.reference import ReferenceSettings, train_reference, training_clip
 from kinema.world import parse, render_frames
 from kinema.world.render import render_track
+from kinema.world.scene import COLOURS
 
 PROMPT = "an object moving right on a black background"
 
@@ -37,14 +38,18 @@ def test_the_stream_leaves_colour_and_shape_to_the_reference():
     settings = ReferenceSettings(frames=9)
     named = 0
     for index in range(20):
-        prompt, frames, image = training_clip(index, settings)
+        prompt, frames, image, canonical = training_clip(index, settings)
         assert frames.shape == (9, 64, 64, 3) and image.shape == (64, 64, 3)
         assert not any(
-            pair in prompt for pair in ("red triangle", "blue circle", "yellow square", "purple triangle")
+            pair in canonical for pair in ("red triangle", "blue circle", "yellow square", "purple triangle")
         )
         named += "object" not in prompt
+        # the teacher's caption says what the reference shows, in the world's words
+        obj = parse(canonical).objects[0]
+        assert prompt == canonical or prompt.split("object ")[1] == canonical.split(f"{obj.shape} ")[1]
+        assert (image.reshape(-1, 3) == COLOURS[obj.colour]).all(1).any()  # the reference shows it
     assert 0 < named < 12  # most captions leave colour and shape out
-    prompt, frames, image = training_clip(3, settings)
+    prompt, frames, image, _ = training_clip(3, settings)
     assert np.array_equal(image, training_clip(3, settings)[2])
 
 
@@ -62,6 +67,54 @@ def test_a_killed_run_resumes_onto_the_same_branch(controlled_model, tmp_path):
     resumed, _ = train_reference(str(controlled_model), tmp_path / "b", quick, True, "", lambda s: None)
     for a, b in zip(first.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_each_clip_keeps_its_teacher_caption_and_the_loss_learns_from_it(controlled_model, tmp_path):
+    quick = ReferenceSettings(steps=2, batch=2, clips=4, frames=9)
+    taught, _ = train_reference(str(controlled_model), tmp_path / "a", quick, False, "", lambda s: None)
+    data = torch.load(tmp_path / "a" / "data.pt")
+    for i in range(4):
+        caption, _, _, canonical = training_clip(i, quick)
+        assert data["prompts"][data["prompt_ids"][i]] == caption
+        assert data["prompts"][data["teacher_ids"][i]] == canonical
+    untaught, _ = train_reference(
+        str(controlled_model),
+        tmp_path / "b",
+        ReferenceSettings(**{**quick.__dict__, "distill": 0.0}),
+        False,
+        "",
+        lambda s: None,
+    )
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(taught.state_dict().values(), untaught.state_dict().values(), strict=True)
+    )
+
+
+def test_a_run_can_start_from_a_branch_without_the_pixel_path(controlled_model, tmp_path):
+    quick = ReferenceSettings(steps=2, batch=2, clips=4, frames=9)
+    first, _ = train_reference(str(controlled_model), tmp_path / "a", quick, False, "", lambda s: None)
+    state = torch.load(tmp_path / "a" / "state.pt")
+    state["branch"] = {k: v for k, v in state["branch"].items() if not k.startswith("pixel_stem.")}
+    torch.save(state, tmp_path / "latents-only.pt")
+    start = ReferenceSettings(
+        **{**quick.__dict__, "steps": 0, "init_from": str(tmp_path / "latents-only.pt")}
+    )
+    second, _ = train_reference(str(controlled_model), tmp_path / "b", start, False, "", lambda s: None)
+    for name, value in second.state_dict().items():
+        if not name.startswith("pixel_stem."):
+            assert torch.equal(value, first.state_dict()[name]), name
+    assert not second.pixel_stem[-1].weight.any()  # the new path starts at zero
+    torch.save({"branch": {"stem.0.weight": torch.zeros(1)}}, tmp_path / "other.pt")
+    with pytest.raises((ValueError, RuntimeError)):
+        train_reference(
+            str(controlled_model),
+            tmp_path / "c",
+            ReferenceSettings(**{**start.__dict__, "init_from": str(tmp_path / "other.pt")}),
+            False,
+            "",
+            lambda s: None,
+        )
 
 
 def test_generate_takes_the_reference_and_records_it(capsys, controlled_model, tmp_path):
@@ -119,6 +172,24 @@ def test_bad_references_are_refused_before_any_work(
         capsys, "generate", prompt, "--model", str(controlled_model), "--reference", str(ref), "-o", str(out)
     )
     assert code == 2 and message in err, err
+    assert list(out.parent.iterdir()) == []
+
+
+def test_a_model_without_the_branch_refuses_a_reference(capsys, tiny_model, tmp_path):
+    out = tmp_path / "out" / "clip.mp4"
+    out.parent.mkdir()
+    code, _, err = run(
+        capsys,
+        "generate",
+        PROMPT,
+        "--model",
+        str(tiny_model),
+        "--reference",
+        str(still(tmp_path)),
+        "-o",
+        str(out),
+    )
+    assert code == 2 and "has no reference branch" in err and len(err.strip().splitlines()) == 1
     assert list(out.parent.iterdir()) == []
 
 

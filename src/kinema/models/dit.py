@@ -136,6 +136,9 @@ class TextStates:
     bias: torch.Tensor  # (B, 1, 1, 1 + L): 0 on real tokens, -inf on padding
     pooled: torch.Tensor  # (B, width): the mean of the real tokens
     keys_values: dict = field(default_factory=dict)  # CrossAttention -> (k, v), filled on use
+    # a reference image's tokens for each cross-attention's own second attention
+    # (kinema.models.reference.ReferenceStates; Referencing.joined adds it)
+    reference: object | None = None
 
     def for_layer(self, cross: CrossAttention) -> tuple[torch.Tensor, torch.Tensor]:
         kv = self.keys_values.get(cross)
@@ -210,6 +213,12 @@ class CrossAttention(nn.Module):
         k, v = text.for_layer(self)
         # the additive mask: padded tokens get no weight at all
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=text.bias.to(q.dtype))
+        reference = text.reference
+        weight = None if reference is None else reference.weights.get(self)
+        if weight is not None:  # IP-Adapter's decoupled attention: its own softmax, added
+            k, v = self.keys_values(reference.tokens)
+            k, v = k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)
+            x = torch.addcmul(x, weight.to(x.dtype), F.scaled_dot_product_attention(q, k, v))
         return self.out(x.transpose(1, 2).reshape(B, N, width))
 
 
@@ -317,9 +326,9 @@ class DiT(nn.Module):
         control: a callable (a kinema.models.control.Steering) given the embedded tokens,
         c, the TextStates and the Rotary table; it returns residuals added to the tokens
         after the first blocks (a ControlNet's), one per block. reference: a
-        kinema.models.reference.Referencing: its `pooled` joins c, and `after(i, x)` is
-        added to the tokens after block i where it is not None (an IP-Adapter's
-        attention to an image).
+        kinema.models.reference.Referencing: the image's tokens, which every block's
+        cross-attention reads in an attention of their own, and their mean, which joins
+        the pooled prompt (an IP-Adapter's).
         """
         cfg = self.config
         B, C, T, H, W = x.shape
@@ -343,21 +352,18 @@ class DiT(nn.Module):
             text = self.text_states(text, text_mask)
         elif text_mask is not None:
             raise ValueError("TextStates carry their own mask: pass text_mask to text_states")
+        if reference is not None:
+            text = reference.joined(self, text)
         t = torch.as_tensor(t, device=x.device, dtype=torch.float32).expand(B)
         c = self.time_embed(timestep_embedding(t, 256).to(x.dtype)) + self.text_pool(
             text.pooled
         )  # (B, width)
-        if reference is not None:
-            c = c + reference.pooled.to(c.dtype)
 
         residuals = [] if control is None else control(x, c, text, rotary)
         for index, block in enumerate(self.blocks):
             x = block(x, c, text, rotary)
             if index < len(residuals):
                 x = x + residuals[index]
-            extra = None if reference is None else reference.after(index, x)
-            if extra is not None:
-                x = x + extra
 
         shift, scale = self.final_modulation(c)[:, None].chunk(2, dim=-1)
         x = self.final(modulate(self.final_norm(x), shift, scale))

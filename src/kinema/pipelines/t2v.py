@@ -284,7 +284,7 @@ class TextToVideo:
         device = next(self.dit.parameters()).device
         pixels = torch.from_numpy(np.ascontiguousarray(image[:height, :width])).to(device)
         pixels = pixels.permute(2, 0, 1)[None, :, None].float() / 127.5 - 1
-        return Referencing(branch, branch.tokens(self.vae.encode(pixels)), scale)
+        return Referencing(branch, branch.tokens(self.vae.encode(pixels), pixels[:, :, 0]), scale)
 
     def steering(
         self, control: Video | MotionTrack, frames: int, width: int, height: int, scale: float

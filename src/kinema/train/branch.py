@@ -8,6 +8,11 @@ A step's batch, times and noise are pure functions of the step number, so a kill
 resumes (from RUN/state.pt, written every `checkpoint_every` steps) onto the same
 numbers. What differs between branches is the data and how a batch steers the DiT:
 `steer(rows)` returns the DiT's keyword arguments (control=…, reference=…).
+
+A stream may also give each clip a teacher caption (the reference branch's: the
+canonical prompt that says what the image shows). The frozen DiT's velocity under it is
+then a second target (weight `settings.distill`): the branch learns to make the DiT do
+what it does when told in words, a target without the data's noise.
 """
 
 from __future__ import annotations
@@ -30,19 +35,20 @@ from kinema.train.run_log import RunLog
 @dataclasses.dataclass
 class Captioned:
     """A branch's cached clips with their captions' token states: clip i's caption is row
-    prompt_ids[i] of text (and text_mask); the last row is the empty prompt, which text
-    dropout draws."""
+    prompt_ids[i] of text (and text_mask), its teacher caption (if the stream has them)
+    row teacher_ids[i]; the last row is the empty prompt, which text dropout draws."""
 
     latents: torch.Tensor  # (N, C, T, h, w)
     text: torch.Tensor
     text_mask: torch.Tensor
     prompt_ids: torch.Tensor
+    teacher_ids: torch.Tensor | None = None
 
     @classmethod
     def of(cls, stream: dict, text_encoder) -> Captioned:
         """The clips of a build_stream dict, their prompts encoded once."""
         text, text_mask = text_encoder.encode([*stream["prompts"], ""])
-        return cls(stream["latents"], text, text_mask, stream["prompt_ids"])
+        return cls(stream["latents"], text, text_mask, stream["prompt_ids"], stream.get("teacher_ids"))
 
 
 def train_branch(
@@ -55,11 +61,13 @@ def train_branch(
     resume: bool,
     record: dict,
     say: Callable[[str], None] = print,
+    auxiliary: Callable[[], torch.Tensor] | None = None,
 ) -> nn.Module:
     """Train BRANCH on CLIPS for settings.steps steps, STEER(rows) giving the DiT's
     keyword arguments for a batch's rows; RECORD (JSON-ready: the branch's config, the
-    command) is kept in every checkpoint. Returns the branch."""
-    from kinema.diffusion.flow import flow_loss, sample_time
+    command) is kept in every checkpoint; AUXILIARY(), called after each step's steer and
+    forward, is a further loss on the branch (already weighted). Returns the branch."""
+    from kinema.diffusion.flow import interpolate, sample_time
 
     for p in dit.parameters():
         p.requires_grad_(False)
@@ -89,10 +97,19 @@ def train_branch(
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * min(1.0, (step + 1) / settings.warmup)
 
-        def velocity(x_t, tt, which=which, steering=steering):
-            return dit(x_t, tt, text[which], text_mask[which], **steering)
-
-        loss = flow_loss(velocity, clean, t=times, noise=noise)
+        x_t = interpolate(clean, noise, times)
+        predicted = dit(x_t, times, text[which], text_mask[which], **steering)
+        loss = (predicted - (noise - clean)).square().mean()
+        distill = getattr(settings, "distill", 0.0)
+        if distill and clips.teacher_ids is not None:
+            # rows whose caption was dropped have nothing to say in words: no teacher
+            told = ~dropped
+            teacher = clips.teacher_ids[rows[told]]
+            with torch.no_grad():
+                target = dit(x_t[told], times[told], text[teacher], text_mask[teacher])
+            loss = loss + distill * (predicted[told] - target).square().mean()
+        if auxiliary is not None:
+            loss = loss + auxiliary()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(branch.parameters(), 1.0)
@@ -145,15 +162,16 @@ def build_stream(
     """A branch's training stream, encoded once into FOLDER/data.pt: for each of
     settings.clips clips, make_clip(i) gives its caption, its frames (T, S, S, 3 uint8) and
     what steers it (a track; or an image, then VAE-encoded as one frame when
-    ENCODE_EXTRAS). Returns latents, extras, prompt_ids and the prompts; a cache of the
-    same clips and seed is read back instead."""
+    ENCODE_EXTRAS, its pixels then kept too), and optionally a fourth item, its teacher
+    caption. Returns latents, extras (and extra_pixels), prompt_ids (and teacher_ids) and
+    the prompts; a cache of the same clips and seed is read back instead."""
     path = folder / "data.pt"
     if path.exists():
         data = torch.load(path)
         if data["clips"] == settings.clips and data["seed"] == settings.seed:
             return data
     began = time.perf_counter()
-    prompts, latents, extras = [], [], []
+    prompts, latents, extras, teachers, pictures = [], [], [], [], []
 
     def pixels(frames: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.stack(frames)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
@@ -165,12 +183,14 @@ def build_stream(
             latents.append(pipe.vae.encode(pixels([r[1] for r in rows])).to(torch.float16))
             if encode_extras:
                 extras.append(pipe.vae.encode(pixels([r[2][None] for r in rows])).to(torch.float16))
+                pictures += [r[2] for r in rows]
             else:
                 extras.append(torch.from_numpy(np.stack([r[2] for r in rows])))
         prompts += [r[0] for r in rows]
+        teachers += [r[3] for r in rows if len(r) > 3]
         if start % 1024 == 0:
             say(f"data: {start + len(rows)}/{settings.clips} clips, {time.perf_counter() - began:.0f} s")
-    names = sorted(set(prompts))
+    names = sorted(set(prompts) | set(teachers))
     data = {
         "clips": settings.clips,
         "seed": settings.seed,
@@ -179,6 +199,10 @@ def build_stream(
         "prompt_ids": torch.tensor([names.index(p) for p in prompts]),
         "prompts": names,
     }
+    if pictures:
+        data["extra_pixels"] = torch.from_numpy(np.stack(pictures))  # uint8 (N, S, S, 3)
+    if teachers:
+        data["teacher_ids"] = torch.tensor([names.index(p) for p in teachers])
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(data, folder / "data.tmp")
     (folder / "data.tmp").replace(path)

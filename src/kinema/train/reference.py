@@ -9,7 +9,10 @@ held-out colour–shape pairs left out), each with a reference image: the same c
 shape drawn once more, elsewhere, at another size, on any background. Most captions say
 "an object moving right on a gray background" (colour and shape left to the reference,
 as WORLD.md's prompts under a reference do); a share say them too, agreeing with it.
-Clips and references are encoded once by the model's VAE and cached beside the run.
+Each clip's teacher caption is its canonical prompt: the frozen DiT's velocity under
+those words is a second target (`--distill`), so the branch learns to say in the DiT's
+own terms what the image shows. Clips and references are encoded once by the model's
+VAE and cached beside the run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 
 from kinema.models.reference import ReferenceBranch, ReferenceConfig, Referencing
+from kinema.world.grammar import format_prompt
 from kinema.world.render import render_frames, render_track
 from kinema.world.scene import (
     BACKGROUNDS,
@@ -47,7 +51,13 @@ class ReferenceSettings:
     warmup: int = 100
     text_dropout: float = 0.1
     named_fraction: float = 0.2  # captions that also name colour and shape
+    distill: float = 1.0  # weight of the DiT's velocity under the canonical prompt as a target
+    # weight of the word anchor: the pseudo-words' mean held to the text encoder's mean
+    # token state of the words they stand for ("red circle")
+    word_anchor: float = 1.0
     checkpoint_every: int = 100
+    # a run's state.pt to start the branch from (parts it lacks keep their first weights)
+    init_from: str = ""
 
 
 def object_prompt(size: str | None, motion: str, background: str) -> str:
@@ -65,8 +75,9 @@ def reference_image(colour: str, shape: str, rng: np.random.Generator, size: int
     return render_track(shape, COLOURS[colour], BACKGROUNDS[background], np.array(state), size)[0]
 
 
-def training_clip(index: int, settings: ReferenceSettings) -> tuple[str, np.ndarray, np.ndarray]:
-    """Clip INDEX of the reference stream: its caption, frames (T, S, S, 3) and reference."""
+def training_clip(index: int, settings: ReferenceSettings) -> tuple[str, np.ndarray, np.ndarray, str]:
+    """Clip INDEX of the reference stream: its caption, frames (T, S, S, 3), reference and
+    canonical prompt (the teacher's caption)."""
     rng = np.random.default_rng([settings.seed, 104729, index])
     pairs = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in HELD_OUT_PAIRS]
     colour, shape = pairs[rng.integers(len(pairs))]
@@ -75,12 +86,9 @@ def training_clip(index: int, settings: ReferenceSettings) -> tuple[str, np.ndar
     background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
     scene = Scene((WorldObject(colour, shape, motion, size),), background)
     frames = render_frames(scene, seed=int(rng.integers(2**31)), frames=settings.frames, size=settings.size)
-    if rng.random() < settings.named_fraction:
-        words = " ".join(w for w in (size, colour, shape) if w)
-        prompt = f"{'an' if words[0] in 'aeiou' else 'a'} {words} {motion} on a {background} background"
-    else:
-        prompt = object_prompt(size, motion, background)
-    return prompt, frames, reference_image(colour, shape, rng, settings.size)
+    canonical = format_prompt(scene)
+    prompt = canonical if rng.random() < settings.named_fraction else object_prompt(size, motion, background)
+    return prompt, frames, reference_image(colour, shape, rng, settings.size), canonical
 
 
 def train_reference(
@@ -96,16 +104,55 @@ def train_reference(
     data = build_stream(pipe, settings, out, lambda i: training_clip(i, settings), True, say)
     torch.manual_seed(settings.seed)  # the branch's first weights: the same in every run of these settings
     branch = ReferenceBranch(config, dit.config)
+    if settings.init_from and not (resume and (out / "state.pt").exists()):
+        missing, unexpected = branch.load_state_dict(torch.load(settings.init_from)["branch"], strict=False)
+        if unexpected or any(not k.startswith("pixel_stem.") for k in missing):
+            raise ValueError(f"{settings.init_from} is not a reference branch of this shape")
     references = data["extras"]
+    pictures = data["extra_pixels"]
+
+    anchors = look_anchors(data, pipe.text_encoder)
+    batch: dict = {}
 
     def steer(rows: torch.Tensor) -> dict:
-        return {"reference": Referencing(branch, branch.tokens(references[rows].float()))}
+        shown = pictures[rows].permute(0, 3, 1, 2).float() / 127.5 - 1
+        batch["rows"], batch["words"] = rows, branch.tokens(references[rows].float(), shown)
+        return {"reference": Referencing(branch, batch["words"])}
+
+    def anchor() -> torch.Tensor:
+        return settings.word_anchor * (batch["words"].mean(1) - anchors[batch["rows"]]).square().mean()
 
     record = {"config": dataclasses.asdict(config), "command": command}
     train_branch(
-        dit, branch, Captioned.of(data, pipe.text_encoder), steer, settings, out, resume, record, say
+        dit,
+        branch,
+        Captioned.of(data, pipe.text_encoder),
+        steer,
+        settings,
+        out,
+        resume,
+        record,
+        say,
+        anchor if settings.word_anchor else None,
     )
     return branch, config
+
+
+def look_anchors(data: dict, text_encoder) -> torch.Tensor:
+    """Each clip's word anchor (N, text_dim): the mean token state of "COLOUR SHAPE", the
+    words its reference shows, read from its teacher caption (the canonical prompt)."""
+    from kinema.world.grammar import parse
+
+    looks = {}
+    for name in data["prompts"]:
+        if "object" not in name:
+            obj = parse(name).objects[0]
+            looks[name] = f"{obj.colour} {obj.shape}"
+    phrases = sorted(set(looks.values()))
+    states, mask = text_encoder.encode(phrases)
+    means = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    row = {p: means[i] for i, p in enumerate(phrases)}
+    return torch.stack([row[looks[data["prompts"][i]]] for i in data["teacher_ids"].tolist()])
 
 
 def export_reference(run: Path, model_folder: Path, say=print) -> Path:

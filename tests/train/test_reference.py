@@ -73,6 +73,11 @@ def test_each_clip_keeps_its_teacher_caption_and_the_loss_learns_from_it(control
     quick = ReferenceSettings(steps=2, batch=2, clips=4, frames=9)
     taught, _ = train_reference(str(controlled_model), tmp_path / "a", quick, False, "", lambda s: None)
     data = torch.load(tmp_path / "a" / "data.pt")
+    old = {k: v for k, v in data.items() if k not in ("format", "extra_pixels", "teacher_ids")}
+    torch.save(old, tmp_path / "a" / "data.pt")  # a cache from before pixels and teachers were kept
+    train_reference(str(controlled_model), tmp_path / "a", quick, False, "", lambda s: None)
+    data = torch.load(tmp_path / "a" / "data.pt")
+    assert data["extra_pixels"].shape == (4, 64, 64, 3)  # built again, not read back
     for i in range(4):
         caption, _, _, canonical = training_clip(i, quick)
         assert data["prompts"][data["prompt_ids"][i]] == caption

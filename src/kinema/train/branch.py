@@ -31,6 +31,10 @@ from torch import nn
 
 from kinema.train.run_log import RunLog
 
+# The layout of a stream's data.pt; a cache of another layout is built again. 2: the
+# images' pixels (extra_pixels) and the teacher captions (teacher_ids) are kept.
+STREAM_FORMAT = 2
+
 
 @dataclasses.dataclass
 class Captioned:
@@ -168,7 +172,8 @@ def build_stream(
     path = folder / "data.pt"
     if path.exists():
         data = torch.load(path)
-        if data["clips"] == settings.clips and data["seed"] == settings.seed:
+        same = data["clips"] == settings.clips and data["seed"] == settings.seed
+        if same and data.get("format") == STREAM_FORMAT:
             return data
     began = time.perf_counter()
     prompts, latents, extras, teachers, pictures = [], [], [], [], []
@@ -192,6 +197,7 @@ def build_stream(
             say(f"data: {start + len(rows)}/{settings.clips} clips, {time.perf_counter() - began:.0f} s")
     names = sorted(set(prompts) | set(teachers))
     data = {
+        "format": STREAM_FORMAT,
         "clips": settings.clips,
         "seed": settings.seed,
         "latents": torch.cat(latents),

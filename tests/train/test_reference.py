@@ -96,6 +96,28 @@ def test_each_clip_keeps_its_teacher_caption_and_the_loss_learns_from_it(control
     )
 
 
+def test_the_look_lesson_resumes_exactly_with_its_training_only_head(controlled_model, tmp_path):
+    quick = ReferenceSettings(steps=3, batch=2, clips=4, frames=9, checkpoint_every=2, look_weight=1.0)
+    first, _ = train_reference(str(controlled_model), tmp_path / "a", quick, False, "", lambda s: None)
+    two = ReferenceSettings(**{**quick.__dict__, "steps": 2})
+    train_reference(str(controlled_model), tmp_path / "b", two, False, "", lambda s: None)
+    assert "auxiliary" in torch.load(tmp_path / "b" / "state.pt")  # the head is kept, for resuming
+    resumed, _ = train_reference(str(controlled_model), tmp_path / "b", quick, True, "", lambda s: None)
+    for a, b in zip(first.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    plain, _ = train_reference(
+        str(controlled_model),
+        tmp_path / "c",
+        ReferenceSettings(**{**quick.__dict__, "look_weight": 0.0}),
+        False,
+        "",
+        lambda s: None,
+    )
+    assert not torch.equal(plain.to_words[1].weight, first.to_words[1].weight)  # the lesson acts
+    # the head never leaves the run: the exported branch has only the branch's weights
+    assert set(first.state_dict()) == set(plain.state_dict())
+
+
 def test_a_run_can_start_from_a_branch_without_the_pixel_path(controlled_model, tmp_path):
     quick = ReferenceSettings(steps=2, batch=2, clips=4, frames=9)
     first, _ = train_reference(str(controlled_model), tmp_path / "a", quick, False, "", lambda s: None)

@@ -66,24 +66,31 @@ def train_branch(
     record: dict,
     say: Callable[[str], None] = print,
     auxiliary: Callable[[], torch.Tensor] | None = None,
+    auxiliary_module: nn.Module | None = None,
 ) -> nn.Module:
     """Train BRANCH on CLIPS for settings.steps steps, STEER(rows) giving the DiT's
     keyword arguments for a batch's rows; RECORD (JSON-ready: the branch's config, the
     command) is kept in every checkpoint; AUXILIARY(), called after each step's steer and
-    forward, is a further loss on the branch (already weighted). Returns the branch."""
+    forward, is a further loss on the branch (already weighted), and AUXILIARY_MODULE the
+    training-only weights it learns with the branch (kept in checkpoints, never exported).
+    Returns the branch."""
     from kinema.diffusion.flow import interpolate, sample_time
 
     for p in dit.parameters():
         p.requires_grad_(False)
-    optimizer = torch.optim.AdamW(branch.parameters(), lr=settings.lr, weight_decay=0.0)
+    trained = [*branch.parameters(), *(auxiliary_module.parameters() if auxiliary_module else ())]
+    optimizer = torch.optim.AdamW(trained, lr=settings.lr, weight_decay=0.0)
     log = RunLog(out, settings, say)
     state = log.resume() if resume else None
     if state is not None:
         branch.load_state_dict(state["branch"])
         optimizer.load_state_dict(state["optimizer"])
+        if auxiliary_module is not None:
+            auxiliary_module.load_state_dict(state["auxiliary"])
 
     def weights() -> dict:
-        return {"branch": branch.state_dict(), "optimizer": optimizer.state_dict(), **record}
+        extra = {} if auxiliary_module is None else {"auxiliary": auxiliary_module.state_dict()}
+        return {"branch": branch.state_dict(), "optimizer": optimizer.state_dict(), **extra, **record}
 
     latents, text, text_mask = clips.latents, clips.text, clips.text_mask
     empty, n, b = len(text) - 1, len(latents), settings.batch

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from kinema.models.reference import ReferenceBranch, ReferenceConfig, Referencing
 from kinema.world.grammar import format_prompt
@@ -55,6 +57,9 @@ class ReferenceSettings:
     # weight of the word anchor: the pseudo-words' mean held to the text encoder's mean
     # token state of the words they stand for ("red circle")
     word_anchor: float = 1.0
+    # weight of the look lesson: a training-only linear head must read the reference's
+    # colour and shape from the pseudo-words' mean (cross-entropy), so they say the shape
+    look_weight: float = 0.0
     checkpoint_every: int = 100
     # a run's state.pt to start the branch from (parts it lacks keep their first weights)
     init_from: str = ""
@@ -112,6 +117,8 @@ def train_reference(
     pictures = data["extra_pixels"]
 
     anchors = look_anchors(data, pipe.text_encoder)
+    colours, shapes = look_labels(data)
+    head = nn.Linear(dit.config.text_dim, len(COLOURS) + len(SHAPES))
     batch: dict = {}
 
     def steer(rows: torch.Tensor) -> dict:
@@ -120,7 +127,15 @@ def train_reference(
         return {"reference": Referencing(branch, batch["words"])}
 
     def anchor() -> torch.Tensor:
-        return settings.word_anchor * (batch["words"].mean(1) - anchors[batch["rows"]]).square().mean()
+        words, rows = batch["words"].mean(1), batch["rows"]
+        loss = settings.word_anchor * (words - anchors[rows]).square().mean()
+        if settings.look_weight:
+            logits = head(words)
+            lesson = F.cross_entropy(logits[:, : len(COLOURS)], colours[rows]) + F.cross_entropy(
+                logits[:, len(COLOURS) :], shapes[rows]
+            )
+            loss = loss + settings.look_weight * lesson
+        return loss
 
     record = {"config": dataclasses.asdict(config), "command": command}
     train_branch(
@@ -133,7 +148,8 @@ def train_reference(
         resume,
         record,
         say,
-        anchor if settings.word_anchor else None,
+        anchor if settings.word_anchor or settings.look_weight else None,
+        head if settings.look_weight else None,
     )
     return branch, config
 
@@ -153,6 +169,18 @@ def look_anchors(data: dict, text_encoder) -> torch.Tensor:
     means = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
     row = {p: means[i] for i, p in enumerate(phrases)}
     return torch.stack([row[looks[data["prompts"][i]]] for i in data["teacher_ids"].tolist()])
+
+
+def look_labels(data: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each clip's reference colour and shape (indices into COLOURS and SHAPES), read from
+    its teacher caption."""
+    from kinema.world.grammar import parse
+
+    objects = [parse(data["prompts"][i]).objects[0] for i in data["teacher_ids"].tolist()]
+    return (
+        torch.tensor([list(COLOURS).index(o.colour) for o in objects]),
+        torch.tensor([SHAPES.index(o.shape) for o in objects]),
+    )
 
 
 def export_reference(run: Path, model_folder: Path, say=print) -> Path:

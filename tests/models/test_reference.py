@@ -68,12 +68,16 @@ def test_the_reference_reads_through_the_texts_own_projections_and_shares_its_ke
     branch = _opened(ReferenceBranch(BRANCH, CONFIG))
     _, _, text = _inputs()
     states = dit.text_states(text)
-    joined = Referencing(branch, branch.tokens(*_reference(1, 4, 4))).joined(dit, states)
+    referencing = Referencing(branch, branch.tokens(*_reference(1, 4, 4)))
+    joined = referencing.joined(dit, states)
     assert joined.keys_values is states.keys_values  # the prompt's keys, made once a run
     assert set(joined.reference.weights) == {block.cross for block in dit.blocks}
     assert joined.reference.tokens.shape == (1, 4, 48)  # the DiT's null token, then 3 words
     assert torch.equal(joined.reference.tokens[:, :1], dit.null_text)
     assert not torch.equal(joined.pooled, states.pooled)
+    # the reference's own keys and values are made once a run too, shared by every call
+    again = referencing.joined(dit, states)
+    assert again.reference.keys_values is joined.reference.keys_values
     # no weights of its own for the keys and values: only the DiT's text projections read it
     kv_shape = dit.blocks[0].cross.kv.weight.shape
     assert not any(p.shape == kv_shape for p in branch.parameters())

@@ -216,7 +216,7 @@ class CrossAttention(nn.Module):
         reference = text.reference
         weight = None if reference is None else reference.weights.get(self)
         if weight is not None:  # IP-Adapter's decoupled attention: its own softmax, added
-            k, v = self.keys_values(reference.tokens)
+            k, v = reference.for_layer(self)
             k, v = k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)
             x = torch.addcmul(x, weight.to(x.dtype), F.scaled_dot_product_attention(q, k, v))
         return self.out(x.transpose(1, 2).reshape(B, N, width))

@@ -65,6 +65,13 @@ class ReferenceStates:
 
     tokens: torch.Tensor
     weights: dict  # the block's CrossAttention -> weight
+    keys_values: dict  # CrossAttention -> (k, v) of the tokens, filled on use, shared by a run
+
+    def for_layer(self, cross) -> tuple[torch.Tensor, torch.Tensor]:
+        kv = self.keys_values.get(cross)
+        if kv is None:
+            kv = self.keys_values[cross] = cross.keys_values(self.tokens)
+        return kv
 
 
 class Resampler(nn.Module):
@@ -142,10 +149,15 @@ class Referencing:
 
     def __init__(self, branch: ReferenceBranch, tokens: torch.Tensor, scale: float | torch.Tensor = 1.0):
         self.branch, self.tokens, self.scale = branch, tokens, scale
+        # the words as the DiT embeds them, and each cross-attention's keys and values of
+        # them: the same at every step of a run, so made once (see joined)
+        self._embedded: tuple[torch.Tensor, torch.Tensor, dict] | None = None
 
     def rows(self, scales: list[float]) -> Referencing:
-        """The same reference with a scale for each batch row."""
-        return Referencing(self.branch, self.tokens, torch.tensor(scales, device=self.tokens.device))
+        """The same reference with a scale for each batch row (sharing what is made once)."""
+        rows = Referencing(self.branch, self.tokens, torch.tensor(scales, device=self.tokens.device))
+        rows._embedded = self._embedded
+        return rows
 
     def _per_row(self, value: torch.Tensor, dims: int) -> torch.Tensor:
         """VALUE (a scalar tensor) times the scale, shaped to broadcast over `dims` dims."""
@@ -158,11 +170,16 @@ class Referencing:
         of DIT's blocks, and its mean joining the pooled prompt. The text's own keys and
         values, made once a run, are shared, not made again."""
         branch = self.branch
-        words = dit.text_embed(self.tokens.to(dit.null_text.dtype))  # (B or 1, words, width)
-        tokens = torch.cat([dit.null_text.expand(words.shape[0], -1, -1).to(words.dtype), words], dim=1)
+        if self._embedded is None:
+            words = dit.text_embed(self.tokens.to(dit.null_text.dtype))  # (B or 1, words, width)
+            tokens = torch.cat([dit.null_text.expand(words.shape[0], -1, -1).to(words.dtype), words], dim=1)
+            self._embedded = (words, tokens, {})
+        words, tokens, keys_values = self._embedded
         weights = {
             block.cross: self._per_row(gate * GATE_RATE, 4)
             for block, gate in zip(dit.blocks, branch.gates, strict=True)
         }
         pooled = text.pooled + self._per_row(branch.pool_gate * GATE_RATE, 2) * words.mean(dim=1)
-        return dataclasses.replace(text, pooled=pooled, reference=ReferenceStates(tokens, weights))
+        return dataclasses.replace(
+            text, pooled=pooled, reference=ReferenceStates(tokens, weights, keys_values)
+        )

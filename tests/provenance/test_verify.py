@@ -96,7 +96,7 @@ def test_published_mp4_is_trusted_with_watermark(tmp_path, keys):
     assert c2pa["trust_anchor"] == str(keys.root_cert)
     # a 64 px clip carries the soft binding's first 32 bits, and they match it
     assert mark["detected"] is True and mark["payload"] == CARRIED.hex() and mark["payload_bits"] == 32
-    assert mark["payload_valid"] is True and mark["version"] == 3 and mark["algorithm"] == watermark.ALGORITHM
+    assert mark["payload_valid"] is True and mark["version"] == 4 and mark["algorithm"] == watermark.ALGORITHM
     assert isinstance(mark["score"], float) and mark["matches_manifest"] is True
     assert report["summary"].startswith("manifest trusted")
     assert report["summary"].endswith("kinema watermark found")

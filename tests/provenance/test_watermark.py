@@ -1,5 +1,5 @@
-"""The invisible watermark v3: round trip, payload length by size, invisibility by measure,
-payload integrity, robustness, false positives."""
+"""The invisible watermark v4: round trip, payload length by size, invisibility by measure,
+payload integrity, robustness, false positives, and v3 marks still read."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def marked(name: str) -> Video:
 
 
 def test_round_trip_carries_32_bits_at_64_px_and_64_bits_from_96_px():
-    assert wm.ALGORITHM == "org.kinema.watermark.v3"
+    assert wm.ALGORITHM == "org.kinema.watermark.v4"
     assert wm.payload_bytes(64, 64) == 4 and wm.payload_bytes(95, 200) == 4
     assert wm.payload_bytes(96, 96) == wm.payload_bytes(128, 128) == wm.payload_bytes(512, 288) == 8
     for size, carried in ((64, PAYLOAD[:4]), (128, PAYLOAD)):
@@ -61,14 +61,68 @@ def test_round_trip_carries_32_bits_at_64_px_and_64_bits_from_96_px():
         assert out.frames.shape == clip.frames.shape and out.fps == clip.fps
         r = detect(out, KEY)
         assert r.detected and r.payload_valid and r.payload == carried
-        assert r.payload_bits == 8 * len(carried) and r.version == 3
+        assert r.payload_bits == 8 * len(carried) and r.version == 4
         d = r.to_dict()
         assert d["payload"] == carried.hex() and d["payload_bits"] == 8 * len(carried)
-        assert d["version"] == 3 and d["algorithm"] == wm.ALGORITHM and d["p_value"] < 1e-6
+        assert d["version"] == 4 and d["algorithm"] == wm.ALGORITHM and d["p_value"] < 1e-6
         assert detect_raw(out, KEY) == (r, carried)
     # a small frame takes its own 4 bytes as well as the full 8
     small = shapes(64, frames=4)
     assert np.array_equal(embed(small, PAYLOAD[:4], KEY).frames, embed(small, PAYLOAD, KEY).frames)
+
+
+def _v3_marked(video: Video, payload: bytes) -> Video:
+    """VIDEO marked as kinema marked clips before v4: v3's profile (35 % pilot, its own
+    keyed layout) through the same renderer, at v3's PSNR."""
+    prof = grid.profile(video.height, video.width, grid.VERSION_V3)
+    chips = grid.chip_grid(payload[: prof.payload_bits // 8], KEY, prof)
+    return video.with_frames(wm._marked_frames(video.frames, chips, 255.0**2 / 10 ** (40.4 / 10)))
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_v3_marks_are_still_read_and_say_so(size, tmp_path):
+    clip = shapes(size, GRAY, GREEN, frames=8, seed=6, noise=0.8)
+    old = _v3_marked(clip, PAYLOAD)
+    r = detect(ATTACKS["h264_crf23"](old, tmp_path), KEY)
+    carried = PAYLOAD[: 4 if size < 96 else 8]
+    assert r.detected and r.payload == carried and r.version == 3, r.to_dict()
+    assert r.to_dict()["algorithm"] == "org.kinema.watermark.v3"
+    # the two versions share no layout: neither one's pilot is found under the other's
+    assert detect_raw(old, KEY)[0].score < 4.0
+    v4 = embed(clip, PAYLOAD, KEY)
+    assert detect(v4, KEY).version == 4
+
+
+def test_v4_gives_a_quarter_of_the_cells_to_the_pilot_where_v3_gave_35_percent():
+    for size in (64, 128):
+        new, old = grid.profile(size, size), grid.profile(size, size, grid.VERSION_V3)
+        assert (new.grid, new.payload_bits) == (old.grid, old.payload_bits)
+        assert new.pilots == round(0.25 * new.cells) and old.pilots == round(0.35 * old.cells)
+        assert not np.array_equal(grid.layout(KEY, new).pad, grid.layout(KEY, old).pad) or not np.array_equal(
+            grid.layout(KEY, new).pilot_cells[:20], grid.layout(KEY, old).pilot_cells[:20]
+        )
+
+
+def test_the_visibility_budget_holds_over_the_whole_clip():
+    # a grainy gray clip: the mark's own residual, pooled over the clip's frames as the
+    # bench measures it, is held to the mid-tone cap, so grain and mark stay under 1.0
+    cap = wm.MIDTONE_CAPS[0]
+    clip = shapes(64, GRAY, GREEN, frames=6, seed=7, noise=0.6)
+    seen = visibility(clip, embed(clip, PAYLOAD, KEY))
+    assert 0.5 < seen["residual_unmarked"] < 0.75, seen
+    assert seen["residual_of_mark"] == pytest.approx(cap, abs=0.03), seen
+    assert seen["residual_marked"] <= 1.0, seen
+    # grain past the limit hides a mark of half its size, and a weaker one would be lost
+    noisy = shapes(64, GRAY, GREEN, frames=6, seed=7, noise=2.0)
+    seen = visibility(noisy, embed(noisy, PAYLOAD, KEY))
+    grain = seen["residual_unmarked"]
+    assert grain > wm.RESIDUAL_LIMITS[0] and wm.PAST_SHARE * grain > cap + 0.1, seen
+    assert cap + 0.1 < seen["residual_of_mark"] <= wm.PAST_SHARE * grain + 0.03, seen
+    # on black the mark rides one-sided and keeps its PSNR budget, over the cap
+    clip = shapes(64, BLACK, RED, frames=6, seed=7)
+    seen = visibility(clip, embed(clip, PAYLOAD, KEY))
+    assert seen["residual_of_mark"] > cap + 0.05 and seen["residual_marked"] <= 0.9, seen
+    assert seen["psnr_db"] < 40.3, seen
 
 
 def test_every_coded_bit_sits_on_one_or_two_cells_and_the_message_is_payload_and_crc16():
@@ -149,7 +203,7 @@ def test_a_mark_whose_data_is_destroyed_is_detected_with_an_unreadable_payload()
     base = shapes(bg=GRAY, colour=GREEN, frames=4).frames.astype(np.float32)
     video = Video(np.clip(base + 4 * mark[None, ..., None], 0, 255).round().astype(np.uint8))
     r, raw = detect_raw(video, KEY)
-    assert r.detected and r.score > r.threshold + 3
+    assert r.detected and r.score > r.threshold + 2
     assert not r.payload_valid and r.payload is None and raw != PAYLOAD[:4]
 
 

@@ -112,7 +112,7 @@ def test_run_reports_all_three_with_the_acceptance_checks_and_progress_reaches_t
         progress=lambda d, t: seen.append((d, t)),
     )
     w = result["watermark"]
-    assert w["algorithm"] == "org.kinema.watermark.v3"
+    assert w["algorithm"] == "org.kinema.watermark.v4"
     assert len(w["robustness"]) == len(bench.REQUIRED_ATTACKS) and w["false_positives"]["trials"] == 4
     assert [v["background"] for v in w["visibility"]] == ["gray"]
     checks = w["acceptance"]

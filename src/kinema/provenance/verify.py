@@ -9,7 +9,7 @@ other container PyAV can decode) with one JSON-ready dict and never raises for o
               "source": "embedded|sidecar|None", "claims": {...} | None,
               "ingredients": [...]},
      "watermark": {"detected": bool, "payload_valid": bool, "payload": "<hex>" | None,
-                   "payload_bits": 32 | 64, "version": 3 | 2, "algorithm": ...,
+                   "payload_bits": 32 | 64, "version": 4 | 3 | 2, "algorithm": ...,
                    "score": float, "checked": bool, "matches_manifest": bool | None, ...},
      "summary": "<one sentence>"}
 
@@ -22,8 +22,8 @@ A detected mark whose payload fails its integrity check (a heavily attacked clip
 reported as found with payload_valid false and payload None ("payload unreadable"); its
 match with the manifest's soft binding is then unknown (None), not false. A mark on frames
 under 96 px a side carries the first 32 bits of the payload (`payload_bits`), which match
-the manifest's soft binding when they are its first 32 bits. Marks made before v3 are
-still read (`version` 2). A white background brightened until it clips (×1.2 sets every
+the manifest's soft binding when they are its first 32 bits. Marks made before v4 are
+still read (`version` 3 or 2). A white background brightened until it clips (×1.2 sets every
 pixel above 212 to 255) keeps no mark in those pixels: such a file reports no watermark
 found, or a watermark found with its payload unreadable, never a wrong payload.
 

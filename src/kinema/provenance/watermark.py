@@ -1,4 +1,4 @@
-"""Invisible, keyed, robust video watermark v3: a payload in every frame, shaped to the content.
+"""Invisible, keyed, robust video watermark v4: a payload in every frame, shaped to the content.
 
 Design (classical spread spectrum, no learned model; the grid is watermark_grid.py, the
 detector's search watermark_search.py, the channel code watermark_code.py):
@@ -15,15 +15,20 @@ detector's search watermark_search.py, the channel code watermark_code.py):
   an invisible amplitude cannot carry 64 bits and a CRC through every attack. Each is
   followed by a CRC-16, whitened by a keyed pad, coded by the tail-biting rate-1/3, K=9
   convolutional code (soft Viterbi), spread over the data cells by a keyed interleaver
-  with keyed scrambling signs; a keyed share of the cells is a known pilot (sync and
+  with keyed scrambling signs; a keyed quarter of the cells is a known pilot (sync and
   detection). All key-dependent choices come from HMAC-SHA256(key, label) seeds.
+- v4 is v3 with the pilot cut from 35 % of the cells to 25 % and the per-frame PSNR from
+  40.4 to 40.1 dB (the acceptance floor is 40), and a visibility budget kept over the
+  whole clip: on 64 px model clips the payload then survives H.264 CRF 30 about three
+  times as often as v3's did (see watermark_grid.PROFILES).
 - Content shaping: each frame's mark is scaled by a just-noticeable-difference mask, 1 in
   flat regions and up to 1 + _MASK_GAIN where the frame's own local contrast (texture,
   edges) hides a change. Its amplitude is set per frame so that the frame's PSNR is
-  TARGET_PSNR_DB (never under MIN_PSNR_DB), and lowered where that would take the frame's
-  flat-region residual (the measure of watermark_bench) past RESIDUAL_LIMITS. The mark is
-  added to the luma (the same value to R, G and B) and is the same in every frame: frame
-  averaging raises the SNR, dropped frames cost nothing, and nothing flickers.
+  TARGET_PSNR_DB (never under MIN_PSNR_DB); then the whole clip's is lowered where the
+  mark would take the clip's flat-region residual (the measure of watermark_bench, pooled
+  over the frames) past RESIDUAL_LIMITS. The mark is added to the luma (the same value to
+  R, G and B) and is the same in every frame: frame averaging raises the SNR, dropped
+  frames cost nothing, and nothing flickers.
 - Headroom: on black (white) the pattern rides _LIFT of its RMS above (below) the level,
   and what still crosses 0 or 255 is clipped: a one-sided mark there, which the decoder's
   local-mean removal reads as it reads a two-sided one. (Lifting makes its quantised
@@ -44,8 +49,9 @@ detector's search watermark_search.py, the channel code watermark_code.py):
   around it), with three estimates of that channel tried in turn; the payload is reported
   only when its CRC-16 holds (a wrong decode passes with probability 3 × 2**-16). A weaker
   pilot (a 1e-2 threshold) whose payload passes the CRC-16 is also a detection (~5e-7).
-- v2 marks are still read: when no v3 mark is found, `detect` tries the v2 detector
-  (watermark_v2) and reports `version` 2 if that finds one.
+- Older marks are still read: when no v4 mark is found, `detect` looks for a v3 mark (the
+  same detector under v3's profile) and then a v2 one (watermark_v2), and reports the
+  `version` found. Each fallback adds about 1e-6 to the false-positive rate of a clip.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ from kinema.provenance.watermark_code import CHECK_BITS, PAYLOAD_BITS, PAYLOAD_B
 from kinema.provenance.watermark_grid import (
     SMALL_FRAME_PX,
     SMALL_PAYLOAD_BYTES,
+    VERSION,
+    VERSION_V3,
     check_key,
     chip_grid,
     contrast,
@@ -71,6 +79,7 @@ from kinema.provenance.watermark_grid import (
     high_pass,
     layout,
     luma,
+    payload_bytes,
     profile,
     psnr,
     render,
@@ -104,21 +113,30 @@ __all__ = [
 ]
 
 # The C2PA soft-binding name of this design; the version changes whenever the layout does.
-ALGORITHM = "org.kinema.watermark.v3"
-VERSION = 3
+ALGORITHM = "org.kinema.watermark.v4"
+ALGORITHM_V3 = "org.kinema.watermark.v3"
 DEFAULT_STRENGTH = 1.0
 # Each frame's PSNR after embedding at strength 1 (never below MIN_PSNR_DB at any strength).
-TARGET_PSNR_DB = 40.4
+TARGET_PSNR_DB = 40.1
 MIN_PSNR_DB = 40.0
-# The visibility budget (flat-region residual, see watermark_grid), per frame: the frame's
-# residual with the mark stays within RESIDUAL_LIMITS grey levels (frames under
-# SMALL_FRAME_PX a side, larger ones; issue 25 asks 1.0 and 0.7 pooled over a clip) where
-# the picture's own residual leaves room, and the mark's own part may always have
-# RESIDUAL_SHARE of the limit; on a picture whose own residual is past the limit already,
-# the mark's own part may have RESIDUAL_FLOORS.
-RESIDUAL_LIMITS = (0.95, 0.66)
-RESIDUAL_SHARE = 0.6
-RESIDUAL_FLOORS = (0.6, 0.75)
+# The visibility budget (flat-region residual, see watermark_grid), over the whole clip:
+# the clip's residual with the mark stays within RESIDUAL_LIMITS grey levels (frames under
+# SMALL_FRAME_PX a side, larger ones; issue 25 asks 1.0 and 0.7, pooled over the clips of
+# a background) where the picture's own residual leaves the mark at least RESIDUAL_FLOORS;
+# the mark's own part never has less than that. On a mid-tone background (most flat
+# pixels away from 0 and 255) it is further held to MIDTONE_CAPS: mid-tones are where
+# model clips carry their own grain (pooled 0.75 at 64 px on gray), so a mark of 0.64
+# keeps the two under 1.0 together, and a mark that strong still reads after H.264 on the
+# grainiest of them; on black and white the mark rides one-sided (see _LIFT) and needs its
+# full PSNR budget to read as well. On a picture already past the limit (which no mark can
+# then keep) the mark's own part is RESIDUAL_PAST, or PAST_SHARE of the picture's own
+# where that is more: grain that strong hides a mark of half its size (a 4-step clip's
+# grain is 1.7-1.8 at 64 px), and a weaker one would be lost under it.
+RESIDUAL_LIMITS = (0.9, 0.66)
+RESIDUAL_FLOORS = (0.64, 0.4)
+RESIDUAL_PAST = (0.64, 0.75)
+PAST_SHARE = 0.5
+MIDTONE_CAPS = (0.64, 0.75)
 _PALETTE_COLOURS = 64  # clips with at most this many colours keep their edges unmarked
 # Neighbourhoods (in tiles) for estimating how well the mark survived around each cell
 # (None: all cells alike), tried in turn (see _detect).
@@ -140,7 +158,7 @@ class WatermarkResult:
     payload: the decoded bytes when detected and valid, else None (detected with an
     invalid payload means "a kinema watermark is present, its payload is unreadable").
     payload_bits: how many payload bits the mark at this geometry carries (32 or 64).
-    version: the watermark version found (3, or 2 for a file marked before v3).
+    version: the watermark version found (4, or 3 or 2 for a file marked before v4).
     score: z-score of the best pilot correlation over the geometry search.
     threshold: the score needed for detection (grows slowly with the hypotheses searched).
     check_threshold: the lower score that is enough with a payload that passes its check.
@@ -180,7 +198,9 @@ class WatermarkResult:
             "payload": self.payload.hex() if self.payload is not None else None,
             "payload_bits": self.payload_bits,
             "version": self.version,
-            "algorithm": ALGORITHM if self.version == VERSION else watermark_v2.ALGORITHM,
+            "algorithm": {VERSION: ALGORITHM, VERSION_V3: ALGORITHM_V3}.get(
+                self.version, watermark_v2.ALGORITHM
+            ),
             "score": round(self.score, 3),
             "threshold": round(self.threshold, 3),
             "check_threshold": round(self.check_threshold, 3),
@@ -191,12 +211,6 @@ class WatermarkResult:
             "tiles": self.tiles,
             "offset": [round(self.offset[0], 4), round(self.offset[1], 4)],
         }
-
-
-def payload_bytes(height: int, width: int) -> int:
-    """How many payload bytes a v3 mark carries on frames of HEIGHT × WIDTH: 4 (32 bits)
-    when the short side is under SMALL_FRAME_PX, else 8 (64 bits)."""
-    return profile(height, width).payload_bits // 8
 
 
 def masking(frame: np.ndarray) -> np.ndarray:
@@ -257,47 +271,95 @@ def embed(video: Video, payload: bytes, key: bytes, strength: float = DEFAULT_ST
 
 
 def _marked_frames(frames: np.ndarray, grid: np.ndarray, target_mse: float) -> np.ndarray:
-    """FRAMES with the chip GRID rendered, shaped by each frame's mask and scaled to
-    TARGET_MSE per frame."""
+    """FRAMES with the chip GRID rendered, shaped by each frame's mask, scaled to
+    TARGET_MSE per frame and then, all frames alike, to the clip's visibility budget."""
     _, h, w, _ = frames.shape
     pattern = render(grid, h, w, tiles(h, w))
     large = min(h, w) >= SMALL_FRAME_PX
-    limit, floor = RESIDUAL_LIMITS[large], RESIDUAL_FLOORS[large]
-    out = np.empty_like(frames)
     palette_like = _colour_count(frames) <= _PALETTE_COLOURS
+    shapes, amps = [], []
     cache: dict[bytes, float] = {}
-    for i, frame in enumerate(frames):
+    for frame in frames:
         f = frame.astype(np.float32)
         # clips of a few flat colours keep their edges as they are (see _flat)
         m = (pattern + _LIFT * _headroom_side(f)) * (_flat(frame) if palette_like else masking(frame))
         # static content repeats: reuse the amplitude of an identical frame
         digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
-        amp = cache.get(digest)
-        if amp is None:
-            amp = _frame_amplitude(f, m, target_mse)
-            amp = cache[digest] = _visibility_amplitude(frame, m, amp, limit, floor)
-        out[i] = np.clip(f + amp * m[..., None], 0, 255).round().astype(np.uint8)
+        if digest not in cache:
+            cache[digest] = _frame_amplitude(f, m, target_mse)
+        shapes.append(m)
+        amps.append(cache[digest])
+    scale = _visibility_scale(
+        frames,
+        shapes,
+        amps,
+        RESIDUAL_LIMITS[large],
+        RESIDUAL_FLOORS[large],
+        RESIDUAL_PAST[large],
+        MIDTONE_CAPS[large],
+    )
+    out = np.empty_like(frames)
+    for i, (frame, m, amp) in enumerate(zip(frames, shapes, amps, strict=True)):
+        out[i] = (
+            np.clip(frame.astype(np.float32) + scale * amp * m[..., None], 0, 255).round().astype(np.uint8)
+        )
     return out
 
 
-def _visibility_amplitude(
-    frame: np.ndarray, mark: np.ndarray, amp: float, limit: float, floor: float
+def _visibility_scale(
+    frames: np.ndarray,
+    shapes: list[np.ndarray],
+    amps: list[float],
+    limit: float,
+    floor: float,
+    past: float,
+    midtone_cap: float,
 ) -> float:
-    """AMP, or less where the mark at AMP would take the frame's flat-region residual past
-    LIMIT (see RESIDUAL_LIMITS; FLOOR is the mark's own allowance on a picture past it)."""
-    flat = flat_mask(frame)
-    if flat.sum() < 16:
-        return amp
-    f = frame.astype(np.float32)
-    host = high_pass(luma(f[None])[0])[flat]
-    marked = np.clip(f + amp * mark[..., None], 0, 255).round()
-    own = float((high_pass(luma(marked[None])[0])[flat] - host).std())
-    picture = float(host.std())
-    if picture >= limit:  # the limit cannot be kept whatever the mark does
-        budget = floor
+    """1, or the factor for every frame's amplitude that keeps the clip's flat-region
+    residual (pooled over its frames, as watermark_bench measures it) within LIMIT: the
+    mark's own part may have what the picture's own residual leaves of LIMIT, and at least
+    FLOOR, but no more than MIDTONE_CAP where most flat pixels are mid-tones (neither black
+    nor white); on a picture that is past LIMIT already, PAST or PAST_SHARE of the
+    picture's own residual, whichever is more. The marked frames are
+    rounded to whole grey levels, whose error does not shrink with the mark, so the factor
+    is found in a few steps, each measuring the rounded clip."""
+    rows = []
+    host_sq = count = saturated = 0.0
+    for frame, m, amp in zip(frames, shapes, amps, strict=True):
+        flat = flat_mask(frame)
+        if flat.sum() < 16:
+            continue
+        f = frame.astype(np.float32)
+        y = luma(f[None])[0]
+        host = high_pass(y)[flat]
+        rows.append((f, m, amp, flat, host))
+        host_sq += float(np.sum(host.astype(np.float64) ** 2))
+        count += float(flat.sum())
+        saturated += float(np.sum((y[flat] <= _SATURATED) | (y[flat] >= 255 - _SATURATED)))
+    if not rows:
+        return 1.0
+
+    def own(scale: float) -> float:
+        total = 0.0
+        for f, m, amp, flat, host in rows:
+            marked = np.clip(f + scale * amp * m[..., None], 0, 255).round()
+            total += float(np.sum((high_pass(luma(marked[None])[0])[flat] - host).astype(np.float64) ** 2))
+        return math.sqrt(total / count)
+
+    picture = math.sqrt(host_sq / count)
+    if picture < limit:
+        budget = max(math.sqrt(limit**2 - picture**2), floor)
+        if saturated < 0.5 * count:
+            budget = min(budget, midtone_cap)
     else:
-        budget = max(math.sqrt(limit**2 - picture**2), RESIDUAL_SHARE * limit)
-    return amp if own <= budget else amp * budget / own
+        budget = max(past, PAST_SHARE * picture)
+    scale, seen = 1.0, own(1.0)
+    for _ in range(3):
+        if seen <= budget * 1.01 or seen == 0:
+            break
+        scale *= budget / seen
+        seen = own(scale)
+    return scale
 
 
 def _headroom_side(frame: np.ndarray) -> np.ndarray:
@@ -337,12 +399,19 @@ def detect(video: Video, key: bytes) -> WatermarkResult:
     Returns a WatermarkResult; `detected` is False for unmarked clips and other keys with
     probability about 1 - 1e-6. The payload is the soft-Viterbi decode at the geometry
     found, reported only when its CRC-16 holds (payload_valid); a detected mark whose
-    decode fails the check has payload None. When no v3 mark is found, a v2 mark (a file
-    marked before v3) is looked for and reported with version 2. Refuses an empty key.
+    decode fails the check has payload None. When no v4 mark is found, a v3 mark and then
+    a v2 mark (files marked before v4) are looked for and reported with their version.
+    Refuses an empty key.
     """
-    result = _detect(video, key, decode_always=False)[0]
+    key = check_key(key)
+    prepared = prepare(video.frames)
+    spectra = fold_spectra(prepared)
+    result = _detect(prepared, spectra, key, VERSION, decode_always=False)[0]
     if result.detected:
         return result
+    v3 = _detect(prepared, spectra, key, VERSION_V3, decode_always=False)[0]
+    if v3.detected:
+        return v3
     old = watermark_v2.detect(video, key)
     if not old.detected:
         return result
@@ -365,16 +434,18 @@ def detect(video: Video, key: bytes) -> WatermarkResult:
 
 
 def detect_raw(video: Video, key: bytes) -> tuple[WatermarkResult, bytes]:
-    """The v3 detector's result, and the payload bits the decoder made at the best geometry
+    """The v4 detector's result, and the payload bits the decoder made at the best geometry
     whether or not the mark was detected and its check held: for measuring bit accuracy
     (watermark_bench), never to be reported as a payload. Refuses an empty key."""
-    return _detect(video, key, decode_always=True)
-
-
-def _detect(video: Video, key: bytes, decode_always: bool) -> tuple[WatermarkResult, bytes]:
     key = check_key(key)
     prepared = prepare(video.frames)
-    z, g, dy, dx = search(fold_spectra(prepared), key)
+    return _detect(prepared, fold_spectra(prepared), key, VERSION, decode_always=True)
+
+
+def _detect(
+    prepared: np.ndarray, spectra: list, key: bytes, version: int, decode_always: bool
+) -> tuple[WatermarkResult, bytes]:
+    z, g, dy, dx = search(spectra, key, version)
     prof = g.prof
     hypotheses = hypotheses_for(*prepared.shape)
     threshold, check_threshold = threshold_for(hypotheses), threshold_for(hypotheses, FPR_CHECKED)
@@ -412,18 +483,19 @@ def _detect(video: Video, key: bytes, decode_always: bool) -> tuple[WatermarkRes
         tiles=g.tiles,
         offset=(dx / prof.canon, dy / prof.canon),
         payload_bits=prof.payload_bits,
+        version=version,
     )
     return result, raw
 
 
 def pilot_scores(video: Video, keys: Iterable[bytes]) -> tuple[np.ndarray, float, float]:
-    """The v3 pilot score of `video` under each of `keys`, with the two thresholds detect
+    """The v4 pilot score of `video` under each of `keys`, with the two thresholds detect
     uses at this frame size (threshold, check_threshold): the false-positive measurement,
     with the frames prepared and folded once for all keys. Each score equals
-    `detect_raw(video, key)[0].score`; a score under check_threshold is never a v3 detection.
+    `detect_raw(video, key)[0].score`; a score under check_threshold is never a v4 detection.
     """
     prepared = prepare(video.frames)
     spectra = fold_spectra(prepared)
-    scores = np.array([search(spectra, check_key(k))[0] for k in keys], np.float64)
+    scores = np.array([search(spectra, check_key(k), VERSION)[0] for k in keys], np.float64)
     hypotheses = hypotheses_for(*prepared.shape)
     return scores, threshold_for(hypotheses), threshold_for(hypotheses, FPR_CHECKED)

@@ -1,8 +1,10 @@
-"""The v3 watermark's detector: prepare the frames, search the geometry a crop allows,
-read the cells (see watermark.py for the design)."""
+"""The watermark's detector: prepare the frames, search the geometry a crop allows, read
+the cells (see watermark.py for the design). Marks of v4 and v3 share everything here but
+the profile (pilot share and keyed layout), so one preparation serves both."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +18,7 @@ from kinema.provenance.watermark_grid import (
     Layout,
     Profile,
     contrast,
+    in_version,
     layout,
     luma,
     profile,
@@ -128,8 +131,12 @@ def fold_spectra(prepared: np.ndarray) -> list[tuple[Geometry, np.ndarray]]:
     return [(g, np.conj(np.fft.rfft2(folded(prepared, g)))) for g in geometries(*prepared.shape)]
 
 
-def search(spectra: list[tuple[Geometry, np.ndarray]], key: bytes) -> tuple[float, Geometry, int, int]:
-    """Best (z, geometry, dy, dx) of the pilot over the geometries; corr[d] = Σ fold[x]·tpl[x+d]."""
+def search(
+    spectra: list[tuple[Geometry, np.ndarray]], key: bytes, version: int
+) -> tuple[float, Geometry, int, int]:
+    """Best (z, geometry, dy, dx) of a VERSION mark's pilot over the geometries (whose
+    profile becomes that version's); corr[d] = Σ fold[x]·tpl[x+d]."""
+    spectra = [(dataclasses.replace(g, prof=in_version(g.prof, version)), f) for g, f in spectra]
     best: tuple[float, Geometry, int, int] = (-np.inf, spectra[0][0], 0, 0)
     for g, f_fold in spectra:
         canon = g.prof.canon

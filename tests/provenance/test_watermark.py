@@ -98,9 +98,8 @@ def test_v4_gives_a_quarter_of_the_cells_to_the_pilot_where_v3_gave_35_percent()
         new, old = grid.profile(size, size), grid.profile(size, size, grid.VERSION_V3)
         assert (new.grid, new.payload_bits) == (old.grid, old.payload_bits)
         assert new.pilots == round(0.25 * new.cells) and old.pilots == round(0.35 * old.cells)
-        assert not np.array_equal(grid.layout(KEY, new).pad, grid.layout(KEY, old).pad) or not np.array_equal(
-            grid.layout(KEY, new).pilot_cells[:20], grid.layout(KEY, old).pilot_cells[:20]
-        )
+        # keyed by the version: the two layouts share no pilot pattern
+        assert set(grid.layout(KEY, new).pilot_cells) != set(grid.layout(KEY, old).pilot_cells)
 
 
 def test_the_visibility_budget_holds_over_the_whole_clip():

@@ -67,13 +67,15 @@ def train_branch(
     say: Callable[[str], None] = print,
     auxiliary: Callable[[], torch.Tensor] | None = None,
     auxiliary_module: nn.Module | None = None,
+    distill: float = 0.0,
 ) -> nn.Module:
     """Train BRANCH on CLIPS for settings.steps steps, STEER(rows) giving the DiT's
     keyword arguments for a batch's rows; RECORD (JSON-ready: the branch's config, the
     command) is kept in every checkpoint; AUXILIARY(), called after each step's steer and
     forward, is a further loss on the branch (already weighted), and AUXILIARY_MODULE the
     training-only weights it learns with the branch (kept in checkpoints, never exported).
-    Returns the branch."""
+    DISTILL weighs a second target where CLIPS has teacher captions: the frozen DiT's own
+    velocity under those words, at the same noisy latents. Returns the branch."""
     from kinema.diffusion.flow import interpolate, sample_time
 
     for p in dit.parameters():
@@ -111,7 +113,6 @@ def train_branch(
         x_t = interpolate(clean, noise, times)
         predicted = dit(x_t, times, text[which], text_mask[which], **steering)
         loss = (predicted - (noise - clean)).square().mean()
-        distill = getattr(settings, "distill", 0.0)
         if distill and clips.teacher_ids is not None:
             # rows whose caption was dropped have nothing to say in words: no teacher
             told = ~dropped

@@ -150,6 +150,7 @@ def train_reference(
         say,
         anchor if settings.word_anchor or settings.look_weight else None,
         head if settings.look_weight else None,
+        distill=settings.distill,
     )
     return branch, config
 

@@ -277,73 +277,75 @@ def _marked_frames(frames: np.ndarray, grid: np.ndarray, target_mse: float) -> n
     pattern = render(grid, h, w, tiles(h, w))
     large = min(h, w) >= SMALL_FRAME_PX
     palette_like = _colour_count(frames) <= _PALETTE_COLOURS
-    shapes, amps = [], []
-    cache: dict[bytes, float] = {}
+    # static content repeats: each distinct frame is shaped, measured and marked once
+    distinct: dict[bytes, _Frame] = {}
+    order = []
     for frame in frames:
-        f = frame.astype(np.float32)
-        # clips of a few flat colours keep their edges as they are (see _flat)
-        m = (pattern + _LIFT * _headroom_side(f)) * (_flat(frame) if palette_like else masking(frame))
-        # static content repeats: reuse the amplitude of an identical frame
         digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
-        if digest not in cache:
-            cache[digest] = _frame_amplitude(f, m, target_mse)
-        shapes.append(m)
-        amps.append(cache[digest])
+        if digest not in distinct:
+            f = frame.astype(np.float32)
+            # clips of a few flat colours keep their edges as they are (see _flat)
+            m = (pattern + _LIFT * _headroom_side(f)) * (_flat(frame) if palette_like else masking(frame))
+            distinct[digest] = _Frame(f, m, _frame_amplitude(f, m, target_mse))
+        distinct[digest].count += 1
+        order.append(distinct[digest])
     scale = _visibility_scale(
-        frames,
-        shapes,
-        amps,
+        list(distinct.values()),
         RESIDUAL_LIMITS[large],
         RESIDUAL_FLOORS[large],
         RESIDUAL_PAST[large],
         MIDTONE_CAPS[large],
     )
-    out = np.empty_like(frames)
-    for i, (frame, m, amp) in enumerate(zip(frames, shapes, amps, strict=True)):
-        out[i] = (
-            np.clip(frame.astype(np.float32) + scale * amp * m[..., None], 0, 255).round().astype(np.uint8)
-        )
-    return out
+    marked = {id(d): d.marked(scale).astype(np.uint8) for d in distinct.values()}
+    return np.stack([marked[id(d)] for d in order])
+
+
+@dataclass
+class _Frame:
+    """One distinct frame of a clip being marked: its pixels (float32), the mark's shape
+    on it, its amplitude at the PSNR target, and how many frames of the clip it is."""
+
+    pixels: np.ndarray
+    shape: np.ndarray
+    amplitude: float
+    count: int = 0
+
+    def marked(self, scale: float) -> np.ndarray:
+        """The frame with the mark at SCALE times its amplitude, rounded (float32)."""
+        return np.clip(self.pixels + scale * self.amplitude * self.shape[..., None], 0, 255).round()
 
 
 def _visibility_scale(
-    frames: np.ndarray,
-    shapes: list[np.ndarray],
-    amps: list[float],
-    limit: float,
-    floor: float,
-    past: float,
-    midtone_cap: float,
+    frames: list[_Frame], limit: float, floor: float, past: float, midtone_cap: float
 ) -> float:
     """1, or the factor for every frame's amplitude that keeps the clip's flat-region
-    residual (pooled over its frames, as watermark_bench measures it) within LIMIT: the
-    mark's own part may have what the picture's own residual leaves of LIMIT, and at least
-    FLOOR, but no more than MIDTONE_CAP where most flat pixels are mid-tones (neither black
-    nor white); on a picture that is past LIMIT already, PAST or PAST_SHARE of the
-    picture's own residual, whichever is more. The marked frames are
-    rounded to whole grey levels, whose error does not shrink with the mark, so the factor
-    is found in a few steps, each measuring the rounded clip."""
+    residual (pooled over its FRAMES, each as many times as it occurs, as watermark_bench
+    measures it) within LIMIT: the mark's own part may have what the picture's own
+    residual leaves of LIMIT, and at least FLOOR, but no more than MIDTONE_CAP where most
+    flat pixels are mid-tones (neither black nor white); on a picture that is past LIMIT
+    already, PAST or PAST_SHARE of the picture's own residual, whichever is more. The
+    marked frames are rounded to whole grey levels, whose error does not shrink with the
+    mark, so the factor is found in a few steps, each measuring the rounded clip."""
     rows = []
     host_sq = count = saturated = 0.0
-    for frame, m, amp in zip(frames, shapes, amps, strict=True):
-        flat = flat_mask(frame)
+    for frame in frames:
+        flat = flat_mask(frame.pixels)
         if flat.sum() < 16:
             continue
-        f = frame.astype(np.float32)
-        y = luma(f[None])[0]
+        y = luma(frame.pixels[None])[0]
         host = high_pass(y)[flat]
-        rows.append((f, m, amp, flat, host))
-        host_sq += float(np.sum(host.astype(np.float64) ** 2))
-        count += float(flat.sum())
-        saturated += float(np.sum((y[flat] <= _SATURATED) | (y[flat] >= 255 - _SATURATED)))
+        rows.append((frame, flat, host))
+        host_sq += frame.count * float(np.sum(host.astype(np.float64) ** 2))
+        count += frame.count * float(flat.sum())
+        saturated += frame.count * float(np.sum((y[flat] <= _SATURATED) | (y[flat] >= 255 - _SATURATED)))
     if not rows:
         return 1.0
 
     def own(scale: float) -> float:
         total = 0.0
-        for f, m, amp, flat, host in rows:
-            marked = np.clip(f + scale * amp * m[..., None], 0, 255).round()
-            total += float(np.sum((high_pass(luma(marked[None])[0])[flat] - host).astype(np.float64) ** 2))
+        for frame, flat, host in rows:
+            residual = high_pass(luma(frame.marked(scale)[None])[0])[flat] - host
+            total += frame.count * float(np.sum(residual.astype(np.float64) ** 2))
         return math.sqrt(total / count)
 
     picture = math.sqrt(host_sq / count)

@@ -14,7 +14,16 @@ from kinema.errors import InputError
 from kinema.io import Video, read_video, write_video
 from kinema.pipelines.adapters import FORMAT, adapter_list, read_adapter
 from kinema.pipelines.loading import load
-from kinema.pipelines.lora import PREFIX, check_fits_folder, dit_sha256, mixed_in, target_names
+from kinema.pipelines.lora import (
+    PREFIX,
+    VAE_PREFIX,
+    check_fits_folder,
+    decoder_target_names,
+    dit_sha256,
+    mixed_in,
+    target_names,
+    vae_sha256,
+)
 from kinema.train import lora as lora_training
 from kinema.train.lora import LoRASettings, find_clips, train_lora
 from kinema.world import parse, render_frames
@@ -24,7 +33,9 @@ CAPTIONS = (
     "a big pink square staying still on a gray background",
     "a small pink circle growing on a white background",
 )
-QUICK = LoRASettings(rank=4, steps=4, batch=2, checkpoint_every=2)
+QUICK = LoRASettings(
+    rank=4, steps=4, batch=2, checkpoint_every=2, prior_clips=6, decoder_rank=2, decoder_batch=2
+)
 
 
 def lesson(folder, frames=9):
@@ -87,6 +98,13 @@ def test_cli_refuses_bad_folder_and_writes_nothing(capsys, tmp_path, monkeypatch
     assert not (home / "loras").exists()
     code, _, err = run(capsys, "lora", "train", str(tmp_path / "clips"), "--name", "../x")
     assert code == 2 and "adapter name" in err
+    for flag, value, message in (
+        ("--decoder-rank", "-1", "decoder rank"),
+        ("--prior", "1", "prior fraction"),
+    ):
+        code, _, err = run(capsys, "lora", "train", str(tmp_path / "clips"), "--name", "p", flag, value)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (home / "loras").exists()
 
 
 # ---------------------------------------------------------------------- training
@@ -103,13 +121,19 @@ def test_training_writes_adapter_card_and_plot(tiny_model, tmp_path):
     assert meta["format"] == FORMAT and meta["rank"] == "4"
     assert meta["base_dit_sha256"] == dit_sha256(tiny_model)
     assert dtypes == {torch.float16}
-    assert all(k.startswith(PREFIX) and k.endswith((".lora_A.weight", ".lora_B.weight")) for k in keys)
+    assert all(k.startswith((PREFIX, VAE_PREFIX)) for k in keys)
+    assert all(k.endswith((".lora_A.weight", ".lora_B.weight")) for k in keys)
     pipe = load(tiny_model)
-    modules = {k.removeprefix(PREFIX).rsplit(".lora_", 1)[0] for k in keys}
+    modules = {k.removeprefix(PREFIX).rsplit(".lora_", 1)[0] for k in keys if k.startswith(PREFIX)}
     assert modules == set(target_names(pipe.dit))
+    # the decoder's convolutions carry pairs too (a colour the codec never learned)
+    decoder = {k.removeprefix(VAE_PREFIX).rsplit(".lora_", 1)[0] for k in keys if k.startswith(VAE_PREFIX)}
+    assert decoder == set(decoder_target_names(pipe.vae)) and all(m.startswith("dec_") for m in decoder)
+    assert meta["decoder_rank"] == "2" and meta["base_vae_sha256"] == vae_sha256(tiny_model)
     card = json.loads((folder / "pink.json").read_text())
     assert card["captions"] == list(CAPTIONS) and card["steps"] == 4 and card["clips"] == 3
     assert card["base_model"] == "tiny-test" and len(card["clips_sha256"]) == 64
+    assert card["decoder_rank"] == 2 and card["prior_clips"] == 6 and card["prior_fraction"] == 0.5
     # a lora_B starts at zero (peft's init): after training it is not
     tensors = load_file(str(path))
     assert any(float(v.abs().max()) > 0 for k, v in tensors.items() if k.endswith("lora_B.weight"))
@@ -166,21 +190,60 @@ def _forward(dit, seed=0):
         return dit(x, torch.tensor([0.5]), text, torch.ones(1, 5, dtype=torch.bool))
 
 
+def _decoded(vae, seed=0):
+    # chunked: through each convolution's own forward, which peft's wrapped layers keep
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return vae.decode(torch.randn(1, vae.config.latent_channels, 2, 8, 8, generator=g), chunked=True)
+
+
 def test_mixing_changes_the_model_and_restores_it_exactly(tiny_model, tmp_path):
     path = trained(tiny_model, tmp_path)
-    dit = load(tiny_model).dit
-    before = {k: v.clone() for k, v in dit.state_dict().items()}
-    base = _forward(dit)
+    pipe = load(tiny_model)
+    dit, vae = pipe.dit, pipe.vae
+    before = {k: v.clone() for k, v in [*dit.state_dict().items(), *vae.state_dict().items()]}
+    base, base_pictures = _forward(dit), _decoded(vae)
     whole = read_adapter(str(path), 1.0)
     half = read_adapter(str(path), 0.5)
-    with mixed_in(dit, [whole]):
-        adapted = _forward(dit)
-    with mixed_in(dit, [half, half]):
-        twice_half = _forward(dit)
+    with mixed_in(dit, [whole], vae=vae):
+        adapted, adapted_pictures = _forward(dit), _decoded(vae)
+    with mixed_in(dit, [half, half], vae=vae):
+        twice_half, twice_half_pictures = _forward(dit), _decoded(vae)
     assert not torch.allclose(adapted, base)
+    assert not torch.allclose(adapted_pictures, base_pictures)
     assert torch.allclose(adapted, twice_half, atol=1e-5)
-    assert all(torch.equal(before[k], v) for k, v in dit.state_dict().items())
-    assert torch.equal(_forward(dit), base)
+    assert torch.allclose(adapted_pictures, twice_half_pictures, atol=1e-5)
+    after = [*dit.state_dict().items(), *vae.state_dict().items()]
+    assert all(torch.equal(before[k], v) for k, v in after)
+    assert torch.equal(_forward(dit), base) and torch.equal(_decoded(vae), base_pictures)
+    # decoder pairs need the VAE to mix into: refused, not dropped
+    with pytest.raises(InputError, match="which this VAE's decoder lacks"):
+        with mixed_in(dit, [whole]):
+            pass
+
+
+def test_decoder_rank_0_trains_the_dit_only(tiny_model, tmp_path):
+    import dataclasses
+
+    path = trained(
+        tiny_model, tmp_path, settings=dataclasses.replace(QUICK, decoder_rank=0, prior_fraction=0)
+    )
+    with safe_open(str(path), framework="pt") as f:
+        meta, keys = f.metadata(), list(f.keys())
+    assert keys and all(k.startswith(PREFIX) for k in keys)
+    assert "base_vae_sha256" not in meta and "decoder_rank" not in meta
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["decoder_rank"] == 0 and card["prior_clips"] == 0 and card["prior_fraction"] == 0
+
+
+def test_the_prior_is_the_world_v1_stream():
+    frames, captions = lora_training._prior(LoRASettings(prior_clips=12), 9, 32)
+    assert frames.shape == (12, 9, 32, 32, 3) and len(captions) == 12
+    assert all(parse(c).objects and all(o.colour != "pink" for o in parse(c).objects) for c in captions)
+    again, _ = lora_training._prior(LoRASettings(prior_clips=12), 9, 32)
+    assert np.array_equal(frames, again)
+    none, no_captions = lora_training._prior(LoRASettings(prior_fraction=0), 9, 32)
+    assert none.shape == (0, 9, 32, 32, 3) and no_captions == []
 
 
 def test_peft_loads_the_file_by_name(tiny_model, tmp_path):
@@ -188,16 +251,21 @@ def test_peft_loads_the_file_by_name(tiny_model, tmp_path):
 
     path = trained(tiny_model, tmp_path)
     adapter = read_adapter(str(path))
-    merged = load(tiny_model).dit
-    with mixed_in(merged, [adapter]):
-        expected = _forward(merged)
-    dit = load(tiny_model).dit
-    config = LoraConfig(r=4, lora_alpha=4, target_modules=target_names(dit))
-    dit = inject_adapter_in_model(config, dit)
-    state = {k.removeprefix(PREFIX): v.float() for k, v in load_file(str(path)).items()}
-    result = set_peft_model_state_dict(dit, state)
-    assert not result.unexpected_keys
-    assert torch.allclose(_forward(dit), expected, atol=1e-4)
+    merged = load(tiny_model)
+    with mixed_in(merged.dit, [adapter], vae=merged.vae):
+        expected, expected_pictures = _forward(merged.dit), _decoded(merged.vae)
+    pipe = load(tiny_model)
+    tensors = load_file(str(path))
+    for prefix, model, targets, rank in (
+        (PREFIX, pipe.dit, target_names(pipe.dit), 4),
+        (VAE_PREFIX, pipe.vae, decoder_target_names(pipe.vae), 2),
+    ):
+        model = inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets), model)
+        state = {k.removeprefix(prefix): v.float() for k, v in tensors.items() if k.startswith(prefix)}
+        result = set_peft_model_state_dict(model, state)
+        assert not result.unexpected_keys
+    assert torch.allclose(_forward(pipe.dit), expected, atol=1e-4)
+    assert torch.allclose(_decoded(pipe.vae), expected_pictures, atol=1e-4)
 
 
 def _forged(path, tmp_path, name, change):
@@ -229,12 +297,37 @@ def test_adapters_for_another_model_are_refused(tiny_model, tmp_path):
     def no_metadata(t, m):
         return t, {}
 
-    cases = {"keys": renamed, "shape": reshaped, "dit": other_dit, "plain": no_metadata}
+    decoder_key = next(k for k in load_file(str(path)) if k.startswith(VAE_PREFIX) and "lora_A" in k)
+
+    def other_vae(t, m):
+        return t, {**m, "base_vae_sha256": "0" * 64}
+
+    def decoder_reshaped(t, m):
+        t[decoder_key] = torch.zeros(2, t[decoder_key].shape[1] + 1, 3, 3, 3, dtype=torch.float16)
+        return t, m
+
+    def encoder_pair(t, m):
+        t["vae.enc_in.conv.lora_A.weight"] = t.pop(decoder_key)
+        t["vae.enc_in.conv.lora_B.weight"] = t.pop(decoder_key.replace("lora_A", "lora_B"))
+        return t, m
+
+    cases = {
+        "keys": renamed,
+        "shape": reshaped,
+        "dit": other_dit,
+        "plain": no_metadata,
+        "vae": other_vae,
+        "decoder-shape": decoder_reshaped,
+        "encoder": encoder_pair,
+    }
     messages = {
         "keys": "keys name no layer",
         "shape": "does not fit",
         "dit": "trained on another DiT",
         "plain": "not a kinema adapter",
+        "vae": "decoder pairs for another VAE",
+        "decoder-shape": "does not fit",
+        "encoder": "keys name no layer",
     }
     for name, change in cases.items():
         with pytest.raises(InputError, match=messages[name]):
@@ -276,7 +369,7 @@ def test_cli_generate_with_adapters(capsys, tiny_model, tmp_path):
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
         assert not (tmp_path / "bad.mp4").exists()
     code, out, _ = run(capsys, "lora", "list")
-    assert code == 0 and out.startswith("pink  base tiny-test  rank 4")
+    assert code == 0 and out.startswith("pink  base tiny-test  rank 4 (decoder 2)")
 
 
 def test_python_door_takes_lora(tiny_model, tmp_path):

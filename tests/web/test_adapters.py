@@ -25,6 +25,7 @@ def test_adapters_are_listed_and_chosen_by_name(client):
     client, auth = client
     listed = client.get("/api/adapters", headers=auth).json()
     assert [a["name"] for a in listed] == ["sparkle"] and listed[0]["rank"] == 2
+    assert listed[0]["decoder_rank"] == 0  # a random adapter without a card: DiT pairs only
     job = client.post(
         "/api/jobs", headers=auth, json={"prompt": PROMPT, "adapters": [{"name": "sparkle", "scale": 0.5}]}
     )

@@ -31,19 +31,36 @@ def train(
     steps: Annotated[int, typer.Option(help="Training steps.")] = 600,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = 1e-3,
     batch: Annotated[int, typer.Option(help="Clips a step.")] = 8,
+    decoder_rank: Annotated[
+        int,
+        typer.Option(
+            help="Rank of the pairs on the VAE decoder, which let a colour the codec never learned "
+            "come out as it is; 0: the adapter leaves the decoder as it is."
+        ),
+    ] = 8,
+    prior: Annotated[
+        float,
+        typer.Option(
+            help="Share of every batch drawn from the model's own world, so it keeps what it knew; "
+            "0: only your clips."
+        ),
+    ] = 0.5,
     model: ModelOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue NAME's stopped training.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing adapter NAME.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train adapter NAME on FOLDER's captioned clips (peft LoRA on the DiT's attention,
-    MLP and text projections); writes NAME.safetensors, its card NAME.json and a loss plot.
+    MLP and text projections, and on the VAE decoder's convolutions); writes
+    NAME.safetensors, its card NAME.json and a loss plot.
 
     Example: kinema lora train clips/ --name pink --steps 300
     """
     from kinema.train.lora import LoRASettings, train_lora
 
-    settings = LoRASettings(rank=rank, steps=steps, lr=lr, batch=batch)
+    settings = LoRASettings(
+        rank=rank, steps=steps, lr=lr, batch=batch, decoder_rank=decoder_rank, prior_fraction=prior
+    )
     command = shlex.join(["kinema", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("kinema") else ""
     path = train_lora(
         folder,
@@ -77,7 +94,8 @@ def list_adapters(as_json: JsonOption = False) -> None:
     for a in adapters:
         card = a.get("card") or {}
         trained = f"{card.get('steps')} steps on {card.get('clips')} clips" if card else "no card"
+        decoder = f" (decoder {card['decoder_rank']})" if card.get("decoder_rank") else ""
         typer.echo(
-            f"{a['name']}  base {a.get('base_model') or '?'}  rank {a.get('rank') or '?'}  "
+            f"{a['name']}  base {a.get('base_model') or '?'}  rank {a.get('rank') or '?'}{decoder}  "
             f"{a['bytes'] / 1e6:.2f} MB  {trained}"
         )

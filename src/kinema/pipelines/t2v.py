@@ -68,11 +68,12 @@ class TextToVideo:
 
     def adapted(self, adapters):
         """A context manager: ADAPTERS (kinema.pipelines.adapters.AdapterFile, checked to fit
-        this DiT) mixed into the DiT by their scales for the calls inside it; the DiT's
-        own weights come back exactly on exit."""
+        this model) mixed into the DiT, and the VAE's decoder where they carry decoder
+        pairs, by their scales for the calls inside it; the model's own weights come back
+        exactly on exit."""
         from kinema.pipelines.lora import mixed_in
 
-        return mixed_in(self.dit, adapters)
+        return mixed_in(self.dit, adapters, vae=self.vae)
 
     # ---------------------------------------------------------------- sizes
 

@@ -35,6 +35,7 @@ from kinema.errors import InputError
 # Barriers wait while rank 0 alone builds a latent cache, validates or writes a
 # checkpoint: hours for a large cache, far past the collectives' default timeout.
 WAIT = timedelta(hours=6)
+LEAVE_WAIT = timedelta(seconds=60)  # how long a finished rank waits for the others at exit
 
 _control = None  # the gloo group for barriers and agreements, made once a process
 
@@ -132,6 +133,13 @@ def _leave() -> None:
     # threads are torn down out of order and the process aborts ("terminate called
     # without an active exception") after training finished. Free the wrappers first.
     gc.collect()
+    try:
+        # leave together: a rank that tears the group down while its peer is still in the
+        # last collective (the final checkpoint's barrier) made gloo abort the peer, once
+        # in the test suite
+        dist.monitored_barrier(group=_control, timeout=LEAVE_WAIT)
+    except RuntimeError:
+        pass  # a peer already gone (killed, crashed): there is nobody to wait for
     dist.destroy_process_group()
 
 

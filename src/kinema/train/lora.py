@@ -8,6 +8,17 @@ MLP and text projections (kinema.pipelines.lora.target_names); only they train, 
 model's own flow-matching loss with text dropout (so guidance works) and a share of
 first-frame conditions (so image-to-video and extension keep working with the adapter).
 
+A share of every batch (prior_fraction) are clips of the model's own world with their
+canonical captions, rendered and encoded once: DreamBooth's prior preservation, so the
+adapter does not make the model forget what it knew.
+
+A colour the codec never learned cannot come out of the decoder however well the DiT
+learns it (the built-in VAE returns pink as red or purple). So an adapter also carries
+rank-r pairs on the VAE decoder's convolutions (decoder_rank; 0: none), trained in the
+same steps on the clips' own round trip (L1 + MSE; the clips also mirrored, beside world
+clips). The encoder stays as it is, so the latents the DiT pairs learn from are the
+model's own.
+
 A step's batch, times and noise are pure functions of the step number, so a run killed
 between checkpoints resumes (--resume) onto the same numbers. What it writes, in
 KINEMA_HOME/loras: NAME.safetensors (fp16, diffusers/peft key names, metadata with the
@@ -30,10 +41,18 @@ import torch
 
 from kinema.errors import InputError
 from kinema.pipelines.adapters import FORMAT, SUFFIX, check_name, loras_dir
-from kinema.pipelines.lora import PREFIX, dit_sha256, target_names
+from kinema.pipelines.lora import (
+    PREFIX,
+    VAE_PREFIX,
+    decoder_target_names,
+    dit_sha256,
+    target_names,
+    vae_sha256,
+)
 
 CLIP_SUFFIXES = (".mp4", ".webm", ".gif")
 MIN_FRAMES = 5  # one latent step of the causal VAE (1 + 4)
+PRIOR_STREAM = 0x9A10  # the world stream they come from (training_sample's stream)
 
 
 @dataclass(frozen=True)
@@ -41,7 +60,10 @@ class LoRASettings:
     """How an adapter trains: rank and alpha (alpha = rank when None) of every pair, steps,
     learning rate (AdamW, linear warmup then constant), clips a step, the seed of the
     batch draws, the share of steps given the first frame as a condition, and how often
-    the run's state is saved."""
+    the run's state is saved; the share of every batch drawn from the model's own world
+    (prior preservation; 0: only the user's clips), the rank of the pairs on the VAE
+    decoder's convolutions (0: the adapter leaves the codec as it is) and the clips of a
+    decoder step."""
 
     rank: int = 8
     alpha: float | None = None
@@ -53,6 +75,10 @@ class LoRASettings:
     first_frame_fraction: float = 0.2
     text_dropout: float = 0.1
     checkpoint_every: int = 50
+    prior_fraction: float = 0.5
+    prior_clips: int = 256  # world clips a run holds for prior preservation (rendered once)
+    decoder_rank: int = 8
+    decoder_batch: int = 4
 
     def check(self) -> None:
         """Refuse (InputError) settings out of range, before any work."""
@@ -64,6 +90,21 @@ class LoRASettings:
             raise InputError(f"lr must be in (0, 1], got {self.lr}")
         if not 1 <= self.batch <= 1024:
             raise InputError(f"batch must be between 1 and 1024, got {self.batch}")
+        if not 0 <= self.decoder_rank <= 256:
+            raise InputError(
+                f"decoder rank must be between 0 (no decoder pairs) and 256, got {self.decoder_rank}"
+            )
+        if not 0 <= self.prior_fraction < 1:
+            raise InputError(f"prior fraction must be in [0, 1), got {self.prior_fraction}")
+        if not 1 <= self.prior_clips <= 100_000:
+            raise InputError(f"prior clips must be between 1 and 100000, got {self.prior_clips}")
+        if not 1 <= self.decoder_batch <= 1024:
+            raise InputError(f"decoder batch must be between 1 and 1024, got {self.decoder_batch}")
+
+    def prior_rows(self, batch: int) -> int:
+        """How many of BATCH rows are world clips (prior preservation); at least one
+        user clip a batch."""
+        return min(batch - 1, round(batch * self.prior_fraction))
 
 
 @dataclass(frozen=True)
@@ -204,7 +245,6 @@ def train_lora(
     from kinema.diffusion.flow import flow_loss, sample_time
     from kinema.pipelines.loading import load, resolve_model
     from kinema.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors
-    from kinema.train.data import pixels_to_tensor
 
     settings.check()
     check_destination(name, resume, force)
@@ -248,42 +288,66 @@ def train_lora(
             )
     run.mkdir(parents=True, exist_ok=True)
 
-    # latents once: the VAE is frozen, and a clip's latents never change
+    # latents once: the encoder is frozen, and a clip's latents never change
+    prior_frames, prior_captions = _prior(settings, frames.shape[1], size)
+    cache_key = hashlib.sha256(
+        f"{data_hash}:{settings.seed}:{len(prior_frames)}:{settings.decoder_rank > 0}".encode()
+    ).hexdigest()
     latents_file = run / "latents.safetensors"
     cached = load_file(str(latents_file)) if latents_file.is_file() else {}
-    if cached.get("hash") is not None and bytes(cached["hash"].tolist()).hex() == data_hash:
-        x0 = cached["latents"]
+    if cached.get("hash") is not None and bytes(cached["hash"].tolist()).hex() == cache_key:
+        x0, prior, variants = cached["latents"], cached["prior"], cached["variants"]
     else:
-        with torch.no_grad():
-            x0 = pipe.vae.encode(pixels_to_tensor(frames)).contiguous()
-        digest = torch.tensor(list(bytes.fromhex(data_hash)), dtype=torch.uint8)
-        save_file({"latents": x0, "hash": digest}, str(latents_file))
+        x0, prior = _encoded(pipe.vae, frames), _encoded(pipe.vae, prior_frames)
+        # the decoder also learns the clips mirrored (a codec has no left or right)
+        variants = _encoded(pipe.vae, _flips(frames)) if settings.decoder_rank else x0[:0]
+        digest = torch.tensor(list(bytes.fromhex(cache_key)), dtype=torch.uint8)
+        save_file({"latents": x0, "prior": prior, "variants": variants, "hash": digest}, str(latents_file))
     captions = [c.caption for c in clips]
     with torch.no_grad():
-        text, text_mask = pipe.text_encoder.encode([*captions, ""])
+        text, text_mask = pipe.text_encoder.encode([*captions, *prior_captions, ""])
 
     dit = pipe.dit.train()
     dit.requires_grad_(False)
     alpha = float(settings.alpha if settings.alpha is not None else settings.rank)
     config = LoraConfig(r=settings.rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=target_names(dit))
+    vae = pipe.vae
     with torch.random.fork_rng():  # lora_A's random start from the seed: the same command, the same adapter
         torch.manual_seed(settings.seed)
         dit = inject_adapter_in_model(config, dit)
-    params = [p for n, p in dit.named_parameters() if "lora_" in n]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
-    start, losses, seconds = 0, [], 0.0
+        if settings.decoder_rank:
+            r = settings.decoder_rank
+            decoder_config = LoraConfig(
+                r=r, lora_alpha=float(r), lora_dropout=0.0, target_modules=decoder_target_names(vae)
+            )
+            vae = inject_adapter_in_model(decoder_config, vae)
+    models = {PREFIX: dit, **({VAE_PREFIX: vae} if settings.decoder_rank else {})}
+    groups = [[p for n, p in m.named_parameters() if "lora_" in n] for m in models.values()]
+    optimizer = torch.optim.AdamW([{"params": g} for g in groups], lr=settings.lr, weight_decay=0.0)
+    start, losses, decoder_losses, seconds = 0, [], [], 0.0
     if resume:
         tensors = load_file(str(run / "state.safetensors"))
-        set_peft_model_state_dict(dit, {k: v for k, v in tensors.items() if not k.startswith("opt.")})
+        for prefix, m in models.items():
+            set_peft_model_state_dict(
+                m, {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+            )
         optimizer_from_tensors(optimizer, tensors, state["optimizer"])
         start, losses, seconds = (
             int(state["step"]),
             [tuple(x) for x in state["losses"]],
             float(state["seconds"]),
         )
+        decoder_losses = [tuple(x) for x in state.get("decoder_losses", [])]
+
+    def adapter_tensors() -> dict[str, torch.Tensor]:
+        return {
+            f"{prefix}{k}": v.detach().clone().contiguous()
+            for prefix, m in models.items()
+            for k, v in get_peft_model_state_dict(m).items()
+        }
 
     def save_state(step: int) -> None:
-        tensors = {k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(dit).items()}
+        tensors = adapter_tensors()
         optimizer_tensors, optimizer_scalars = optimizer_to_tensors(optimizer)
         tensors.update(optimizer_tensors)
         save_file(tensors, str(run / "state.safetensors.tmp"))
@@ -291,6 +355,7 @@ def train_lora(
         record = {
             "step": step,
             "losses": losses,
+            "decoder_losses": decoder_losses,
             "seconds": seconds,
             "clips_sha256": data_hash,
             "base_dit_sha256": base_dit,
@@ -300,20 +365,29 @@ def train_lora(
         (run / "state.json.tmp").write_text(json.dumps(record))
         (run / "state.json.tmp").replace(run / "state.json")
 
-    b, n = settings.batch, len(clips)
+    b, n, m_prior = settings.batch, len(clips), len(prior)
+    own = (
+        (np.concatenate([frames, _flips(frames)]), torch.cat([x0, variants]))
+        if settings.decoder_rank
+        else None
+    )
+    x_all = torch.cat([x0, prior])
+    own_rows = b - (settings.prior_rows(b) if m_prior else 0)
     _, _, t, h, w = x0.shape
     progress = _Bar(show_progress, settings.steps, start, name)
     began = time.perf_counter()
     for step in range(start, settings.steps):
         rng = np.random.default_rng([settings.seed, step])
-        rows = rng.integers(n, size=b)
+        rows = np.concatenate(
+            [rng.integers(n, size=own_rows), n + rng.integers(max(m_prior, 1), size=b - own_rows)]
+        )
         dropped = rng.random(b) < settings.text_dropout
         first = rng.random(b) < settings.first_frame_fraction
-        which = torch.from_numpy(np.where(dropped, n, rows))
+        which = torch.from_numpy(np.where(dropped, n + m_prior, rows))
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
         times = sample_time(b, generator=generator)
         noise = torch.randn((b, *x0.shape[1:]), generator=generator)
-        clean = x0[torch.from_numpy(rows)]
+        clean = x_all[torch.from_numpy(rows)]
         mask = _first_frame_masks(first, t, h, w)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * min(1.0, (step + 1) / max(1, settings.warmup))
@@ -323,11 +397,16 @@ def train_lora(
 
         # the first frame is given clean (weight 0), as the sampler holds a first image
         loss = flow_loss(velocity, clean, t=times, noise=noise, weight=1 - mask)
+        losses.append((step + 1, round(loss.item(), 5)))
+        if settings.decoder_rank:
+            decoder_loss = _decoder_loss(vae, settings, step, own, (prior_frames, prior))
+            decoder_losses.append((step + 1, round(decoder_loss.item(), 5)))
+            loss = loss + decoder_loss  # disjoint parameters: each part's gradient is its own
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        for group in groups:
+            torch.nn.utils.clip_grad_norm_(group, 1.0)
         optimizer.step()
-        losses.append((step + 1, round(loss.item(), 5)))
         progress.advance(losses[-1][1])
         if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
             seconds_now = seconds + time.perf_counter() - began
@@ -335,10 +414,7 @@ def train_lora(
             save_state(step + 1)
     progress.close()
     dit.eval()
-    lora = {
-        f"{PREFIX}{k}": v.detach().to(torch.float16).contiguous()
-        for k, v in get_peft_model_state_dict(dit).items()
-    }
+    lora = {k: v.to(torch.float16).contiguous() for k, v in adapter_tensors().items()}
     card = {
         "name": name,
         "format": FORMAT,
@@ -347,9 +423,13 @@ def train_lora(
         "base_dit_sha256": base_dit,
         "rank": settings.rank,
         "alpha": alpha,
+        "decoder_rank": settings.decoder_rank,
+        **({"base_vae_sha256": vae_sha256(folder_of_model)} if settings.decoder_rank else {}),
         "steps": settings.steps,
         "lr": settings.lr,
         "batch": settings.batch,
+        "prior_fraction": settings.prior_fraction if m_prior else 0.0,
+        "prior_clips": m_prior,
         "clips": len(clips),
         "frames": int(frames.shape[1]),
         "size": size,
@@ -357,9 +437,65 @@ def train_lora(
         "clips_sha256": data_hash,
         "train_seconds": round(seconds, 1),
         "final_loss": _smoothed(losses),
+        **({"final_decoder_loss": _smoothed(decoder_losses)} if settings.decoder_rank else {}),
         "command": command,
     }
-    return _write_adapter(name, lora, card, losses)
+    return _write_adapter(name, lora, card, losses, decoder_losses)
+
+
+def _encoded(vae, frames: np.ndarray, chunk: int = 32) -> torch.Tensor:
+    """The standardised latents of uint8 clips (N, L, S, S, 3), CHUNK clips at a time."""
+    from kinema.train.data import pixels_to_tensor
+
+    with torch.no_grad():
+        parts = [vae.encode(pixels_to_tensor(frames[i : i + chunk])) for i in range(0, len(frames), chunk)]
+    return torch.cat(parts).contiguous() if parts else torch.zeros(0, *vae.latent_shape(*frames.shape[1:4]))
+
+
+def _flips(frames: np.ndarray) -> np.ndarray:
+    """The clips mirrored left-right, then upside down: (2N, L, S, S, 3)."""
+    return np.concatenate([frames[:, :, :, ::-1], frames[:, :, ::-1]]).copy()
+
+
+def _prior(settings: LoRASettings, length: int, size: int) -> tuple[np.ndarray, list[str]]:
+    """settings.prior_clips clips of the model's own world (the v1 training stream: no held-out
+    pair, no colour outside v1), LENGTH frames at SIZE, and their captions: what the
+    adapter must not forget. None of them when prior_fraction is 0."""
+    from kinema.world.dataset import training_sample
+
+    count = settings.prior_clips if settings.prior_fraction else 0
+    samples = [
+        training_sample(settings.seed, PRIOR_STREAM, i, frames=length, size=size) for i in range(count)
+    ]
+    frames = (
+        np.stack([s.frames for s in samples]) if samples else np.zeros((0, length, size, size, 3), np.uint8)
+    )
+    return frames, [s.prompt for s in samples]
+
+
+def _decoder_loss(
+    vae,
+    settings: LoRASettings,
+    step: int,
+    own: tuple[np.ndarray, torch.Tensor],
+    world: tuple[np.ndarray, torch.Tensor],
+) -> torch.Tensor:
+    """One decoder step's loss, L1 + MSE of the round trip of the user's clips (each as
+    it is or mirrored: OWN's pixels and latents) beside world clips (WORLD's), so the
+    decoder keeps every colour it knew. Its draws are pure functions of the step, like
+    the DiT's."""
+    from kinema.train.data import pixels_to_tensor
+
+    rng = np.random.default_rng([settings.seed, step, 0xDEC])
+    d = settings.decoder_batch
+    world_rows = settings.prior_rows(d) if len(world[1]) else 0
+    mine = rng.integers(len(own[1]), size=d - world_rows)
+    theirs = rng.integers(max(len(world[1]), 1), size=world_rows)
+    x = pixels_to_tensor(np.concatenate([own[0][mine], world[0][theirs]]))
+    z = torch.cat([own[1][torch.from_numpy(mine)], world[1][torch.from_numpy(theirs)]])
+    raw = z * vae.latent_std.view(1, -1, 1, 1, 1) + vae.latent_mean.view(1, -1, 1, 1, 1)
+    error = vae.decode_raw(raw) - x
+    return error.abs().mean() + error.pow(2).mean()
 
 
 def _smoothed(losses: list[tuple[int, float]], last: int = 50) -> float | None:
@@ -368,9 +504,12 @@ def _smoothed(losses: list[tuple[int, float]], last: int = 50) -> float | None:
     return round(float(np.mean(tail)), 5) if tail else None
 
 
-def _write_adapter(name: str, lora: dict[str, torch.Tensor], card: dict, losses: list) -> Path:
-    """NAME.safetensors (the card in its metadata), NAME.json and NAME.loss.png, each
-    replaced atomically; the adapter last, so a finished adapter always has its card."""
+def _write_adapter(
+    name: str, lora: dict[str, torch.Tensor], card: dict, losses: list, decoder_losses: list = ()
+) -> Path:
+    """NAME.safetensors (the card in its metadata), NAME.json and NAME.loss.png (the DiT's
+    loss, and the decoder's where it has pairs), each replaced atomically; the adapter
+    last, so a finished adapter always has its card."""
     from safetensors.torch import save_file
 
     from kinema.io.atomic import publishable, write_json
@@ -378,13 +517,28 @@ def _write_adapter(name: str, lora: dict[str, torch.Tensor], card: dict, losses:
 
     folder = loras_dir(create=True)
     write_json(folder / f"{name}.json", card)
-    plot_curves(folder / f"{name}.loss.png", losses, [], "", f"adapter {name}: loss")
+    plot_curves(
+        folder / f"{name}.loss.png",
+        losses,
+        list(decoder_losses),
+        "decoder round-trip loss" if decoder_losses else "",
+        f"adapter {name}: loss",
+    )
     metadata = {
         "format": FORMAT,
         "rank": str(card["rank"]),
         "alpha": str(card["alpha"]),
         "base_dit_sha256": card["base_dit_sha256"],
         "base_model": card["base_model"],
+        **(
+            {
+                "decoder_rank": str(card["decoder_rank"]),
+                "decoder_alpha": str(float(card["decoder_rank"])),
+                "base_vae_sha256": card["base_vae_sha256"],
+            }
+            if card.get("decoder_rank")
+            else {}
+        ),
         "card": json.dumps(card),
     }
     path = _destination(name)

@@ -17,8 +17,9 @@ router = APIRouter()
 
 @router.get("/api/adapters")
 def adapters(caller: Caller) -> list[dict[str, Any]]:
-    """Every readable adapter: name, base_model, rank, bytes, and from its card the
-    training steps, the number of clips and their captions. Jobs name them in `adapters`."""
+    """Every readable adapter: name, base_model, rank, bytes, and from its card the rank
+    of its decoder pairs (0: none), the training steps, the number of clips and their
+    captions. Jobs name them in `adapters`."""
     out = []
     for entry in adapter_list():
         if "error" in entry:
@@ -29,6 +30,7 @@ def adapters(caller: Caller) -> list[dict[str, Any]]:
                 "name": entry["name"],
                 "base_model": entry.get("base_model"),
                 "rank": entry.get("rank"),
+                "decoder_rank": int(card.get("decoder_rank") or 0),
                 "bytes": entry["bytes"],
                 "steps": card.get("steps"),
                 "clips": card.get("clips"),

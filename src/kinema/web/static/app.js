@@ -115,7 +115,7 @@ async function showAdapters() {
   }
   for (const adapter of adapters) {
     const label = document.createElement("label");
-    label.title = `base ${adapter.base_model}, rank ${adapter.rank}, ${adapter.steps} steps on ${adapter.clips} clips`;
+    label.title = `base ${adapter.base_model}, rank ${adapter.rank}${adapter.decoder_rank ? ` (decoder ${adapter.decoder_rank})` : ""}, ${adapter.steps} steps on ${adapter.clips} clips`;
     const slider = Object.assign(document.createElement("input"), { type: "range", min: "-2", max: "2", step: "0.1", value: "0" });
     slider.dataset.adapter = adapter.name;
     slider.setAttribute("aria-label", `strength of ${adapter.name}`);

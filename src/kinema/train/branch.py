@@ -65,14 +65,15 @@ def train_branch(
     resume: bool,
     record: dict,
     say: Callable[[str], None] = print,
-    auxiliary: Callable[[], torch.Tensor] | None = None,
+    auxiliary: Callable[[torch.Tensor, dict], torch.Tensor] | None = None,
     auxiliary_module: nn.Module | None = None,
     distill: float = 0.0,
 ) -> nn.Module:
     """Train BRANCH on CLIPS for settings.steps steps, STEER(rows) giving the DiT's
     keyword arguments for a batch's rows; RECORD (JSON-ready: the branch's config, the
-    command) is kept in every checkpoint; AUXILIARY(), called after each step's steer and
-    forward, is a further loss on the branch (already weighted), and AUXILIARY_MODULE the
+    command) is kept in every checkpoint; AUXILIARY(rows, steering), called after each
+    step's forward with the batch's rows and what STEER gave for them, is a further loss
+    on the branch (already weighted), and AUXILIARY_MODULE the
     training-only weights it learns with the branch (kept in checkpoints, never exported).
     DISTILL weighs a second target where CLIPS has teacher captions: the frozen DiT's own
     velocity under those words, at the same noisy latents. Returns the branch."""
@@ -121,7 +122,7 @@ def train_branch(
                 target = dit(x_t[told], times[told], text[teacher], text_mask[teacher])
             loss = loss + distill * (predicted[told] - target).square().mean()
         if auxiliary is not None:
-            loss = loss + auxiliary()
+            loss = loss + auxiliary(rows, steering)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(branch.parameters(), 1.0)

@@ -119,15 +119,13 @@ def train_reference(
     anchors = look_anchors(data, pipe.text_encoder)
     colours, shapes = look_labels(data)
     head = nn.Linear(dit.config.text_dim, len(COLOURS) + len(SHAPES))
-    batch: dict = {}
 
     def steer(rows: torch.Tensor) -> dict:
         shown = pictures[rows].permute(0, 3, 1, 2).float() / 127.5 - 1
-        batch["rows"], batch["words"] = rows, branch.tokens(references[rows].float(), shown)
-        return {"reference": Referencing(branch, batch["words"])}
+        return {"reference": Referencing(branch, branch.tokens(references[rows].float(), shown))}
 
-    def anchor() -> torch.Tensor:
-        words, rows = batch["words"].mean(1), batch["rows"]
+    def anchor(rows: torch.Tensor, steering: dict) -> torch.Tensor:
+        words = steering["reference"].tokens.mean(1)
         loss = settings.word_anchor * (words - anchors[rows]).square().mean()
         if settings.look_weight:
             logits = head(words)

@@ -118,6 +118,36 @@ def test_the_look_lesson_resumes_exactly_with_its_training_only_head(controlled_
     assert set(first.state_dict()) == set(plain.state_dict())
 
 
+def test_word_anchors_are_the_colour_and_shape_words_in_context():
+    from kinema.models.text import MiniLMTextEncoder
+    from kinema.train.reference import word_anchors
+
+    encoder = MiniLMTextEncoder()
+    captions = [
+        "a big cyan triangle moving right on a black background",
+        "a red square growing on a white background",
+    ]
+    data = {"prompts": captions, "teacher_ids": torch.tensor([1, 0, 1])}
+    anchors = word_anchors(data, encoder)
+    assert anchors.shape == (3, 2, encoder.dim)
+    states, _ = encoder.encode(captions)
+    # [CLS] a big cy ##an triangle …: cyan is the mean of its two word pieces
+    assert torch.allclose(anchors[1, 0], states[0, 3:5].mean(0)) and torch.allclose(
+        anchors[1, 1], states[0, 5]
+    )
+    # [CLS] a red square …
+    assert torch.allclose(anchors[0, 0], states[1, 2]) and torch.allclose(anchors[0, 1], states[1, 3])
+    assert torch.equal(anchors[0], anchors[2])
+
+
+def test_the_per_word_anchor_trains(controlled_model, tmp_path):
+    quick = ReferenceSettings(steps=2, batch=2, clips=4, frames=9, checkpoint_every=2, anchor_words=True)
+    words, _ = train_reference(str(controlled_model), tmp_path / "a", quick, False, "", lambda s: None)
+    mean = ReferenceSettings(**{**quick.__dict__, "anchor_words": False})
+    means, _ = train_reference(str(controlled_model), tmp_path / "b", mean, False, "", lambda s: None)
+    assert not torch.equal(words.to_words[1].weight, means.to_words[1].weight)
+
+
 def test_a_run_can_start_from_a_branch_without_the_pixel_path(controlled_model, tmp_path):
     quick = ReferenceSettings(steps=2, batch=2, clips=4, frames=9)
     first, _ = train_reference(str(controlled_model), tmp_path / "a", quick, False, "", lambda s: None)

@@ -3,7 +3,8 @@ adapter a pipeline is handed (name, path, scale, SHA-256, metadata, tensor shape
 
 An adapter is a safetensors file with diffusers/peft key names
 (`transformer.<module path>.lora_A.weight` / `.lora_B.weight`). kinema's own adapters
-carry metadata {format: "kinema-lora/1", rank, alpha, base_dit_sha256, base_model};
+carry metadata {format: "kinema-lora/1", rank, alpha, base_dit_sha256, base_model}, and
+those with pairs on the VAE decoder also {decoder_rank, decoder_alpha, base_vae_sha256};
 diffusers-format files for the large models may carry none. `--lora X[:S]` names X in
 KINEMA_HOME/loras first (X.safetensors), then as a path.
 """
@@ -112,10 +113,10 @@ def read_adapter(source: str, scale: float = 1.0) -> AdapterFile:
         k.endswith("lora_B.weight") for k in shapes
     ):
         raise InputError(f"adapter '{path}' holds no LoRA weights (no lora_A / lora_B keys)")
-    for key in ("rank", "alpha"):
+    for key in ("rank", "alpha", "decoder_rank", "decoder_alpha"):
         if key in metadata:
             try:
-                metadata[key] = float(metadata[key]) if key == "alpha" else int(metadata[key])
+                metadata[key] = float(metadata[key]) if key.endswith("alpha") else int(metadata[key])
             except ValueError:
                 raise InputError(f"adapter '{path}': metadata {key} is not a number") from None
     if "card" in metadata:

@@ -237,9 +237,11 @@ def branch_main(argv: list[str] | None, module: str, doc: str, settings_class, t
         "--export", type=Path, default=None, help="write what the run trained beside this model folder's DiT"
     )
     for field in dataclasses.fields(settings_class):
-        parser.add_argument(
-            f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default
-        )
+        flag = f"--{field.name.replace('_', '-')}"
+        if isinstance(field.default, bool):  # --x / --no-x (bool("False") would be True)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        else:
+            parser.add_argument(flag, type=type(field.default), default=field.default)
     args = parser.parse_args(argv)
     if args.export is not None:
         export(args.out, args.export)

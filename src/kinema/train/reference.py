@@ -57,6 +57,10 @@ class ReferenceSettings:
     # weight of the word anchor: the pseudo-words' mean held to the text encoder's mean
     # token state of the words they stand for ("red circle")
     word_anchor: float = 1.0
+    # the anchor per word instead: pseudo-word 0 held to the colour word's token state and
+    # pseudo-word 1 to the shape word's, each as the canonical caption says it (in context),
+    # so the shape has a target of its own (the phrases' means differ mostly by colour)
+    anchor_words: bool = False
     # weight of the look lesson: a training-only linear head must read the reference's
     # colour and shape from the pseudo-words' mean (cross-entropy), so they say the shape
     look_weight: float = 0.0
@@ -116,7 +120,7 @@ def train_reference(
     references = data["extras"]
     pictures = data["extra_pixels"]
 
-    anchors = look_anchors(data, pipe.text_encoder)
+    anchors = (word_anchors if settings.anchor_words else look_anchors)(data, pipe.text_encoder)
     colours, shapes = look_labels(data)
     head = nn.Linear(dit.config.text_dim, len(COLOURS) + len(SHAPES))
 
@@ -125,8 +129,13 @@ def train_reference(
         return {"reference": Referencing(branch, branch.tokens(references[rows].float(), shown))}
 
     def anchor(rows: torch.Tensor, steering: dict) -> torch.Tensor:
-        words = steering["reference"].tokens.mean(1)
-        loss = settings.word_anchor * (words - anchors[rows]).square().mean()
+        words = steering["reference"].tokens
+        if settings.anchor_words:  # (B, 2, dim) targets for the first two pseudo-words
+            loss = settings.word_anchor * (words[:, :2] - anchors[rows]).square().mean()
+            words = words.mean(1)
+        else:
+            words = words.mean(1)
+            loss = settings.word_anchor * (words - anchors[rows]).square().mean()
         if settings.look_weight:
             logits = head(words)
             lesson = F.cross_entropy(logits[:, : len(COLOURS)], colours[rows]) + F.cross_entropy(
@@ -168,6 +177,26 @@ def look_anchors(data: dict, text_encoder) -> torch.Tensor:
     means = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
     row = {p: means[i] for i, p in enumerate(phrases)}
     return torch.stack([row[looks[data["prompts"][i]]] for i in data["teacher_ids"].tolist()])
+
+
+def word_anchors(data: dict, text_encoder) -> torch.Tensor:
+    """Each clip's per-word anchors (N, 2, text_dim): the token states of its colour word
+    and its shape word inside its teacher caption (the canonical prompt), each the mean of
+    the word's word pieces. Needs a text encoder with a `tokenizers` tokenizer (MiniLM)."""
+    from kinema.world.grammar import parse
+
+    rows = {}
+    for name in {data["prompts"][i] for i in data["teacher_ids"].tolist()}:
+        obj = parse(name).objects[0]
+        encoding = text_encoder.tokenizer.encode(name)
+        spoken = name.split()
+        states, _ = text_encoder.encode([name])
+        pieces = [
+            [t for t, w in enumerate(encoding.word_ids) if w == spoken.index(word)]
+            for word in (obj.colour, obj.shape)
+        ]
+        rows[name] = torch.stack([states[0, p].mean(0) for p in pieces])
+    return torch.stack([rows[data["prompts"][i]] for i in data["teacher_ids"].tolist()])
 
 
 def look_labels(data: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,6 +6,7 @@ training run draws). Also each clip written as the H.264 mp4 a user gets (`--fil
 
     PYTHONPATH=src python tools/vae_ceiling.py src/kinema/weights/builtin/vae runs/vae-decoder-gan --prompts 50
     PYTHONPATH=src python tools/vae_ceiling.py runs/refined-vae --lesson pink   # + a taught colour
+    PYTHONPATH=src python tools/vae_ceiling.py src/kinema/weights/builtin/vae --by-look 12
 
 Prints one JSON object per VAE.
 """
@@ -26,7 +27,9 @@ from kinema.train.evaluate import prompt_sets
 from kinema.train.stages import load_vae, psnr
 from kinema.world import check, parse, render_frames
 from kinema.world.dataset import free_colour_sample
+from kinema.world.grammar import format_prompt
 from kinema.world.lessons import lesson_test
+from kinema.world.scene import BACKGROUNDS, HELD_OUT_PAIRS, MOTIONS, PALETTE, SHAPES, Scene, WorldObject
 from kinema.world.sharpness import clip_sharpness, summarise
 
 
@@ -77,6 +80,29 @@ def ceiling(folder: str, n: int, files: bool, lessons: tuple[str, ...] = ()) -> 
     return out
 
 
+@torch.inference_mode()
+def by_look(folder: str, layouts: int) -> dict:
+    """The round trip's pass count for every (background, colour, shape) of the palette
+    (pink included), LAYOUTS one-object clips each (any motion and size word; eval layout
+    seeds): where the decoder's shapes depend on the colour. Held-out pairs are marked."""
+    vae = load_vae(folder)
+    rng = np.random.default_rng(5)
+    table: dict = {}
+    for background in BACKGROUNDS:
+        for colour in PALETTE:
+            for shape in SHAPES:
+                passed = 0
+                for i in range(layouts):
+                    motion = MOTIONS[int(rng.integers(len(MOTIONS)))]
+                    obj = WorldObject(colour, shape, motion, (None, "small", "big")[int(rng.integers(3))])
+                    scene = Scene((obj,), background)
+                    clip = render_frames(scene, seed=2**62 + 1000 + i, frames=17, size=64)
+                    passed += bool(check(_round_trip(vae, clip)[:16], format_prompt(scene))["pass"])
+                held = "*" if (colour, shape) in HELD_OUT_PAIRS else ""
+                table[f"{colour} {shape}{held} on {background}"] = f"{passed}/{layouts}"
+    return {"vae": folder, "layouts": layouts, "by_look": table, "held_out": "* marks a held-out pair"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("vae", nargs="+", help="VAE checkpoint folders")
@@ -88,10 +114,20 @@ def main() -> None:
         default=[],
         help="also a colour outside v1 (e.g. pink): lesson_test's set",
     )
+    parser.add_argument(
+        "--by-look",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N clips of every background, colour and shape (pink included)",
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     for folder in args.vae:
-        print(json.dumps(ceiling(folder, args.prompts, args.files, tuple(args.lesson))), flush=True)
+        if args.by_look:
+            print(json.dumps(by_look(folder, args.by_look)), flush=True)
+        else:
+            print(json.dumps(ceiling(folder, args.prompts, args.files, tuple(args.lesson))), flush=True)
 
 
 if __name__ == "__main__":

@@ -356,8 +356,13 @@ class VideoVAE(nn.Module):
         pictures = self.decode_pictures(latents, chunked)
         return pictures if self.refiner is None else self.refiner(pictures)
 
+    def unstandardised(self, latents: torch.Tensor) -> torch.Tensor:
+        """Standardised latents (the DiT's data space) → the decoder's raw input (encode's
+        standardising undone)."""
+        return latents * self.latent_std.view(1, -1, 1, 1, 1) + self.latent_mean.view(1, -1, 1, 1, 1)
+
     def decode_pictures(self, latents: torch.Tensor, chunked: bool | None) -> torch.Tensor:
-        z = latents * self.latent_std.view(1, -1, 1, 1, 1) + self.latent_mean.view(1, -1, 1, 1, 1)
+        z = self.unstandardised(latents)
         if chunked is None:
             chunked = z.shape[2] * z.shape[3] * z.shape[4] > WHOLE_DECODE_CELLS
         if not chunked or z.shape[2] == 1:

@@ -58,30 +58,41 @@ def linear_shapes(dit: nn.Module) -> dict[str, tuple[int, int]]:
     return {name: tuple(modules[name].weight.shape) for name in target_names(dit)}
 
 
-def dit_shapes(folder: Path) -> dict[str, tuple[int, int]]:
-    """linear_shapes of the DiT in a kinema model folder, from its weights file's header
-    (no tensor read, no model built: building one even on the meta device costs a cold
-    start 1.7 s of torch imports)."""
+def _header_shapes(file: Path, keep) -> dict[str, tuple[int, ...]]:
+    """The shapes of a safetensors file's `<module>.weight` tensors for which
+    keep(module, shape) holds, by module path, from its header alone (no tensor read, no
+    model built: building one even on the meta device costs a cold start 1.7 s of torch
+    imports)."""
     from safetensors import safe_open
 
-    shapes: dict[str, tuple[int, int]] = {}
-    with safe_open(str(folder / "dit" / "model.safetensors"), framework="np") as f:
+    shapes: dict[str, tuple[int, ...]] = {}
+    with safe_open(str(file), framework="np") as f:
         for key in f.keys():
-            module = key.removesuffix(".weight")
-            if key.endswith(".weight") and is_target(module):
-                shape = tuple(f.get_slice(key).get_shape())
-                if len(shape) == 2:
-                    shapes[module] = shape
+            module, shape = key.removesuffix(".weight"), tuple(f.get_slice(key).get_shape())
+            if key.endswith(".weight") and keep(module, shape):
+                shapes[module] = shape
     return shapes
 
 
-def dit_sha256(folder: Path) -> str:
-    """SHA-256 of a kinema model folder's DiT weights (kept in KINEMA_HOME until the file
-    changes): what an adapter is bound to."""
+def _weights_sha256(folder: Path, part: str) -> str:
+    """SHA-256 of a kinema model folder's PART weights ("dit", "vae"), kept in KINEMA_HOME
+    until the file changes."""
     from kinema.pipelines.weights_hash import cached_hash, sha256_files
 
-    files = [folder / "dit" / "model.safetensors"]
+    files = [folder / part / "model.safetensors"]
     return cached_hash(files, lambda: sha256_files(files))
+
+
+def dit_shapes(folder: Path) -> dict[str, tuple[int, int]]:
+    """linear_shapes of the DiT in a kinema model folder, from its weights file's header."""
+    return _header_shapes(
+        folder / "dit" / "model.safetensors", lambda module, shape: is_target(module) and len(shape) == 2
+    )
+
+
+def dit_sha256(folder: Path) -> str:
+    """SHA-256 of a kinema model folder's DiT weights: what an adapter is bound to."""
+    return _weights_sha256(folder, "dit")
 
 
 def decoder_target_names(vae: nn.Module) -> list[str]:
@@ -92,25 +103,17 @@ def decoder_target_names(vae: nn.Module) -> list[str]:
 
 def vae_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     """The weight shapes of the decoder convolutions of the VAE in a kinema model folder,
-    by module path, from its weights file's header (as dit_shapes)."""
-    from safetensors import safe_open
-
-    shapes: dict[str, tuple[int, ...]] = {}
-    with safe_open(str(folder / "vae" / "model.safetensors"), framework="np") as f:
-        for key in f.keys():
-            shape = tuple(f.get_slice(key).get_shape())
-            if key.startswith(DECODER) and key.endswith(".weight") and len(shape) == 5:
-                shapes[key.removesuffix(".weight")] = shape
-    return shapes
+    by module path, from its weights file's header."""
+    return _header_shapes(
+        folder / "vae" / "model.safetensors",
+        lambda module, shape: module.startswith(DECODER) and len(shape) == 5,
+    )
 
 
 def vae_sha256(folder: Path) -> str:
     """SHA-256 of a kinema model folder's VAE weights: what an adapter's decoder pairs are
     bound to."""
-    from kinema.pipelines.weights_hash import cached_hash, sha256_files
-
-    files = [folder / "vae" / "model.safetensors"]
-    return cached_hash(files, lambda: sha256_files(files))
+    return _weights_sha256(folder, "vae")
 
 
 def has_decoder_pairs(adapter: AdapterFile) -> bool:

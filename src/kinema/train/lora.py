@@ -290,6 +290,7 @@ def train_lora(
 
     # latents once: the encoder is frozen, and a clip's latents never change
     prior_frames, prior_captions = _prior(settings, frames.shape[1], size)
+    mirrored = _flips(frames) if settings.decoder_rank else frames[:0]
     cache_key = hashlib.sha256(
         f"{data_hash}:{settings.seed}:{len(prior_frames)}:{settings.decoder_rank > 0}".encode()
     ).hexdigest()
@@ -300,7 +301,7 @@ def train_lora(
     else:
         x0, prior = _encoded(pipe.vae, frames), _encoded(pipe.vae, prior_frames)
         # the decoder also learns the clips mirrored (a codec has no left or right)
-        variants = _encoded(pipe.vae, _flips(frames)) if settings.decoder_rank else x0[:0]
+        variants = _encoded(pipe.vae, mirrored)  # none without decoder pairs
         digest = torch.tensor(list(bytes.fromhex(cache_key)), dtype=torch.uint8)
         save_file({"latents": x0, "prior": prior, "variants": variants, "hash": digest}, str(latents_file))
     captions = [c.caption for c in clips]
@@ -366,11 +367,7 @@ def train_lora(
         (run / "state.json.tmp").replace(run / "state.json")
 
     b, n, m_prior = settings.batch, len(clips), len(prior)
-    own = (
-        (np.concatenate([frames, _flips(frames)]), torch.cat([x0, variants]))
-        if settings.decoder_rank
-        else None
-    )
+    own = (np.concatenate([frames, mirrored]), torch.cat([x0, variants])) if settings.decoder_rank else None
     x_all = torch.cat([x0, prior])
     own_rows = b - (settings.prior_rows(b) if m_prior else 0)
     _, _, t, h, w = x0.shape
@@ -493,8 +490,7 @@ def _decoder_loss(
     theirs = rng.integers(max(len(world[1]), 1), size=world_rows)
     x = pixels_to_tensor(np.concatenate([own[0][mine], world[0][theirs]]))
     z = torch.cat([own[1][torch.from_numpy(mine)], world[1][torch.from_numpy(theirs)]])
-    raw = z * vae.latent_std.view(1, -1, 1, 1, 1) + vae.latent_mean.view(1, -1, 1, 1, 1)
-    error = vae.decode_raw(raw) - x
+    error = vae.decode_raw(vae.unstandardised(z)) - x
     return error.abs().mean() + error.pow(2).mean()
 
 

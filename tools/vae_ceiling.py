@@ -14,6 +14,7 @@ Prints one JSON object per VAE.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 from pathlib import Path
@@ -88,18 +89,16 @@ def by_look(folder: str, layouts: int) -> dict:
     vae = load_vae(folder)
     rng = np.random.default_rng(5)
     table: dict = {}
-    for background in BACKGROUNDS:
-        for colour in PALETTE:
-            for shape in SHAPES:
-                passed = 0
-                for i in range(layouts):
-                    motion = MOTIONS[int(rng.integers(len(MOTIONS)))]
-                    obj = WorldObject(colour, shape, motion, (None, "small", "big")[int(rng.integers(3))])
-                    scene = Scene((obj,), background)
-                    clip = render_frames(scene, seed=2**62 + 1000 + i, frames=17, size=64)
-                    passed += bool(check(_round_trip(vae, clip)[:16], format_prompt(scene))["pass"])
-                held = "*" if (colour, shape) in HELD_OUT_PAIRS else ""
-                table[f"{colour} {shape}{held} on {background}"] = f"{passed}/{layouts}"
+    for background, colour, shape in itertools.product(BACKGROUNDS, PALETTE, SHAPES):
+        passed = 0
+        for i in range(layouts):
+            motion = MOTIONS[int(rng.integers(len(MOTIONS)))]
+            obj = WorldObject(colour, shape, motion, (None, "small", "big")[int(rng.integers(3))])
+            scene = Scene((obj,), background)
+            clip = render_frames(scene, seed=2**62 + 1000 + i, frames=17, size=64)
+            passed += bool(check(_round_trip(vae, clip)[:16], format_prompt(scene))["pass"])
+        held = "*" if (colour, shape) in HELD_OUT_PAIRS else ""
+        table[f"{colour} {shape}{held} on {background}"] = f"{passed}/{layouts}"
     return {"vae": folder, "layouts": layouts, "by_look": table, "held_out": "* marks a held-out pair"}
 
 

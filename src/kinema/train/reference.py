@@ -129,13 +129,10 @@ def train_reference(
         return {"reference": Referencing(branch, branch.tokens(references[rows].float(), shown))}
 
     def anchor(rows: torch.Tensor, steering: dict) -> torch.Tensor:
-        words = steering["reference"].tokens
-        if settings.anchor_words:  # (B, 2, dim) targets for the first two pseudo-words
-            loss = settings.word_anchor * (words[:, :2] - anchors[rows]).square().mean()
-            words = words.mean(1)
-        else:
-            words = words.mean(1)
-            loss = settings.word_anchor * (words - anchors[rows]).square().mean()
+        tokens = steering["reference"].tokens
+        words = tokens.mean(1)
+        held = tokens[:, :2] if settings.anchor_words else words  # what the anchors are targets for
+        loss = settings.word_anchor * (held - anchors[rows]).square().mean()
         if settings.look_weight:
             logits = head(words)
             lesson = F.cross_entropy(logits[:, : len(COLOURS)], colours[rows]) + F.cross_entropy(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from kinema.diffusion.samplers import timesteps
 from kinema.errors import InputError
 from kinema.io import Video
 from kinema.pipelines.loading import SAVERS, load, resolve_model
@@ -42,14 +43,15 @@ def matmul_peak_gflops(n: int = 1024, seconds: float = 1.0) -> float:
 
 
 def _dit_flops(pipe, latent_shape) -> float:
-    """Forward FLOPs of one DiT call as the sampler makes it (the prompt's states made
-    before), counted by torch's FLOP counter."""
+    """Forward FLOPs of one DiT call as the sampler makes it (the prompt's states and its
+    modulations made before, once a run), counted by torch's FLOP counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.zeros(latent_shape)
     text, mask = pipe.text_encoder.encode(["a red circle moving right on a black background"])
     with torch.inference_mode():
-        states = pipe.dit.text_states(text, mask)
+        states = pipe.dit.text_states(text, mask, times=[0.5])
+        states.modulation_at(pipe.dit, 0.5)
         with FlopCounterMode(display=False) as counter:
             pipe.dit(x, 0.5, states)
     return float(counter.get_total_flops())
@@ -94,19 +96,32 @@ def bench(model: str | None = None, repeats: int = 2) -> dict:
     x = torch.randn(shape)
     text, mask = pipe.text_encoder.encode([prompt, ""])
     wan, wan_inputs = _diffusers_reference(shape)
+    # As the sampler calls it: the prompt's keys and values, and its modulation at every
+    # time of the schedule, made once for the run; that making is timed too, and a step
+    # is charged its share of it (1 / steps).
+    schedule = timesteps(d["steps"], d["shift"])
+    t = schedule[d["steps"] // 2].item()
+
+    def states(rows: int):
+        made = pipe.dit.text_states(text[:rows], mask[:rows], times=schedule)
+        made.modulation_at(pipe.dit, t)
+        return made
+
     with torch.inference_mode():
-        # as the sampler calls it: the prompt's keys and values made once for the run
-        both_rows, prompt_row = pipe.dit.text_states(text, mask), pipe.dit.text_states(text[:1], mask[:1])
+        both_rows, prompt_row = states(2), states(1)
         seconds = _interleaved_seconds(
             {
-                "step": lambda: pipe.dit(x, 0.5, prompt_row),
+                "step": lambda: pipe.dit(x, t, prompt_row),
                 # a guided step: the prompt and the negative in one batch of two
-                "guided": lambda: pipe.dit(torch.cat([x, x]), 0.5, both_rows),
+                "guided": lambda: pipe.dit(torch.cat([x, x]), t, both_rows),
+                "states_batch1": lambda: states(1),
+                "states_batch2": lambda: states(2),
                 "diffusers_batch1": lambda: wan(**wan_inputs(1)),
                 "diffusers_batch2": lambda: wan(**wan_inputs(2)),
             }
         )
-    step, guided = seconds["step"], seconds["guided"]
+    step = seconds["step"] + seconds["states_batch1"] / d["steps"]
+    guided = seconds["guided"] + seconds["states_batch2"] / d["steps"]
     flops = _dit_flops(pipe, shape)
     reference = {
         "model": "diffusers WanTransformer3DModel (12 layers, 4x64 heads, ffn 1024), random weights",
@@ -127,6 +142,7 @@ def bench(model: str | None = None, repeats: int = 2) -> dict:
         "clip": {"frames": d["frames"], "size": d["size"], "steps": d["steps"], "guidance": d["guidance"]},
         "seconds_per_dit_call": round(step, 4),
         "seconds_per_step_with_guidance": round(guided, 4),
+        "seconds_per_run_states_with_guidance": round(seconds["states_batch2"], 4),
         "dit_gflops_per_call": round(flops / 1e9, 3),
         "dit_achieved_gflops": round(flops / step / 1e9, 1),
         "dit_fraction_of_peak": round(flops / step / 1e9 / peak, 3),

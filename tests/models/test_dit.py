@@ -121,6 +121,39 @@ def test_text_states_made_once_give_the_same_velocity_as_raw_text():
         model(x, 0.3, states, mask)
 
 
+def test_modulations_made_for_the_schedule_give_the_same_velocity():
+    model = perturb(tiny())
+    x = torch.randn(2, 8, 3, 4, 4)
+    tokens, mask = text(2)
+    schedule = torch.linspace(1, 0, 5, dtype=torch.float64)
+    states = model.text_states(tokens, mask, times=schedule)
+    assert states.times == tuple(schedule.tolist())
+    with torch.no_grad():
+        for t in schedule.tolist()[:-1]:
+            assert torch.allclose(model(x, t, states), model(x, t, tokens, mask), atol=1e-5)
+        # made once, for every time of the run, on first use
+        assert set(states.modulations) == set(states.times)
+        assert len(states.modulations[1.0].blocks) == len(model.blocks)
+        # a time off the schedule, or a tensor time, is computed as before
+        assert states.modulation_at(model, 0.3) is None
+        assert torch.allclose(model(x, 0.3, states), model(x, 0.3, tokens, mask), atol=1e-5)
+        tensor_t = torch.tensor([0.75, 0.75])
+        assert states.modulation_at(model, tensor_t) is None
+        assert torch.allclose(model(x, tensor_t, states), model(x, 0.75, tokens, mask), atol=1e-5)
+
+
+def test_a_schedule_states_row_serves_a_wider_batch_and_a_changed_pooled_prompt_makes_its_own():
+    model = perturb(tiny())
+    x = torch.randn(2, 8, 3, 4, 4)
+    tokens, mask = text(1)
+    states = model.text_states(tokens, mask, times=[0.5])
+    with torch.no_grad():
+        assert torch.allclose(model(x, 0.5, states), model(x, 0.5, tokens.expand(2, -1, -1)), atol=1e-5)
+        # a reference's states (another pooled prompt) never read the prompt's modulations
+        joined = dataclasses.replace(states, pooled=states.pooled * 2, reference=object())
+        assert joined.modulation_at(model, 0.5) is None
+
+
 def test_gradients_reach_every_parameter_within_three_steps():
     model = tiny()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

@@ -133,9 +133,13 @@ class TextToVideo:
         with an image's tokens, steers the prompt's row only, so that guidance strengthens
         it as it strengthens the words."""
 
-        # The prompt's keys and values, made once for every step of the run.
-        prompt_only = self.dit.text_states(text[:1], text_mask[:1])
-        both_rows = self.dit.text_states(text[:2], text_mask[:2])
+        schedule = run.get("schedule")
+        if schedule is None:
+            schedule = timesteps(run["steps"], run["shift"])
+        # The prompt's keys and values, and its modulation at each time of the schedule,
+        # made once for every step of the run.
+        prompt_only = self.dit.text_states(text[:1], text_mask[:1], times=schedule)
+        both_rows = self.dit.text_states(text[:2], text_mask[:2], times=schedule)
 
         def prompt(x, t):
             return self.dit(
@@ -168,9 +172,6 @@ class TextToVideo:
 
         if progress is None and look is None:
             callback = None
-        schedule = run.get("schedule")
-        if schedule is None:
-            schedule = timesteps(run["steps"], run["shift"])
         return run["sampler"](denoise, noise, schedule, callback)
 
     def _continue(

@@ -89,7 +89,9 @@ def teacher_couples(pipe, settings: FastSettings, path: Path, say: Callable[[str
         text, mask = pipe.text_encoder.encode([*prompts, ""])
         # the prompts' rows, then the empty prompt's for each: made once for all the steps
         both_rows = pipe.dit.text_states(
-            torch.cat([text[:b], text[b:].expand(b, -1, -1)]), torch.cat([mask[:b], mask[b:].expand(b, -1)])
+            torch.cat([text[:b], text[b:].expand(b, -1, -1)]),
+            torch.cat([mask[:b], mask[b:].expand(b, -1)]),
+            times=schedule,
         )
 
         def both(x, t, both_rows=both_rows, b=b):

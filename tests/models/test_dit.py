@@ -105,6 +105,35 @@ def test_cross_attention_with_the_query_weight_on_the_keys_is_plain_attention():
         assert torch.allclose(cross(x, states), expected, atol=1e-5)
 
 
+def test_folded_cross_attention_is_attention_per_head_then_the_projection():
+    """The folded path (keys block-diagonal over the heads, values through W_out) against
+    the per-head path that a peft-wrapped or int8 output projection takes."""
+
+    class Wrapped(torch.nn.Module):  # not a plain nn.Linear: sends forward per head
+        def __init__(self, linear):
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x):
+            return self.linear(x)
+
+    model = perturb(tiny())
+    x, (tokens, mask) = torch.randn(2, 7, 32), text(2)
+    mask[1, 2:] = False  # padded keys get no weight on either path
+    with torch.no_grad():
+        for cross in (block.cross for block in model.blocks):
+            states = model.text_states(tokens, mask)
+            folded = cross(x, states)
+            cross.out = Wrapped(cross.out)
+            assert torch.allclose(cross(x, states), folded, atol=1e-5)
+            assert cross in states.folded and len(states.folded) == 1
+            cross.out = cross.out.linear
+        # a one-row prompt's states serve a wider batch
+        one = model.text_states(tokens[:1], mask[:1])
+        cross = model.blocks[0].cross
+        assert torch.allclose(cross(x, one), cross(x, model.text_states(tokens[:1].expand(2, -1, -1))), atol=1e-5)
+
+
 def test_text_states_made_once_give_the_same_velocity_as_raw_text():
     model = perturb(tiny())
     x = torch.randn(2, 8, 3, 4, 4)

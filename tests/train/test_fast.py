@@ -210,3 +210,22 @@ def test_an_adapter_is_checked_against_the_dits_shapes_read_from_its_file_header
     from kinema.pipelines.lora import dit_shapes, linear_shapes
 
     assert dit_shapes(tiny_model) == linear_shapes(load(tiny_model).dit)
+
+
+def test_fast_composes_with_the_built_in_models_control_branch(capsys, tmp_path):
+    """The built-in model ships both the few-step adapter and the control branch: --fast
+    with --path runs the adapter's steps while the branch steers, and records both."""
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps({"points": [[0, 0.2, 0.3], [15, 0.8, 0.6]]}))
+    common = ["generate", "a red circle on a black background", "--seed", "3", "--fast"]
+    code, _, err = run(capsys, *common, "-o", str(tmp_path / "fast.mp4"))
+    assert code == 0, err
+    code, _, err = run(capsys, *common, "--path", str(path), "-o", str(tmp_path / "steered.mp4"))
+    assert code == 0, err
+    sidecar = json.loads((tmp_path / "steered.mp4.json").read_text())
+    assert [a["name"] for a in sidecar["adapters"]] == ["fast"] and sidecar["guidance"] == 1.0
+    assert sidecar["steps"] == json.loads((tmp_path / "fast.mp4.json").read_text())["steps"]
+    assert sidecar["path_sha256"] and len(sidecar["control_branch_sha256"]) == 64
+    assert not np.array_equal(
+        read_video(tmp_path / "steered.mp4").frames, read_video(tmp_path / "fast.mp4").frames
+    )

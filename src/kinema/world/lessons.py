@@ -31,8 +31,10 @@ def _check_colour(colour: str) -> None:
 
 
 def lesson_scenes(colour: str = "pink", n: int = 32, seed: int = 0) -> list[tuple[Scene, int]]:
-    """N (scene, layout seed) pairs of one object in COLOUR: circles and squares, any size
-    word, the combinations _left_out keeps out of lessons never drawn."""
+    """N (scene, layout seed) pairs of one object in COLOUR: circles and squares in turn,
+    each at every size word alike, each shape's (motion, background) combinations without
+    a repeat until all are shown; the combinations _left_out keeps out of lessons never
+    drawn."""
     _check_colour(colour)
     rng = np.random.default_rng([seed, 0x1E55])
     combos = [
@@ -42,10 +44,17 @@ def lesson_scenes(colour: str = "pink", n: int = 32, seed: int = 0) -> list[tupl
         for background in BACKGROUNDS
         if not _left_out(shape, motion, background)
     ]
+    # Shapes and size words in turn, and each shape's combinations in a shuffled cycle, so
+    # that no word comes to mean another (a lesson with ten big circles and one big square
+    # teaches "big pink" as round).
+    cycles = {shape: [c for c in combos if c[0] == shape] for shape in LESSON_SHAPES}
+    for own in cycles.values():
+        rng.shuffle(own)
     out = []
-    for _ in range(n):
-        shape, motion, background = combos[int(rng.integers(len(combos)))]
-        size = (None, "small", "big")[int(rng.integers(3))]
+    for i in range(n):
+        shape, size = LESSON_SHAPES[i % 2], (None, "small", "big")[(i // 2) % 3]
+        own = cycles[shape]
+        _, motion, background = own[(i // 2) % len(own)]
         scene = Scene((WorldObject(colour, shape, motion, size),), background)
         out.append((scene, int(rng.integers(2**31))))
     return out

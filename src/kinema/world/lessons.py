@@ -52,9 +52,10 @@ def lesson_scenes(colour: str = "pink", n: int = 32, seed: int = 0) -> list[tupl
         rng.shuffle(own)
     out = []
     for i in range(n):
-        shape, size = LESSON_SHAPES[i % 2], (None, "small", "big")[(i // 2) % 3]
-        own = cycles[shape]
-        _, motion, background = own[(i // 2) % len(own)]
+        turn, which = divmod(i, len(LESSON_SHAPES))
+        shape = LESSON_SHAPES[which]
+        size = (None, "small", "big")[turn % 3]
+        _, motion, background = cycles[shape][turn % len(cycles[shape])]
         scene = Scene((WorldObject(colour, shape, motion, size),), background)
         out.append((scene, int(rng.integers(2**31))))
     return out
